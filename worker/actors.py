@@ -1,0 +1,44 @@
+"""The dramatiq actors, kept thin: they call ``worker.delivery``.
+
+``dramatiq worker.actors`` (or ``sendq worker``) imports this module, which
+installs the broker from settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import dramatiq
+
+from worker import logs, runtime
+from worker.broker import SEND_ACTOR, install
+from worker.settings import get_settings
+
+try:
+    import uvloop
+
+    # dramatiq's event-loop thread calls new_event_loop(): make that uvloop.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+    pass
+
+settings = get_settings()
+logs.configure(settings.log_level)
+broker = install(settings)
+
+# Unexpected errors (Redis away, a bug) are retried by dramatiq; provider
+# outcomes are retried by the pipeline itself and never raise.
+DEFAULT_MAX_RETRIES = 1000
+DEFAULT_MIN_BACKOFF_MS = 500
+DEFAULT_MAX_BACKOFF_MS = 30_000
+
+
+@dramatiq.actor(
+    actor_name=SEND_ACTOR,
+    queue_name=settings.worker.queue,
+    max_retries=DEFAULT_MAX_RETRIES,
+    min_backoff=DEFAULT_MIN_BACKOFF_MS,
+    max_backoff=DEFAULT_MAX_BACKOFF_MS,
+)
+async def send_text(message_id: str) -> None:
+    await runtime.pipeline(settings).deliver(message_id)

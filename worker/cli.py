@@ -1,0 +1,349 @@
+"""The ``sendq`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from worker.errors import ConfigError, InvalidInput, RedisUnavailable, SendqError
+
+app = typer.Typer(
+    help="sendq: a durable send queue for peer-to-peer texting.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+messages_app = typer.Typer(help="Inspect message records.", no_args_is_help=True)
+redis_app = typer.Typer(help="The embedded Redis server.", no_args_is_help=True)
+app.add_typer(messages_app, name="messages")
+app.add_typer(redis_app, name="redis")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def fail(message: str, code: int = 1, *, as_json: bool = False) -> NoReturn:
+    if as_json:
+        print(json.dumps({"error": message}))
+    else:
+        err.print(f"[red]sendq:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _settings() -> Any:
+    from worker.settings import get_settings
+
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+
+def _producer() -> Any:
+    from worker.enqueue import default_producer
+
+    _settings()
+    try:
+        return default_producer()
+    except RedisUnavailable as exc:
+        fail(str(exc))
+
+
+def _emit(data: Any) -> None:
+    print(json.dumps(data, indent=None, ensure_ascii=False, default=str))
+
+
+@app.command()
+def enqueue(
+    to: Annotated[str | None, typer.Option(help="Recipient, E.164 or national.")] = None,
+    body: Annotated[str | None, typer.Option(help="The text.")] = None,
+    campaign: Annotated[str | None, typer.Option(help="Campaign name.")] = None,
+    key: Annotated[str | None, typer.Option(help="Idempotency key.")] = None,
+    file: Annotated[
+        str | None, typer.Option("--file", "-f", help="CSV or JSONL file of texts; - for stdin.")
+    ] = None,
+    template: Annotated[
+        str | None, typer.Option(help="Body template with {column} fields (with --file).")
+    ] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv or jsonl (default: by name).")
+    ] = None,
+    rejects: Annotated[
+        Path | None, typer.Option(help="Write rejected rows (line, reason) to this CSV.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Enqueue one text (--to/--body) or a file of texts (--file)."""
+    if file is not None:
+        if to or body:
+            fail("give either --file or --to/--body, not both", 2, as_json=as_json)
+        _enqueue_file(file, template, fmt, campaign, rejects, as_json)
+        return
+    if not to or body is None:
+        fail("--to and --body are required (or --file)", 2, as_json=as_json)
+    _enqueue_one(to, body, campaign, key, as_json)
+
+
+def _enqueue_one(to: str, body: str, campaign: str | None, key: str | None, as_json: bool) -> None:
+    from pydantic import ValidationError
+
+    from worker.models import describe_validation_error
+
+    job = {"to": to, "body": body, "campaign": campaign, "key": key}
+    try:
+        accepted = _producer().enqueue(job)
+    except ValidationError as exc:
+        fail(f"rejected: {describe_validation_error(exc)}", 1, as_json=as_json)
+    if as_json:
+        _emit({"message_id": accepted.message_id, "duplicate": accepted.duplicate})
+    else:
+        print(accepted.message_id)
+        if accepted.duplicate:
+            err.print("(duplicate key: the existing message id)")
+
+
+def _enqueue_file(
+    source: str,
+    template: str | None,
+    fmt: str | None,
+    campaign: str | None,
+    rejects_path: Path | None,
+    as_json: bool,
+) -> None:
+    from worker import ingest
+
+    if fmt not in (None, "csv", "jsonl"):
+        fail(f"--format must be csv or jsonl, not {fmt!r}", 2, as_json=as_json)
+    producer = _producer()
+    try:
+        rows = ingest.read_rows(source, fmt=fmt, template=template)
+        first = next(rows, None)
+    except InvalidInput as exc:
+        fail(str(exc), 1, as_json=as_json)
+    rejected: list[tuple[int, str]] = []
+    lines: list[int] = []
+
+    def jobs() -> Iterator[dict[str, Any]]:
+        for row in _chain(first, rows):
+            if row.fields is None:
+                rejected.append((row.line, row.error or "unreadable row"))
+                continue
+            if campaign and not row.fields.get("campaign"):
+                row.fields["campaign"] = campaign
+            lines.append(row.line)
+            yield row.fields
+
+    total = None if source == "-" else ingest.count_lines(Path(source))
+    with _progress(total, enabled=not as_json and sys.stderr.isatty()) as advance:
+        report = producer.enqueue_many(jobs(), on_batch=advance)
+    rejected += [(lines[r.index], r.reason) for r in report.rejected]
+    rejected.sort()
+    if rejects_path is not None:
+        ingest.write_rejects(rejects_path, rejected)
+    _file_summary(report, rejected, rejects_path, as_json)
+    if rejected and not report.accepted:
+        raise typer.Exit(1)
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    if first is not None:
+        yield first
+    yield from rest
+
+
+def _file_summary(
+    report: Any, rejected: list[tuple[int, str]], path: Path | None, as_json: bool
+) -> None:
+    summary = {
+        "accepted": report.queued,
+        "duplicates": report.duplicates,
+        "rejected": len(rejected),
+        "rejects": [{"line": line, "reason": reason} for line, reason in rejected[:1000]],
+    }
+    if as_json:
+        _emit(summary)
+        return
+    for line, reason in rejected[:50]:
+        err.print(f"line {line}: {reason}", highlight=False, markup=False)
+    if len(rejected) > 50:
+        err.print(f"... and {len(rejected) - 50} more" + (f" (all in {path})" if path else ""))
+    out.print(f"accepted {report.queued}, duplicates {report.duplicates}, rejected {len(rejected)}")
+
+
+class _progress:
+    """A rich progress bar on a TTY; silent otherwise."""
+
+    def __init__(self, total: int | None, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.total = total
+        self._bar: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return lambda n: None
+        from rich.progress import Progress
+
+        self._bar = Progress(console=err, transient=True)
+        self._bar.start()
+        task = self._bar.add_task("enqueueing", total=self.total)
+        return lambda n: self._bar.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+@messages_app.command("show")
+def messages_show(message_id: str, as_json: JsonFlag = False) -> None:
+    """Show one message record and its history."""
+    from worker.phone import mask
+
+    store = _producer().store
+    record = store.get(message_id)
+    if record is None:
+        fail(f"no message with id {message_id!r}", as_json=as_json)
+    history = store.history(message_id)
+    if as_json:
+        _emit({"record": record, "history": history})
+        return
+    table = Table(title=f"message {message_id}", show_header=False)
+    for name, value in sorted(record.items()):
+        table.add_row(name, mask(value) if name == "to" else value)
+    out.print(table)
+    hist = Table("at (UTC ms)", "from", "to", "why", title="history")
+    for entry in history:
+        hist.add_row(
+            str(entry.get("at")), entry.get("from", ""), entry.get("to", ""), entry.get("why", "")
+        )
+    out.print(hist)
+
+
+@messages_app.command("stats")
+def messages_stats(as_json: JsonFlag = False) -> None:
+    """Count texts by campaign and status."""
+    store = _producer().store
+    stats = store.stats()
+    counters = store.counters()
+    if as_json:
+        _emit({"by_campaign": stats, "counters": counters})
+        return
+    statuses = sorted({s for c in stats.values() for s in c})
+    table = Table("campaign", *statuses, "total")
+    for campaign, counts in sorted(stats.items()):
+        table.add_row(
+            campaign, *(str(counts.get(s, 0)) for s in statuses), str(sum(counts.values()))
+        )
+    out.print(table)
+    for name, value in counters.items():
+        out.print(f"{name}: {value}")
+
+
+@app.command()
+def worker(
+    processes: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Threads per process.")] = None,
+) -> None:
+    """Run workers (dramatiq). SIGTERM finishes in-flight sends, then exits."""
+    from worker.broker import redis_url
+
+    settings = _settings()
+    env = dict(os.environ, SENDQ_REDIS_URL=redis_url(settings))
+    w = settings.worker
+    argv = [
+        sys.executable, "-m", "dramatiq", "worker.actors",
+        "--processes", str(processes or w.processes),
+        "--threads", str(threads or w.threads),
+        "--worker-shutdown-timeout", str(int(w.shutdown_timeout_s * 1000)),
+    ]  # fmt: skip
+    os.execvpe(argv[0], argv, env)
+
+
+@app.command()
+def webhooks(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+) -> None:
+    """Serve delivery-receipt webhooks."""
+    import uvicorn
+
+    from worker.broker import redis_url
+
+    settings = _settings()
+    os.environ["SENDQ_REDIS_URL"] = redis_url(settings)
+    try:
+        from worker.webhooks import app_from_settings
+
+        asgi = app_from_settings()
+    except SendqError as exc:
+        fail(str(exc), 2)
+    uvicorn.run(
+        asgi,
+        host=host or settings.webhooks.host,
+        port=port if port is not None else settings.webhooks.port,
+        access_log=False,
+        log_level="warning",
+    )
+
+
+@redis_app.command("url")
+def redis_url_cmd() -> None:
+    """Print the Redis URL sendq uses (starting the embedded server if needed)."""
+    from worker.broker import redis_url
+
+    print(redis_url(_settings()))
+
+
+@redis_app.command("stop")
+def redis_stop(as_json: JsonFlag = False) -> None:
+    """Stop the embedded Redis of the data directory (its AOF keeps the data)."""
+    from worker import embedded
+
+    stopped = embedded.stop(_settings().data_dir)
+    if as_json:
+        _emit({"stopped": stopped})
+    else:
+        print("stopped" if stopped else "not running")
+
+
+@app.command()
+def demo(
+    count: Annotated[int, typer.Option(help="Texts to send.", min=1, max=1_000_000)] = 2000,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run sendq end to end against the simulator, on embedded defaults."""
+    from worker import demo as demo_mod
+
+    try:
+        summary = demo_mod.run(count=count, progress=not as_json)
+    except SendqError as exc:
+        fail(str(exc), as_json=as_json)
+    if as_json:
+        _emit(summary)
+    else:
+        demo_mod.print_summary(summary, out)
+    if summary["lost"] or summary["doubled"]:
+        raise typer.Exit(1)
+
+
+def _register_simulator() -> None:
+    try:
+        from worker.simulator.cli import simulator_command
+    except ImportError:  # pragma: no cover - the simulator ships with sendq
+        return
+    app.command("simulator", help="Run the provider-and-carrier simulator.")(simulator_command)
+
+
+_register_simulator()
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

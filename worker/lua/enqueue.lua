@@ -1,0 +1,43 @@
+-- enqueue.lua: accept one text and queue it for dramatiq, atomically.
+--
+-- KEYS[1]  {ns}:idem:{key}        idempotency key -> message id ("" key: unused)
+-- KEYS[2]  {ns}:msg:{id}          the message record (hash)
+-- KEYS[3]  {ns}:msg:{id}:h        the record's history (list)
+-- KEYS[4]  {ns}:stats             "{campaign}|{status}" -> count (hash)
+-- KEYS[5]  dramatiq:{queue}        dramatiq's queue (list of redis message ids)
+-- KEYS[6]  dramatiq:{queue}.msgs   dramatiq's message bodies (hash)
+--
+-- ARGV[1]  message id
+-- ARGV[2]  "1" when KEYS[1] is a real idempotency key, else "0"
+-- ARGV[3]  now, epoch ms
+-- ARGV[4]  campaign
+-- ARGV[5]  dramatiq redis message id
+-- ARGV[6]  the encoded dramatiq message
+-- ARGV[7]  the history entry (JSON)
+-- ARGV[8]  the idempotency key's TTL in seconds
+-- ARGV[9..] field, value pairs of the record
+--
+-- Returns {message id, 1} when queued, or {existing id, 0} for a duplicate key.
+-- The record and the dramatiq message are written together, so a text is never
+-- recorded without being queued, nor queued without a record.
+
+local msg_id = ARGV[1]
+if ARGV[2] == "1" then
+    local existing = redis.call("GET", KEYS[1])
+    if existing then
+        return {existing, 0}
+    end
+    redis.call("SET", KEYS[1], msg_id, "EX", ARGV[8])
+end
+
+local fields = {}
+for i = 9, #ARGV do
+    fields[#fields + 1] = ARGV[i]
+end
+redis.call("HSET", KEYS[2], "status", "queued", "created_ms", ARGV[3], "updated_ms", ARGV[3],
+    "attempts", 0, unpack(fields))
+redis.call("RPUSH", KEYS[3], ARGV[7])
+redis.call("HINCRBY", KEYS[4], ARGV[4] .. "|queued", 1)
+redis.call("HSET", KEYS[6], ARGV[5], ARGV[6])
+redis.call("RPUSH", KEYS[5], ARGV[5])
+return {msg_id, 1}

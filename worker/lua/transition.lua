@@ -1,0 +1,71 @@
+-- transition.lua: compare-and-set one message's status.
+--
+-- KEYS[1]  {ns}:msg:{id}          the message record (hash)
+-- KEYS[2]  {ns}:msg:{id}:h        the record's history (list, capped)
+-- KEYS[3]  {ns}:stats             "{campaign}|{status}" -> count (hash)
+-- KEYS[4]  dramatiq:{queue}        (optional) queue to push the text onto
+-- KEYS[5]  dramatiq:{queue}.msgs   (optional) its message bodies
+--
+-- ARGV[1]  allowed current statuses, space separated ("*" for any non-final)
+-- ARGV[2]  the new status
+-- ARGV[3]  now, epoch ms
+-- ARGV[4]  the history entry's reason
+-- ARGV[5]  history cap (entries kept)
+-- ARGV[6]  "1" to return the whole record on success
+-- ARGV[7]  dramatiq redis message id, or "" when nothing is queued
+-- ARGV[8]  the encoded dramatiq message, or ""
+-- ARGV[9..] field, value pairs to set with the change
+--
+-- Returns {1, record...} (or {1}) on success, {0, current status} when the
+-- current status is not allowed, {-1} when the message does not exist.
+-- The status change, its history entry, the stats and (for retries) the
+-- requeue happen together or not at all.
+
+local current = redis.call("HGET", KEYS[1], "status")
+if not current then
+    return {-1}
+end
+
+local allowed = false
+for s in string.gmatch(ARGV[1], "%S+") do
+    if s == current then
+        allowed = true
+        break
+    end
+end
+if not allowed then
+    return {0, current}
+end
+
+local new = ARGV[2]
+local now = ARGV[3]
+local campaign = redis.call("HGET", KEYS[1], "campaign") or "default"
+local fields = {"status", new, "updated_ms", now}
+for i = 9, #ARGV do
+    fields[#fields + 1] = ARGV[i]
+end
+redis.call("HSET", KEYS[1], unpack(fields))
+if new == "sending" then
+    redis.call("HINCRBY", KEYS[1], "attempts", 1)
+end
+
+local entry = cjson.encode({at = tonumber(now), from = current, to = new, why = ARGV[4]})
+redis.call("RPUSH", KEYS[2], entry)
+redis.call("LTRIM", KEYS[2], -tonumber(ARGV[5]), -1)
+
+if current ~= new then
+    redis.call("HINCRBY", KEYS[3], campaign .. "|" .. current, -1)
+    redis.call("HINCRBY", KEYS[3], campaign .. "|" .. new, 1)
+end
+
+if ARGV[7] ~= "" then
+    redis.call("HSET", KEYS[5], ARGV[7], ARGV[8])
+    redis.call("RPUSH", KEYS[4], ARGV[7])
+end
+
+if ARGV[6] == "1" then
+    local record = redis.call("HGETALL", KEYS[1])
+    table.insert(record, 1, 1)
+    return record
+end
+return {1}

@@ -1,0 +1,76 @@
+"""Phone numbers (E.164 via phonenumbers) and SMS segment counting."""
+
+from __future__ import annotations
+
+import math
+
+import phonenumbers
+
+from worker.errors import InvalidBody, InvalidNumber
+
+DEFAULT_REGION = "US"
+MAX_SEGMENTS = 10
+# Anything longer cannot fit in MAX_SEGMENTS even as GSM-7; reject before counting.
+MAX_BODY_CHARS = MAX_SEGMENTS * 153
+
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+# Extension characters cost two septets (escape + char).
+GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
+
+
+def to_e164(raw: str, region: str = DEFAULT_REGION) -> str:
+    """Parse ``raw`` into E.164, or raise InvalidNumber naming the reason."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidNumber("to", "is empty")
+    if len(raw) > 64:
+        raise InvalidNumber("to", "is longer than any phone number")
+    try:
+        parsed = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidNumber("to", f"{raw!r} is not a phone number ({exc._msg})") from exc
+    if not phonenumbers.is_possible_number(parsed):
+        raise InvalidNumber("to", f"{mask(raw)} is not a possible number (wrong length)")
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidNumber("to", f"{mask(raw)} is not a valid number for its region")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask(number: str) -> str:
+    """Keep only the last 4 digits: logs never carry a full number."""
+    digits = [c for c in number if c.isdigit()]
+    if len(digits) <= 4:
+        return "*" * len(digits)
+    return "*" * (len(digits) - 4) + "".join(digits[-4:])
+
+
+def is_gsm7(body: str) -> bool:
+    return all(c in GSM7_BASIC or c in GSM7_EXTENDED for c in body)
+
+
+def count_segments(body: str) -> int:
+    """Segments a carrier bills for: GSM-7 160/153, otherwise UCS-2 70/67."""
+    if is_gsm7(body):
+        septets = sum(2 if c in GSM7_EXTENDED else 1 for c in body)
+        return 1 if septets <= 160 else math.ceil(septets / 153)
+    # UCS-2 counts UTF-16 code units: astral characters (emoji) take two.
+    units = len(body.encode("utf-16-le")) // 2
+    return 1 if units <= 70 else math.ceil(units / 67)
+
+
+def check_body(body: object) -> tuple[str, int]:
+    """Validate a body and return it with its segment count."""
+    if not isinstance(body, str):
+        raise InvalidBody("body", f"must be text, not {type(body).__name__}")
+    if not body.strip():
+        raise InvalidBody("body", "is empty")
+    if "\x00" in body:
+        raise InvalidBody("body", "contains a NUL character")
+    if len(body) > MAX_BODY_CHARS:
+        raise InvalidBody("body", f"is {len(body)} characters; more than {MAX_SEGMENTS} segments")
+    segments = count_segments(body)
+    if segments > MAX_SEGMENTS:
+        raise InvalidBody("body", f"needs {segments} segments; the limit is {MAX_SEGMENTS}")
+    return body, segments

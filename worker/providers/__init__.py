@@ -1,0 +1,1 @@
+"""Provider backends. ``base`` is the interface; one module per provider."""

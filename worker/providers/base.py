@@ -1,0 +1,101 @@
+"""The provider interface.
+
+A provider turns an OutboundText into an HTTP request, a response into a
+SendResult, and a webhook into a Receipt; given a request it says whether the
+signature is valid. It knows nothing of queues, breakers or Redis.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from worker.models import Category
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundText:
+    message_id: str
+    to: str
+    sender: str
+    body: str
+    status_callback_url: str
+    # Seconds the provider may keep trying; None lets it use its default.
+    validity_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    category: Category
+    provider_message_id: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+    retry_after_s: float | None = None
+    carrier: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.category is Category.OK
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """What a receiver hands a provider: the URL the provider called, and the raw request."""
+
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A delivery receipt, parsed. ``status`` is a sendq status name."""
+
+    provider_message_id: str
+    status: str
+    message_id: str | None = None
+    error_code: str | None = None
+    category: Category = Category.OK
+    carrier: str | None = None
+
+
+class InvalidWebhook(ValueError):
+    """A webhook body that cannot be parsed; the receiver answers 400."""
+
+
+class Provider(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    async def send(self, text: OutboundText) -> SendResult:
+        """Send one text. Network failures raise ProviderError; answers become SendResults."""
+
+    @abc.abstractmethod
+    def verify_signature(self, request: WebhookRequest) -> bool:
+        """True only when the request carries this provider's valid signature."""
+
+    @abc.abstractmethod
+    def parse_receipt(self, request: WebhookRequest) -> Receipt:
+        """Parse a delivery receipt, or raise InvalidWebhook."""
+
+    @abc.abstractmethod
+    def classify(self, error_code: str | None, http_status: int) -> Category:
+        """The category of one of this provider's error codes."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release pooled connections."""
+
+
+def retry_after_s(response: httpx.Response) -> float | None:
+    """Retry-After in seconds, if the provider sent a usable one."""
+    raw = response.headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None

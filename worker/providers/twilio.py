@@ -1,0 +1,214 @@
+"""Twilio: Programmable Messaging over its REST API.
+
+Send: ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``, form-encoded,
+HTTP Basic auth (account SID, auth token). Receipts: form-encoded status
+callbacks carrying ``MessageSid``, ``MessageStatus`` and ``ErrorCode``, signed
+with ``X-Twilio-Signature`` = base64(HMAC-SHA1(auth token, URL + each POST
+parameter name and value, sorted by name)).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import httpx
+
+from worker.models import Category, Status
+from worker.providers import transport
+from worker.providers.base import (
+    InvalidWebhook,
+    OutboundText,
+    Provider,
+    Receipt,
+    SendResult,
+    WebhookRequest,
+    retry_after_s,
+)
+
+NAME = "twilio"
+DEFAULT_BASE_URL = "https://api.twilio.com"
+SIGNATURE_HEADER = "x-twilio-signature"
+# Twilio accepts ValidityPeriod from 1 s to 36000 s (10 h, its default and maximum).
+MAX_VALIDITY_S = 36_000
+
+# Every Twilio code sendq treats specially; anything else in 4xx is permanent.
+ERROR_CATEGORIES: dict[str, Category] = {
+    "30007": Category.CARRIER_BLOCK,  # message filtered by the carrier
+    "21211": Category.BAD_NUMBER,  # invalid 'To' number
+    "30005": Category.BAD_NUMBER,  # unknown destination handset
+    "30006": Category.BAD_NUMBER,  # landline or unreachable carrier
+    "21610": Category.OPTED_OUT,  # recipient replied STOP
+    "20429": Category.THROTTLED,  # too many requests
+    "30022": Category.THROTTLED,  # US A2P 10DLC rate limit exceeded
+    "30008": Category.AMBIGUOUS,  # unknown error
+    "30003": Category.AMBIGUOUS,  # unreachable destination handset
+    "20003": Category.TRANSIENT,  # authentication failed: a provider fault, not the text's
+    "30001": Category.TRANSIENT,  # queue overflow
+    "30002": Category.TRANSIENT,  # account suspended
+}
+
+# Twilio MessageStatus -> sendq status, for receipts.
+RECEIPT_STATUSES: dict[str, Status] = {
+    "delivered": Status.DELIVERED,
+    "undelivered": Status.UNDELIVERED,
+    "failed": Status.UNDELIVERED,
+    "sent": Status.SENT,
+}
+
+
+def classify(error_code: str | None, http_status: int) -> Category:
+    if http_status == 429:
+        return Category.THROTTLED
+    if error_code and error_code in ERROR_CATEGORIES:
+        return ERROR_CATEGORIES[error_code]
+    if http_status >= 500 or http_status in (401, 403):
+        return Category.TRANSIENT
+    if 200 <= http_status < 300 and not error_code:
+        return Category.OK
+    return Category.PERMANENT
+
+
+def signature(url: str, params: Iterable[tuple[str, str]], auth_token: str) -> str:
+    """X-Twilio-Signature for a form POST to ``url`` (Twilio's published algorithm)."""
+    grouped: dict[str, set[str]] = {}
+    for name, value in params:
+        grouped.setdefault(name, set()).add(value)
+    payload = url + "".join(
+        name + value for name in sorted(grouped) for value in sorted(grouped[name])
+    )
+    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _url_variants(url: str) -> list[str]:
+    """Twilio signs some URLs with the default port and some without; accept both."""
+    parts = urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    try:
+        port = parts.port
+    except ValueError:  # a malformed or out-of-range port: only the URL as given
+        return [url]
+    if port is None:
+        if default is None:
+            return [url]
+        return [url, urlunsplit(parts._replace(netloc=f"{parts.netloc}:{default}"))]
+    return [url, urlunsplit(parts._replace(netloc=parts.netloc.rsplit(":", 1)[0]))]
+
+
+def validity_s(send_before_ms: int | None, now_ms: int) -> int | None:
+    if send_before_ms is None:
+        return None
+    return max(1, min(MAX_VALIDITY_S, (send_before_ms - now_ms) // 1000))
+
+
+class TwilioProvider(Provider):
+    name = NAME
+
+    def __init__(
+        self,
+        *,
+        account_sid: str,
+        auth_token: str,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout_s: float = transport.DEFAULT_TIMEOUT_S,
+        max_connections: int = transport.DEFAULT_MAX_CONNECTIONS,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.account_sid = account_sid
+        self._auth_token = auth_token
+        self._client = client or transport.make_client(
+            base_url=base_url,
+            timeout_s=timeout_s,
+            max_connections=max_connections,
+            auth=(account_sid, auth_token),
+        )
+        self._path = f"/2010-04-01/Accounts/{account_sid}/Messages.json"
+
+    def form(self, text: OutboundText) -> dict[str, str]:
+        fields = {
+            "To": text.to,
+            "From": text.sender,
+            "Body": text.body,
+            "StatusCallback": text.status_callback_url,
+        }
+        if text.validity_s is not None:
+            fields["ValidityPeriod"] = str(text.validity_s)
+        return fields
+
+    async def send(self, text: OutboundText) -> SendResult:
+        response = await transport.request(
+            self._client, NAME, "POST", self._path, data=self.form(text),
+            headers={"Accept": "application/json"},
+        )  # fmt: skip
+        return self.result(response)
+
+    def result(self, response: httpx.Response) -> SendResult:
+        payload = _json_object(response)
+        code = payload.get("code") or payload.get("error_code")
+        code = str(code) if code is not None else None
+        category = classify(code, response.status_code)
+        if category is Category.OK:
+            return SendResult(Category.OK, provider_message_id=str(payload.get("sid") or ""))
+        return SendResult(
+            category,
+            error_code=code or f"http_{response.status_code}",
+            error=str(payload.get("message") or response.reason_phrase)[:300],
+            retry_after_s=retry_after_s(response),
+        )
+
+    def verify_signature(self, request: WebhookRequest) -> bool:
+        given = request.headers.get(SIGNATURE_HEADER)
+        if not given or not given.isascii():
+            return False
+        try:
+            params = parse_qsl(request.body.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            return False
+        return any(
+            hmac.compare_digest(signature(url, params, self._auth_token), given)
+            for url in _url_variants(request.url)
+        )
+
+    def parse_receipt(self, request: WebhookRequest) -> Receipt:
+        if "application/x-www-form-urlencoded" not in request.content_type.lower():
+            raise InvalidWebhook("Twilio status callbacks are form-encoded")
+        try:
+            form: Mapping[str, str] = dict(parse_qsl(request.body.decode("utf-8")))
+        except UnicodeDecodeError as exc:
+            raise InvalidWebhook("body is not UTF-8") from exc
+        sid = form.get("MessageSid") or form.get("SmsSid")
+        raw_status = form.get("MessageStatus") or form.get("SmsStatus")
+        if not sid or not raw_status:
+            raise InvalidWebhook("MessageSid and MessageStatus are required")
+        query = dict(parse_qsl(urlsplit(request.url).query))
+        status = RECEIPT_STATUSES.get(raw_status)
+        if status is None:
+            # queued/sending/accepted: progress we already know about.
+            return Receipt(provider_message_id=sid, status=raw_status, message_id=query.get("mid"))
+        code = form.get("ErrorCode") or None
+        category = Category.OK if status is not Status.UNDELIVERED else classify(code, 400)
+        return Receipt(
+            provider_message_id=sid,
+            status=status.value,
+            message_id=query.get("mid"),
+            error_code=code,
+            category=category,
+        )
+
+    def classify(self, error_code: str | None, http_status: int) -> Category:
+        return classify(error_code, http_status)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _json_object(response: httpx.Response) -> dict[str, object]:
+    try:
+        payload = response.json()
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}

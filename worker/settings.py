@@ -1,0 +1,184 @@
+"""Settings: ``config/sendq.toml`` plus ``SENDQ_*`` environment overrides.
+
+Secrets (provider auth tokens, the admin token) come only from the
+environment; a secret found in the file is a config error, so it never lands
+in version control by accident.
+
+Where the file lives: ``$SENDQ_CONFIG``, else ``./config/sendq.toml`` if it
+exists, else the embedded defaults (the demo runs on those).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from worker.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config/sendq.toml")
+ENV_PREFIX = "SENDQ_"
+SECRET_FIELDS = frozenset({"twilio_auth_token", "admin_token"})
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorkerSettings(_Section):
+    queue: str = "sendq"
+    processes: int = Field(2, ge=1, le=64)
+    threads: int = Field(16, ge=1, le=256)
+    max_attempts: int = Field(8, ge=1, le=100)
+    retry_base_ms: int = Field(1000, ge=10)
+    retry_cap_ms: int = Field(300_000, ge=100)
+    # A worker that dies mid-send leaves its text "sending"; after this lease
+    # another worker may take it over (and counts a possible double send).
+    send_lease_s: float = Field(60.0, gt=0)
+    shutdown_timeout_s: float = Field(30.0, gt=0)
+
+
+class WebhookSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8600, ge=0, le=65535)
+    # The base URL providers call back on; signatures are computed over it.
+    public_url: str = "http://127.0.0.1:8600"
+
+    @field_validator("public_url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class TwilioSettings(_Section):
+    base_url: str = "https://api.twilio.com"
+    account_sid: str = "AC00000000000000000000000000000000"
+    numbers: list[str] = Field(default_factory=lambda: ["+12015550100"])
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    max_connections: int = Field(100, ge=1)
+
+    @field_validator("numbers")
+    @classmethod
+    def _pool(cls, v: list[str]) -> list[str]:
+        from worker.errors import InvalidNumber
+        from worker.phone import to_e164
+
+        if not v:
+            raise ValueError("the sending-number pool is empty")
+        try:
+            return [to_e164(n) for n in v]
+        except InvalidNumber as exc:
+            raise ValueError(f"sending number {exc.reason}") from None
+
+
+class ProvidersSettings(_Section):
+    twilio: TwilioSettings = Field(default_factory=lambda: TwilioSettings())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+    )
+
+    redis_url: str | None = None
+    data_dir: Path = Path(".sendq")
+    default_region: str = "US"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    worker: WorkerSettings = Field(default_factory=lambda: WorkerSettings())
+    webhooks: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
+    providers: ProvidersSettings = Field(default_factory=lambda: ProvidersSettings())
+
+    twilio_auth_token: SecretStr | None = None
+    admin_token: SecretStr | None = None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the TOML file; the environment source outranks it."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ is overridden
+
+    def __call__(self) -> dict[str, Any]:
+        path = config_path()
+        return read_toml(path) if path else {}
+
+
+def config_path() -> Path | None:
+    explicit = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{path}: SENDQ_CONFIG names a file that does not exist")
+        return path
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
+    for name in SECRET_FIELDS & data.keys():
+        raise ConfigError(
+            f"{path}: {name}: secrets are read only from the environment; "
+            f"remove it from the file and set {ENV_PREFIX}{name.upper()}"
+        )
+    return data
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build and validate settings, turning every failure into one ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    source = str(config_path() or "defaults")
+    lines = [f"invalid configuration ({source} and {ENV_PREFIX}* environment):"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        env = ENV_PREFIX + "__".join(str(p) for p in err["loc"]).upper()
+        reason = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            reason = "is not a known setting"
+        lines.append(f"  {key} (env {env}): {reason} (got {err.get('input')!r:.60})")
+    return "\n".join(lines)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

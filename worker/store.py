@@ -1,0 +1,165 @@
+"""Message records and their history, in Redis.
+
+A record is a hash at ``keys.message(id)``; every status change is a
+compare-and-set in ``lua/transition.lua`` that also appends to the history
+and moves the per-campaign counts. Functions here build script arguments and
+decode answers; the sync and async clients share them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript, Script
+
+from worker import keys, lua
+from worker.models import FINAL_STATUSES, Status
+
+DEFAULT_HISTORY_CAP = 50
+ANY_LIVE = " ".join(s.value for s in Status if s not in FINAL_STATUSES)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_message_id() -> str:
+    """Time-ordered and unique: 12 hex digits of ms, then 10 random."""
+    return f"{now_ms():012x}{secrets.token_hex(5)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """The outcome of a compare-and-set."""
+
+    ok: bool
+    current: str | None
+    record: dict[str, str] | None = None
+
+    @property
+    def missing(self) -> bool:
+        return not self.ok and self.current is None
+
+
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """A dramatiq message to push atomically with a transition."""
+
+    queue: str
+    redis_message_id: str
+    encoded: str
+
+
+def transition_args(
+    msg_id: str,
+    allowed: Sequence[str] | str,
+    new: str,
+    *,
+    reason: str,
+    fields: Mapping[str, object] | None = None,
+    return_record: bool = False,
+    requeue: Requeue | None = None,
+    ns: str = keys.DEFAULT_NAMESPACE,
+) -> tuple[list[str], list[str]]:
+    allowed_s = allowed if isinstance(allowed, str) else " ".join(allowed)
+    queue = requeue.queue if requeue else "unused"
+    script_keys = [
+        keys.message(msg_id, ns),
+        keys.history(msg_id, ns),
+        keys.stats(ns),
+        keys.dramatiq_queue(queue),
+        keys.dramatiq_messages(queue),
+    ]
+    argv = [
+        allowed_s,
+        new,
+        str(now_ms()),
+        reason,
+        str(DEFAULT_HISTORY_CAP),
+        "1" if return_record else "0",
+        requeue.redis_message_id if requeue else "",
+        requeue.encoded if requeue else "",
+    ]
+    for name, value in (fields or {}).items():
+        argv += [name, "" if value is None else str(value)]
+    return script_keys, argv
+
+
+def decode_transition(raw: Sequence[Any]) -> Transition:
+    code = int(raw[0])
+    if code == -1:
+        return Transition(False, None)
+    if code == 0:
+        return Transition(False, _s(raw[1]))
+    if len(raw) == 1:
+        return Transition(True, None)
+    record = {_s(raw[i]): _s(raw[i + 1]) for i in range(1, len(raw) - 1, 2)}
+    return Transition(True, record.get("status"), record)
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Store:
+    """Synchronous access, for producers and the CLI."""
+
+    def __init__(self, client: redis.Redis, ns: str = keys.DEFAULT_NAMESPACE) -> None:
+        self.client = client
+        self.ns = ns
+        self._transition: Script = client.register_script(lua.source("transition"))
+        self.enqueue_script: Script = client.register_script(lua.source("enqueue"))
+
+    def transition(
+        self, msg_id: str, allowed: Sequence[str] | str, new: str, **kw: Any
+    ) -> Transition:
+        k, a = transition_args(msg_id, allowed, new, ns=self.ns, **kw)
+        return decode_transition(cast(list[Any], self._transition(keys=k, args=a)))
+
+    def get(self, msg_id: str) -> dict[str, str] | None:
+        raw = cast(dict[bytes, bytes], self.client.hgetall(keys.message(msg_id, self.ns)))
+        return {k.decode(): v.decode() for k, v in raw.items()} or None
+
+    def history(self, msg_id: str) -> list[dict[str, Any]]:
+        raw = cast(list[bytes], self.client.lrange(keys.history(msg_id, self.ns), 0, -1))
+        return [json.loads(entry) for entry in raw]
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Counts by campaign, then status; zero counts are left out."""
+        raw = cast(dict[bytes, bytes], self.client.hgetall(keys.stats(self.ns)))
+        out: dict[str, dict[str, int]] = {}
+        for field, count in raw.items():
+            campaign, _, status = field.decode().rpartition(keys.STATS_FIELD_SEP)
+            if int(count):
+                out.setdefault(campaign, {})[status] = int(count)
+        return out
+
+    def counters(self) -> dict[str, int]:
+        raw = cast(dict[bytes, bytes], self.client.hgetall(keys.counters(self.ns)))
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+
+class AsyncStore:
+    """Asynchronous access, for workers and the webhook app."""
+
+    def __init__(self, client: aioredis.Redis, ns: str = keys.DEFAULT_NAMESPACE) -> None:
+        self.client = client
+        self.ns = ns
+        self._transition: AsyncScript = client.register_script(lua.source("transition"))
+
+    async def transition(
+        self, msg_id: str, allowed: Sequence[str] | str, new: str, **kw: Any
+    ) -> Transition:
+        k, a = transition_args(msg_id, allowed, new, ns=self.ns, **kw)
+        raw = await cast(Awaitable[list[Any]], self._transition(keys=k, args=a))
+        return decode_transition(raw)
+
+    async def count(self, counter: str, by: int = 1) -> None:
+        await self.client.hincrby(keys.counters(self.ns), counter, by)

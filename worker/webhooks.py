@@ -1,0 +1,142 @@
+"""The webhook app: provider delivery receipts (starlette, served by uvicorn).
+
+``POST /webhooks/{provider}/status``: the provider's signature is checked
+against the URL sendq gave it (``webhooks.public_url`` + path + query), so the
+app can sit behind a proxy. A forged, unsigned or malformed receipt gets a 4xx
+and changes nothing; duplicates and out-of-order receipts are harmless, since
+every change is a compare-and-set and a final state is never undone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from worker.models import Category, Status
+from worker.providers.base import InvalidWebhook, Provider, Receipt, WebhookRequest
+from worker.store import AsyncStore
+
+log = structlog.get_logger("sendq.webhooks")
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+FINAL_RECEIPT_FROM = [Status.SENDING, Status.SENT, Status.QUEUED]
+
+
+def create_app(
+    *, store: AsyncStore, providers: Mapping[str, Provider], public_url: str
+) -> Starlette:
+    async def status(request: Request) -> Response:
+        provider = providers.get(request.path_params["provider"])
+        if provider is None:
+            return _error(404, "unknown provider")
+        body = await _read_limited(request)
+        if body is None:
+            return _error(413, f"body larger than {DEFAULT_MAX_BODY_BYTES} bytes")
+        hook = WebhookRequest(
+            url=_signed_url(public_url, request),
+            headers=request.headers,
+            body=body,
+            content_type=request.headers.get("content-type", ""),
+        )
+        if not provider.verify_signature(hook):
+            log.warning("receipt refused: bad or missing signature", provider=provider.name)
+            return _error(403, "invalid signature")
+        try:
+            receipt = provider.parse_receipt(hook)
+        except InvalidWebhook as exc:
+            return _error(400, str(exc))
+        return await _apply(store, provider.name, receipt)
+
+    async def health(_: Request) -> Response:
+        await store.client.ping()
+        return JSONResponse({"ok": True})
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        for provider in providers.values():
+            await provider.aclose()
+        await store.client.aclose()
+
+    return Starlette(
+        routes=[
+            Route("/webhooks/{provider}/status", status, methods=["POST"]),
+            Route("/healthz", health, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+async def _apply(store: AsyncStore, provider: str, receipt: Receipt) -> Response:
+    if receipt.message_id is None:
+        return _error(400, "the callback URL carries no message id (mid)")
+    if receipt.status == Status.SENT:
+        allowed: list[Status] = [Status.SENDING]
+    elif receipt.status in (Status.DELIVERED, Status.UNDELIVERED):
+        allowed = FINAL_RECEIPT_FROM
+    else:
+        return JSONResponse({"applied": False, "reason": "intermediate status"})
+    fields = {
+        "provider_message_id": receipt.provider_message_id,
+        "receipt_error_code": receipt.error_code,
+        "receipt_category": receipt.category.value,
+    }
+    if receipt.carrier:
+        fields["carrier"] = receipt.carrier
+    why = f"receipt from {provider}" + (f": {receipt.error_code}" if receipt.error_code else "")
+    done = await store.transition(
+        receipt.message_id, allowed, receipt.status, reason=why, fields=fields
+    )
+    if done.missing:
+        # Answer 200 so the provider stops retrying a text we never had.
+        log.warning("receipt for an unknown message", message_id=receipt.message_id)
+        return JSONResponse({"applied": False, "reason": "unknown message"})
+    if done.ok and receipt.category is not Category.OK:
+        log.warning("text undelivered", message_id=receipt.message_id, provider=provider,
+                    error_code=receipt.error_code, category=receipt.category.value)  # fmt: skip
+    return JSONResponse({"applied": done.ok, "status": done.current or receipt.status})
+
+
+def _signed_url(public_url: str, request: Request) -> str:
+    query = request.url.query
+    return f"{public_url}{request.url.path}" + (f"?{query}" if query else "")
+
+
+async def _read_limited(request: Request) -> bytes | None:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > DEFAULT_MAX_BODY_BYTES:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > DEFAULT_MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(status_code: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status_code)
+
+
+def app_from_settings() -> Starlette:
+    """The app ``sendq webhooks`` serves.
+
+    Also ``uvicorn --factory worker.webhooks:app_from_settings``.
+    """
+    from worker import logs, runtime
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    logs.configure(settings.log_level)
+    return create_app(
+        store=AsyncStore(runtime.async_redis(settings)),
+        providers=runtime.providers(settings),
+        public_url=settings.webhooks.public_url,
+    )
