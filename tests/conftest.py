@@ -63,3 +63,25 @@ def private_redis(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     url = embedded.ensure(data_dir)
     yield url, data_dir
     embedded.stop(data_dir)
+
+
+AUTH_TOKEN = "test-auth-token"
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[str]:
+    """One simulator for the session; tests post their own scenario and reset it."""
+    from worker.simulator.config import SimulatorConfig
+    from worker.simulator.server import start_in_thread
+
+    with start_in_thread(SimulatorConfig(port=0, auth_token=AUTH_TOKEN)) as handle:
+        yield handle.url
+
+
+@pytest.fixture
+def sim(simulator: str) -> Iterator[str]:
+    import httpx
+
+    httpx.post(f"{simulator}/sim/scenario", json={}).raise_for_status()
+    httpx.post(f"{simulator}/sim/reset").raise_for_status()
+    yield simulator

@@ -1,33 +1,40 @@
-"""The send pipeline (DESIGN.md, "Flow"): claim, check, send, classify, record.
+"""The send pipeline (DESIGN.md, "Flow"): claim, check, route, send, classify, record.
 
-Steps that later issues fill in (carrier lookup, carrier breaker, rate-limit
-reservation, provider failover) slot in between claim and send. The pipeline
-knows no provider by name: it talks to ``Provider``.
+The pipeline knows no provider by name: it walks the campaign's route of
+``Provider``s. A provider fault (5xx, timeout, refused connection, auth
+failure) counts against that provider's breaker and fails over to the next
+provider on the route; an answer about the text itself (bad number, opted
+out, carrier block) ends the text at once and never fails over: sending a
+carrier-blocked text through another provider is snowshoeing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from worker import keys, store
+from worker.breaker import FAILURE_WEIGHT, SUCCESS_WEIGHT, AsyncBreakers
 from worker.enqueue import dramatiq_message
-from worker.errors import ProviderError
+from worker.errors import ProviderError, ProviderTimeout
 from worker.models import Category, Status
 from worker.providers.base import OutboundText, Provider, SendResult
-from worker.providers.twilio import validity_s
 from worker.retry import Backoff, quick_retrying
 from worker.routing import sticky_sender
 
 log = structlog.get_logger("sendq.delivery")
 
 DEFAULT_LEASE_MS = 60_000
+DEFAULT_ROUTE = "default"
 CRASH_RESEND_COUNTER = "crash_resends"
+# A timed-out request may have reached the provider: failing over may double it.
+TIMEOUT_FAILOVER_COUNTER = "failovers_after_timeout"
+NO_PROVIDER_CODE = "no_provider"
 
-# Permanent outcomes: never retried, never failed over (DESIGN.md, promise 4).
+# Answers about the text itself: never retried, never failed over (promise 4).
 FINAL_FOR: dict[Category, Status] = {
     Category.OPTED_OUT: Status.SUPPRESSED,
     Category.BAD_NUMBER: Status.FAILED,
@@ -40,23 +47,36 @@ FINAL_FOR: dict[Category, Status] = {
 class PipelineConfig:
     queue: str
     public_url: str
-    numbers: list[str]
+    routes: Mapping[str, Sequence[str]]
+    numbers: Mapping[str, Sequence[str]]
     max_attempts: int
     backoff: Backoff
     lease_ms: int = DEFAULT_LEASE_MS
+
+    def route(self, campaign: str) -> Sequence[str]:
+        return self.routes.get(campaign) or self.routes[DEFAULT_ROUTE]
+
+
+@dataclass(slots=True)
+class Routed:
+    """What the route produced: the provider that answered (if any) and its answer."""
+
+    provider: str | None
+    result: SendResult
 
 
 @dataclass(slots=True)
 class Pipeline:
     config: PipelineConfig
     store: store.AsyncStore
-    provider: Provider
+    providers: Mapping[str, Provider]
+    provider_breakers: AsyncBreakers
     sleep: Callable[[float], Awaitable[None]] | None = None
     outcomes: dict[str, int] = field(default_factory=dict)
 
     async def deliver(self, msg_id: str) -> str:
         """Take one text as far as it can go now; returns what happened, for tests and logs."""
-        structlog.contextvars.bind_contextvars(message_id=msg_id, provider=self.provider.name)
+        structlog.contextvars.bind_contextvars(message_id=msg_id)
         try:
             record = await self._claim(msg_id)
             if record is None:
@@ -65,10 +85,12 @@ class Pipeline:
             if _expired(record):
                 await self._finish(msg_id, Status.EXPIRED, "past send_before", {})
                 return Status.EXPIRED.value
-            result = await self._send(record)
-            return await self._record(msg_id, record, result)
+            routed = await self._route(record)
+            return await self._record(msg_id, record, routed)
         finally:
-            structlog.contextvars.unbind_contextvars("message_id", "provider", "campaign")
+            structlog.contextvars.unbind_contextvars("message_id", "campaign", "provider")
+
+    # -- claim -------------------------------------------------------------
 
     async def _claim(self, msg_id: str) -> dict[str, str] | None:
         lease = {"lease_until_ms": store.now_ms() + self.config.lease_ms}
@@ -110,41 +132,79 @@ class Pipeline:
             log.warning("taking over a text whose worker died mid-send")
         return taken.record if taken.ok else None
 
-    async def _send(self, record: dict[str, str]) -> SendResult:
+    # -- route and send ----------------------------------------------------
+
+    async def _route(self, record: dict[str, str]) -> Routed:
+        earliest_ms: int | None = None
+        last: Routed | None = None
+        for name in self.config.route(record.get("campaign", DEFAULT_ROUTE)):
+            admitted = await self.provider_breakers.admit(name)
+            if not admitted.allowed:
+                retry_at = admitted.retry_at_ms or store.now_ms() + 1000
+                earliest_ms = retry_at if earliest_ms is None else min(earliest_ms, retry_at)
+                continue
+            result = await self._send_via(name, record)
+            if result.category is not Category.TRANSIENT:
+                return Routed(name, result)
+            last = Routed(name, result)
+            if result.error_code == ProviderTimeout.__name__:
+                await self.store.count(TIMEOUT_FAILOVER_COUNTER)
+            log.warning("provider fault", provider=name, error=result.error)
+        if last is not None:
+            return last
+        wait_s = max(0.0, ((earliest_ms or 0) - store.now_ms()) / 1000) or 1.0
+        return Routed(None, SendResult(
+            Category.TRANSIENT, error_code=NO_PROVIDER_CODE,
+            error="every provider on the route is open or paused", retry_after_s=wait_s,
+        ))  # fmt: skip
+
+    async def _send_via(self, name: str, record: dict[str, str]) -> SendResult:
+        provider = self.providers[name]
+        text = self._outbound(name, record)
         retrying = quick_retrying(sleep=self.sleep)
-        result: SendResult = await retrying(self._send_once, self._outbound(record))
+        result: SendResult = await retrying(self._send_once, provider, text)
+        # Only a provider fault counts against the provider; a carrier's answer never does.
+        weight = FAILURE_WEIGHT if result.category is Category.TRANSIENT else SUCCESS_WEIGHT
+        decision = await self.provider_breakers.record(name, weight, result.error_code or "")
+        if decision.transition:
+            log.error("provider breaker changed", provider=name, transition=decision.transition)
         return result
 
-    async def _send_once(self, text: OutboundText) -> SendResult:
+    async def _send_once(self, provider: Provider, text: OutboundText) -> SendResult:
         try:
-            return await self.provider.send(text)
+            return await provider.send(text)
         except ProviderError as exc:
             # Converted at the transport boundary; here it is one more category.
             return SendResult(Category.TRANSIENT, error_code=type(exc).__name__, error=str(exc))
 
-    def _outbound(self, record: dict[str, str]) -> OutboundText:
+    def _outbound(self, provider: str, record: dict[str, str]) -> OutboundText:
         msg_id = record["id"]
         send_before = record.get("send_before_ms")
         return OutboundText(
             message_id=msg_id,
             to=record["to"],
-            sender=sticky_sender(record["to"], self.config.numbers),
+            sender=sticky_sender(record["to"], self.config.numbers[provider]),
             body=record["body"],
             status_callback_url=(
-                f"{self.config.public_url}/webhooks/{self.provider.name}/status?mid={msg_id}"
+                f"{self.config.public_url}/webhooks/{provider}/status?mid={msg_id}"
             ),
-            validity_s=validity_s(int(send_before) if send_before else None, store.now_ms()),
+            validity_s=_validity_s(int(send_before) if send_before else None),
         )
 
-    async def _record(self, msg_id: str, record: dict[str, str], result: SendResult) -> str:
+    # -- record the outcome ------------------------------------------------
+
+    async def _record(self, msg_id: str, record: dict[str, str], routed: Routed) -> str:
+        result = routed.result
         fields: dict[str, Any] = {
-            "provider": self.provider.name,
+            "provider": routed.provider or "",
             "error_code": result.error_code,
             "error": result.error,
         }
+        if result.carrier:
+            fields["carrier"] = result.carrier
         if result.ok:
             fields["provider_message_id"] = result.provider_message_id
-            await self._finish(msg_id, Status.SENT, "accepted by provider", fields)
+            await self._finish(msg_id, Status.SENT, f"accepted by {routed.provider}", fields)
             return Status.SENT.value
         if result.category in FINAL_FOR:
             status = FINAL_FOR[result.category]
@@ -155,18 +215,19 @@ class Pipeline:
     async def _retry_later(
         self, msg_id: str, record: dict[str, str], result: SendResult, fields: dict[str, Any]
     ) -> str:
-        # Throttling is the provider pacing us, not the text failing: it spends no budget.
+        # Throttling and open breakers are pacing, not the text failing: no budget spent.
         failures = int(record.get("failures") or 0)
-        if result.category is not Category.THROTTLED:
+        pacing = result.category is Category.THROTTLED or result.error_code == NO_PROVIDER_CODE
+        if not pacing:
             failures += 1
         fields["failures"] = failures
         if failures >= self.config.max_attempts:
             await self._finish(msg_id, Status.DEAD, f"retries exhausted: {result.category}", fields)
             return Status.DEAD.value
-        delay_ms = self.config.backoff.delay_ms(max(1, failures))
+        delay_ms = 0 if pacing else self.config.backoff.delay_ms(max(1, failures))
         if result.retry_after_s is not None:
             delay_ms = max(delay_ms, int(result.retry_after_s * 1000))
-        requeue = dramatiq_message(msg_id, self.config.queue, delay_ms=delay_ms)
+        requeue = dramatiq_message(msg_id, self.config.queue, delay_ms=max(1, delay_ms))
         await self.store.transition(
             msg_id, [Status.SENDING], Status.QUEUED,
             reason=f"{result.category}: retry in {delay_ms} ms", fields=fields, requeue=requeue,
@@ -197,3 +258,10 @@ class Pipeline:
 def _expired(record: dict[str, str]) -> bool:
     send_before = record.get("send_before_ms")
     return bool(send_before) and int(send_before or 0) < store.now_ms()
+
+
+def _validity_s(send_before_ms: int | None) -> int | None:
+    if send_before_ms is None:
+        return None
+    # Each adapter clamps this to its provider's own maximum.
+    return max(1, (send_before_ms - store.now_ms()) // 1000)

@@ -7,6 +7,10 @@ Layout (``{ns}`` is ``sendq`` unless configured otherwise):
     {ns}:idem:{key}          string idempotency key -> message id
     {ns}:stats               hash   "{campaign}|{status}" -> count
     {ns}:counters            hash   pipeline counters (crash resends, ...)
+    {ns}:breaker:{kind}:{name}    hash  a circuit breaker's state (see lua/breaker.lua)
+    {ns}:breaker:{kind}:{name}:w  hash  its sliding window
+    {ns}:breakers:{kind}     set    the names of every breaker of a kind ever used
+    {ns}:audit               stream every breaker transition: who, why, when
 
 dramatiq's own keys live under the ``dramatiq`` namespace; see
 ``dramatiq/brokers/redis/dispatch.lua`` for their layout.
@@ -37,6 +41,22 @@ def stats(ns: str = DEFAULT_NAMESPACE) -> str:
 
 def counters(ns: str = DEFAULT_NAMESPACE) -> str:
     return f"{ns}:counters"
+
+
+def breaker(kind: str, name: str, ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:breaker:{kind}:{name}"
+
+
+def breaker_window(kind: str, name: str, ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:breaker:{kind}:{name}:w"
+
+
+def breaker_names(kind: str, ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:breakers:{kind}"
+
+
+def audit(ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:audit"
 
 
 def dramatiq_queue(queue_name: str) -> str:

@@ -10,11 +10,11 @@ import redis.asyncio as aioredis
 
 from worker.broker import redis_url
 from worker.delivery import Pipeline, PipelineConfig
-from worker.errors import ConfigError
+from worker.breaker import AsyncBreakers, Policy
+from worker.providers import registry
 from worker.providers.base import Provider
-from worker.providers.twilio import TwilioProvider
 from worker.retry import Backoff
-from worker.settings import Settings
+from worker.settings import BreakerSettings, Settings
 from worker.store import AsyncStore
 
 DEFAULT_REDIS_POOL_SIZE = 64
@@ -29,36 +29,41 @@ def async_redis(settings: Settings) -> aioredis.Redis:
     )
 
 
-def twilio_provider(settings: Settings) -> TwilioProvider:
-    if settings.twilio_auth_token is None:
-        raise ConfigError(
-            "providers.twilio: no auth token; set SENDQ_TWILIO_AUTH_TOKEN in the environment"
-        )
-    cfg = settings.providers.twilio
-    return TwilioProvider(
-        account_sid=cfg.account_sid,
-        auth_token=settings.twilio_auth_token.get_secret_value(),
-        base_url=cfg.base_url,
-        timeout_s=cfg.timeout_s,
-        max_connections=cfg.max_connections,
-    )
-
-
 def providers(settings: Settings) -> dict[str, Provider]:
-    return {"twilio": twilio_provider(settings)}
+    return registry.build_all(settings)
+
+
+def breaker_policy(cfg: BreakerSettings) -> Policy:
+    return Policy(
+        window_s=cfg.window_s,
+        min_calls=cfg.min_calls,
+        failure_rate=cfg.failure_rate,
+        consecutive=cfg.consecutive,
+        cooldown_s=cfg.cooldown_s,
+        cooldown_max_s=cfg.cooldown_max_s,
+        probes=cfg.probes,
+    )
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
     w = settings.worker
+    built = providers(settings)
     config = PipelineConfig(
         queue=w.queue,
         public_url=settings.webhooks.public_url,
-        numbers=settings.providers.twilio.numbers,
+        routes=settings.routes,
+        numbers={name: getattr(settings.providers, name).numbers for name in built},
         max_attempts=w.max_attempts,
         backoff=Backoff(base_ms=w.retry_base_ms, cap_ms=w.retry_cap_ms),
         lease_ms=int(w.send_lease_s * 1000),
     )
-    return Pipeline(config, AsyncStore(async_redis(settings)), twilio_provider(settings))
+    client = async_redis(settings)
+    return Pipeline(
+        config,
+        AsyncStore(client),
+        built,
+        AsyncBreakers(client, "provider", breaker_policy(settings.breakers.provider)),
+    )
 
 
 _pipeline: Pipeline | None = None

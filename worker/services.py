@@ -115,7 +115,9 @@ class Stack:
 def stop_process(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
     if proc.poll() is not None:
         return
-    os.killpg(proc.pid, signal.SIGTERM)
+    # Only the leader: dramatiq's master forwards SIGTERM to its workers itself,
+    # and a second signal would make them abandon in-flight sends.
+    proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout_s)
     except subprocess.TimeoutExpired:

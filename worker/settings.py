@@ -24,7 +24,19 @@ from worker.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config/sendq.toml")
 ENV_PREFIX = "SENDQ_"
-SECRET_FIELDS = frozenset({"twilio_auth_token", "admin_token"})
+SECRET_FIELDS = frozenset(
+    {
+        "twilio_auth_token",
+        "telnyx_api_key",
+        "bandwidth_password",
+        "bandwidth_callback_password",
+        "plivo_auth_token",
+        "vonage_api_secret",
+        "vonage_signature_secret",
+        "admin_token",
+    }
+)
+PROVIDER_NAMES = ("twilio", "telnyx", "bandwidth", "plivo", "vonage", "console")
 
 
 class _Section(BaseModel):
@@ -58,9 +70,10 @@ class WebhookSettings(_Section):
         return v.rstrip("/")
 
 
-class TwilioSettings(_Section):
-    base_url: str = "https://api.twilio.com"
-    account_sid: str = "AC00000000000000000000000000000000"
+class ProviderSettings(_Section):
+    """What every provider has: where to reach it, how long to wait, which numbers to send from."""
+
+    base_url: str
     numbers: list[str] = Field(default_factory=lambda: ["+12015550100"])
     timeout_s: float = Field(10.0, gt=0, le=120)
     max_connections: int = Field(100, ge=1)
@@ -78,9 +91,72 @@ class TwilioSettings(_Section):
         except InvalidNumber as exc:
             raise ValueError(f"sending number {exc.reason}") from None
 
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class TwilioSettings(ProviderSettings):
+    base_url: str = "https://api.twilio.com"
+    account_sid: str = "AC00000000000000000000000000000000"
+
+
+class TelnyxSettings(ProviderSettings):
+    base_url: str = "https://api.telnyx.com"
+    # Telnyx's webhook public key (base64 ed25519); not a secret.
+    public_key: str = ""
+    tolerance_s: float = Field(300.0, gt=0)
+
+
+class BandwidthSettings(ProviderSettings):
+    base_url: str = "https://messaging.bandwidth.com"
+    account_id: str = "0000000"
+    application_id: str = "00000000-0000-0000-0000-000000000000"
+    username: str = "sendq"
+    callback_username: str = "sendq"
+
+
+class PlivoSettings(ProviderSettings):
+    base_url: str = "https://api.plivo.com"
+    auth_id: str = "MA0000000000000000000"
+
+
+class VonageSettings(ProviderSettings):
+    base_url: str = "https://rest.nexmo.com"
+    api_key: str = "00000000"
+    tolerance_s: float = Field(300.0, gt=0)
+
+
+class ConsoleSettings(ProviderSettings):
+    """Logs texts instead of sending them: for trying sendq out."""
+
+    base_url: str = "http://console.invalid"
+
 
 class ProvidersSettings(_Section):
     twilio: TwilioSettings = Field(default_factory=lambda: TwilioSettings())
+    telnyx: TelnyxSettings = Field(default_factory=lambda: TelnyxSettings())
+    bandwidth: BandwidthSettings = Field(default_factory=lambda: BandwidthSettings())
+    plivo: PlivoSettings = Field(default_factory=lambda: PlivoSettings())
+    vonage: VonageSettings = Field(default_factory=lambda: VonageSettings())
+    console: ConsoleSettings = Field(default_factory=lambda: ConsoleSettings())
+
+
+class BreakerSettings(_Section):
+    window_s: float = Field(30.0, gt=0)
+    min_calls: int = Field(20, ge=1)
+    failure_rate: float = Field(0.5, gt=0, le=1)
+    consecutive: int = Field(5, ge=1)
+    cooldown_s: float = Field(5.0, gt=0)
+    cooldown_max_s: float = Field(300.0, gt=0)
+    probes: int = Field(3, ge=1)
+
+
+class BreakersSettings(_Section):
+    provider: BreakerSettings = Field(default_factory=lambda: BreakerSettings())
 
 
 class Settings(BaseSettings):
@@ -95,9 +171,40 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=lambda: WorkerSettings())
     webhooks: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
     providers: ProvidersSettings = Field(default_factory=lambda: ProvidersSettings())
+    # Per campaign, the providers to try in order; "default" serves the rest.
+    routes: dict[str, list[str]] = Field(default_factory=lambda: {"default": ["twilio"]})
+    breakers: BreakersSettings = Field(default_factory=lambda: BreakersSettings())
 
     twilio_auth_token: SecretStr | None = None
+    telnyx_api_key: SecretStr | None = None
+    bandwidth_password: SecretStr | None = None
+    bandwidth_callback_password: SecretStr | None = None
+    plivo_auth_token: SecretStr | None = None
+    vonage_api_secret: SecretStr | None = None
+    vonage_signature_secret: SecretStr | None = None
     admin_token: SecretStr | None = None
+
+    @field_validator("routes")
+    @classmethod
+    def _routes(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        if "default" not in v:
+            raise ValueError('needs a "default" route')
+        for campaign, route in v.items():
+            if not route:
+                raise ValueError(f"route {campaign!r} names no provider")
+            unknown = [p for p in route if p not in PROVIDER_NAMES]
+            if unknown:
+                raise ValueError(
+                    f"route {campaign!r} names unknown provider {unknown[0]!r}; "
+                    f"known: {', '.join(PROVIDER_NAMES)}"
+                )
+            if len(set(route)) != len(route):
+                raise ValueError(f"route {campaign!r} names a provider twice")
+        return v
+
+    def routed_providers(self) -> list[str]:
+        """Every provider some route uses, in first-use order."""
+        return list(dict.fromkeys(p for route in self.routes.values() for p in route))
 
     @field_validator("redis_url")
     @classmethod

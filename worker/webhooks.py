@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from starlette.applications import Starlette
@@ -48,10 +49,13 @@ def create_app(
             log.warning("receipt refused: bad or missing signature", provider=provider.name)
             return _error(403, "invalid signature")
         try:
-            receipt = provider.parse_receipt(hook)
+            receipts = provider.parse_receipts(hook)
         except InvalidWebhook as exc:
             return _error(400, str(exc))
-        return await _apply(store, provider.name, receipt)
+        results = [await _apply(store, provider.name, r) for r in receipts]
+        if len(results) == 1:
+            return JSONResponse(results[0], status_code=results[0].pop("http_status", 200))
+        return JSONResponse({"receipts": results})
 
     async def health(_: Request) -> Response:
         await store.client.ping()
@@ -73,15 +77,15 @@ def create_app(
     )
 
 
-async def _apply(store: AsyncStore, provider: str, receipt: Receipt) -> Response:
+async def _apply(store: AsyncStore, provider: str, receipt: Receipt) -> dict[str, Any]:
     if receipt.message_id is None:
-        return _error(400, "the callback URL carries no message id (mid)")
+        return {"error": "the receipt carries no message id (mid)", "http_status": 400}
     if receipt.status == Status.SENT:
         allowed: list[Status] = [Status.SENDING]
     elif receipt.status in (Status.DELIVERED, Status.UNDELIVERED):
         allowed = FINAL_RECEIPT_FROM
     else:
-        return JSONResponse({"applied": False, "reason": "intermediate status"})
+        return {"applied": False, "reason": "intermediate status"}
     fields = {
         "provider_message_id": receipt.provider_message_id,
         "receipt_error_code": receipt.error_code,
@@ -96,11 +100,11 @@ async def _apply(store: AsyncStore, provider: str, receipt: Receipt) -> Response
     if done.missing:
         # Answer 200 so the provider stops retrying a text we never had.
         log.warning("receipt for an unknown message", message_id=receipt.message_id)
-        return JSONResponse({"applied": False, "reason": "unknown message"})
+        return {"applied": False, "reason": "unknown message"}
     if done.ok and receipt.category is not Category.OK:
         log.warning("text undelivered", message_id=receipt.message_id, provider=provider,
                     error_code=receipt.error_code, category=receipt.category.value)  # fmt: skip
-    return JSONResponse({"applied": done.ok, "status": done.current or receipt.status})
+    return {"applied": done.ok, "status": done.current or receipt.status}
 
 
 def _signed_url(public_url: str, request: Request) -> str:

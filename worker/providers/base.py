@@ -82,6 +82,10 @@ class Provider(abc.ABC):
     def parse_receipt(self, request: WebhookRequest) -> Receipt:
         """Parse a delivery receipt, or raise InvalidWebhook."""
 
+    def parse_receipts(self, request: WebhookRequest) -> list[Receipt]:
+        """Every receipt in one callback; providers that batch events override this."""
+        return [self.parse_receipt(request)]
+
     @abc.abstractmethod
     def classify(self, error_code: str | None, http_status: int) -> Category:
         """The category of one of this provider's error codes."""

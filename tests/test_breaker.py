@@ -1,0 +1,142 @@
+"""Breakers shared in Redis: every transition, as workers and operators see it."""
+
+from __future__ import annotations
+
+import asyncio
+from unittest import mock
+
+import redis
+import redis.asyncio as aioredis
+
+from worker import breaker as breaker_mod
+from worker.breaker import FAILURE_WEIGHT, SUCCESS_WEIGHT, AsyncBreakers, Breakers, Policy, State
+
+POLICY = Policy(window_s=10, min_calls=10, failure_rate=0.5, consecutive=4, cooldown_s=0.2,
+                cooldown_max_s=1.0, probes=2)  # fmt: skip
+
+
+class Clock:
+    """The breaker reads time through store.now_ms; tests move it by hand."""
+
+    def __init__(self) -> None:
+        self.ms = 1_800_000_000_000
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+def breakers(aclient: aioredis.Redis, client: redis.Redis, ns: str) -> tuple[AsyncBreakers, Breakers]:
+    return AsyncBreakers(aclient, "provider", POLICY, ns), Breakers(client, "provider", POLICY, ns)
+
+
+async def fail(b: AsyncBreakers, n: int, name: str = "p") -> None:
+    for _ in range(n):
+        await b.record(name, FAILURE_WEIGHT, "503")
+
+
+async def test_consecutive_failures_open_the_breaker(aclient, client, ns) -> None:
+    b, ops = breakers(aclient, client, ns)
+    await fail(b, 3)
+    assert (await b.admit("p")).allowed
+    await fail(b, 1)
+    decision = await b.admit("p")
+    assert (decision.allowed, decision.state) == (False, State.OPEN)
+    assert "4 failures in a row" in ops.status("p")["why"]
+
+
+async def test_a_failure_rate_over_the_window_opens_it(aclient, client, ns) -> None:
+    b, _ = breakers(aclient, client, ns)
+    for i in range(10):
+        await b.record("p", FAILURE_WEIGHT if i % 2 else SUCCESS_WEIGHT, "500")
+    assert (await b.admit("p")).state is State.OPEN
+
+
+async def test_too_few_calls_never_open_on_rate(aclient, client, ns) -> None:
+    b, _ = breakers(aclient, client, ns)
+    for i in range(9):
+        await b.record("p", FAILURE_WEIGHT if i % 3 else SUCCESS_WEIGHT, "500")
+    assert (await b.admit("p")).state is State.CLOSED
+
+
+async def test_ambiguous_results_count_at_their_weight(aclient, client, ns) -> None:
+    b, _ = breakers(aclient, client, ns)
+    for _ in range(10):
+        await b.record("p", 400, "30008")  # 40% of a failure each: under the 50% threshold
+    assert (await b.admit("p")).state is State.CLOSED
+    for _ in range(10):
+        await b.record("p", 600, "30008")  # now 50% on average
+    assert (await b.admit("p")).state is State.OPEN
+
+
+async def test_after_the_cooldown_probes_go_and_success_closes(aclient, client, ns) -> None:
+    clock = Clock()
+    with mock.patch.object(breaker_mod, "now_ms", clock):
+        b, ops = breakers(aclient, client, ns)
+        await fail(b, 4)
+        assert not (await b.admit("p")).allowed
+        clock.ms += 250
+        first, second, third = [await b.admit("p") for _ in range(3)]
+        assert (first.allowed, first.state, first.transition) == (True, State.HALF_OPEN, "open>half_open")
+        assert second.allowed and not third.allowed  # only `probes` go at once
+        await b.record("p", SUCCESS_WEIGHT)
+        closed = await b.record("p", SUCCESS_WEIGHT)
+        assert (closed.state, closed.transition) == (State.CLOSED, "half_open>closed")
+        assert ops.status("p")["window_calls"] == 0
+
+
+async def test_a_failed_probe_reopens_for_longer_each_time(aclient, client, ns) -> None:
+    clock = Clock()
+    with mock.patch.object(breaker_mod, "now_ms", clock):
+        b, _ = breakers(aclient, client, ns)
+        await fail(b, 4)
+        cooldowns = []
+        for _ in range(4):
+            clock.ms += 2000
+            assert (await b.admit("p")).allowed
+            reopened = await b.record("p", FAILURE_WEIGHT, "503")
+            cooldowns.append(reopened.retry_at_ms - clock.ms)
+        assert cooldowns == [400, 800, 1000, 1000]  # doubles, capped at cooldown_max_s
+
+
+async def test_a_manual_pause_is_never_lifted_automatically(aclient, client, ns) -> None:
+    clock = Clock()
+    with mock.patch.object(breaker_mod, "now_ms", clock):
+        b, ops = breakers(aclient, client, ns)
+        ops.pause("p", who="maria", reason="carrier complaint")
+        for _ in range(20):
+            await b.record("p", SUCCESS_WEIGHT)
+        clock.ms += 3_600_000
+        assert (await b.admit("p")).state is State.PAUSED
+        assert not (await b.admit("p")).allowed
+        resumed = ops.resume("p", who="maria")
+        assert resumed.state is State.CLOSED and (await b.admit("p")).allowed
+
+
+async def test_every_transition_is_audited_with_who_and_why(aclient, client, ns) -> None:
+    b, ops = breakers(aclient, client, ns)
+    await fail(b, 4)
+    ops.pause("p", who="maria", reason="investigating")
+    ops.resume("p", who="sam", reason="carrier confirmed fix")
+    history = ops.history("p")
+    assert [(h["from"], h["to"], h["who"]) for h in history] == [
+        ("paused", "closed", "sam"),
+        ("open", "paused", "maria"),
+        ("closed", "open", "auto"),
+    ]
+    assert history[0]["why"] == "carrier confirmed fix"
+    assert "failures in a row" in history[2]["why"]
+    assert ops.names() == ["p"]
+
+
+async def test_many_workers_recording_at_once_open_it_exactly_once(aclient, client, ns) -> None:
+    b, ops = breakers(aclient, client, ns)
+    results = await asyncio.gather(*(b.record("p", FAILURE_WEIGHT, "503") for _ in range(40)))
+    assert sum(1 for r in results if r.transition == "closed>open") == 1
+    assert len(ops.history("p")) == 1
+
+
+async def test_breakers_are_independent_by_name(aclient, client, ns) -> None:
+    b, _ = breakers(aclient, client, ns)
+    await fail(b, 4, "twilio")
+    assert not (await b.admit("twilio")).allowed
+    assert (await b.admit("telnyx")).allowed

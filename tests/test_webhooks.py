@@ -1,0 +1,160 @@
+"""Delivery receipts: signed, idempotent, and never undoing a final state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import urlencode
+
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+from worker.enqueue import Producer
+from worker.providers.twilio import TwilioProvider, signature
+from worker.store import AsyncStore, Store
+from worker.webhooks import DEFAULT_MAX_BODY_BYTES, create_app
+
+TOKEN = "receipt-token"
+PUBLIC = "https://hooks.example.org"
+GOOD = "+12015550123"
+
+
+@pytest.fixture
+def hooks(redis_url: str, ns: str) -> Iterator[TestClient]:
+    import redis.asyncio as aioredis
+
+    provider = TwilioProvider(account_sid="AC" + "2" * 32, auth_token=TOKEN, base_url="http://127.0.0.1:9")
+    app = create_app(
+        store=AsyncStore(aioredis.Redis.from_url(redis_url), ns),
+        providers={"twilio": provider},
+        public_url=PUBLIC,
+    )
+    with TestClient(app, base_url=PUBLIC) as client:
+        yield client
+
+
+def sending(client: redis.Redis, ns: str, queue: str) -> str:
+    msg = Producer(client, ns=ns, queue=queue).enqueue({"to": GOOD, "body": "hi"})
+    Store(client, ns).transition(msg.message_id, ["queued"], "sending", reason="test")
+    return msg.message_id
+
+
+def post(hooks: TestClient, msg_id: str, status: str, *, code: str = "", token: str = TOKEN,
+         tamper: dict[str, str] | None = None, sign: bool = True):  # fmt: skip
+    path = f"/webhooks/twilio/status?mid={msg_id}"
+    params = {"MessageSid": "SM" + "a" * 32, "MessageStatus": status, "AccountSid": "AC1"}
+    if code:
+        params["ErrorCode"] = code
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    if sign:
+        headers["x-twilio-signature"] = signature(PUBLIC + path, params.items(), token)
+    body = urlencode({**params, **(tamper or {})})
+    return hooks.post(path, content=body, headers=headers)
+
+
+def status(client: redis.Redis, ns: str, msg_id: str) -> str:
+    record = Store(client, ns).get(msg_id)
+    assert record is not None
+    return record["status"]
+
+
+def test_a_signed_receipt_marks_the_text_delivered(hooks, client, ns, queue) -> None:
+    msg_id = sending(client, ns, queue)
+    assert post(hooks, msg_id, "delivered").status_code == 200
+    assert status(client, ns, msg_id) == "delivered"
+
+
+def test_an_undelivered_receipt_keeps_its_error_code(hooks, client, ns, queue) -> None:
+    msg_id = sending(client, ns, queue)
+    assert post(hooks, msg_id, "undelivered", code="30007").json()["applied"]
+    record = Store(client, ns).get(msg_id)
+    assert record is not None
+    assert (record["status"], record["receipt_error_code"], record["receipt_category"]) == (
+        "undelivered", "30007", "carrier_block",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("why", "kwargs"),
+    [
+        ("unsigned", {"sign": False}),
+        ("wrong token", {"token": "not-the-token"}),
+        ("tampered status", {"tamper": {"MessageStatus": "undelivered"}}),
+        ("added field", {"tamper": {"ErrorCode": "30007"}}),
+    ],
+)
+def test_a_forged_receipt_is_refused_and_changes_nothing(hooks, client, ns, queue, why, kwargs) -> None:
+    msg_id = sending(client, ns, queue)
+    response = post(hooks, msg_id, "delivered", **kwargs)
+    assert response.status_code == 403, why
+    assert status(client, ns, msg_id) == "sending"
+
+
+def test_a_receipt_signed_for_another_message_is_refused(hooks, client, ns, queue) -> None:
+    mine, other = sending(client, ns, queue), sending(client, ns, queue)
+    path = f"/webhooks/twilio/status?mid={mine}"
+    params = {"MessageSid": "SM1", "MessageStatus": "undelivered"}
+    sig = signature(PUBLIC + path, params.items(), TOKEN)
+    response = hooks.post(
+        f"/webhooks/twilio/status?mid={other}", content=urlencode(params),
+        headers={"content-type": "application/x-www-form-urlencoded", "x-twilio-signature": sig},
+    )  # fmt: skip
+    assert response.status_code == 403
+    assert status(client, ns, other) == "sending"
+
+
+def test_duplicate_and_late_receipts_never_undo_a_final_state(hooks, client, ns, queue) -> None:
+    msg_id = sending(client, ns, queue)
+    assert post(hooks, msg_id, "delivered").json()["applied"]
+    again = post(hooks, msg_id, "delivered").json()
+    late_sent = post(hooks, msg_id, "sent").json()
+    contrary = post(hooks, msg_id, "undelivered", code="30007").json()
+    assert not again["applied"] and not late_sent["applied"] and not contrary["applied"]
+    assert status(client, ns, msg_id) == "delivered"
+    assert len([h for h in Store(client, ns).history(msg_id) if h["to"] == "delivered"]) == 1
+
+
+def test_a_receipt_before_the_worker_records_sent_still_lands(hooks, client, ns, queue) -> None:
+    msg_id = sending(client, ns, queue)
+    assert post(hooks, msg_id, "delivered").json()["applied"]
+    late = Store(client, ns).transition(msg_id, ["sending"], "sent", reason="worker, late")
+    assert not late.ok and status(client, ns, msg_id) == "delivered"
+
+
+def test_a_receipt_for_an_unknown_message_is_acknowledged_and_ignored(hooks) -> None:
+    response = post(hooks, "no-such-message", "delivered")
+    assert response.status_code == 200 and response.json()["applied"] is False
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "code"),
+    [
+        (b"\xff\xfe garbage", "application/x-www-form-urlencoded", 403),
+        (b'{"MessageStatus": "delivered"}', "application/json", 403),
+        (b"x" * (DEFAULT_MAX_BODY_BYTES + 1), "application/x-www-form-urlencoded", 413),
+    ],
+)
+def test_garbage_is_refused_with_a_4xx(hooks, body: bytes, content_type: str, code: int) -> None:
+    response = hooks.post("/webhooks/twilio/status?mid=x", content=body,
+                          headers={"content-type": content_type})  # fmt: skip
+    assert response.status_code == code
+    assert "error" in response.json()
+
+
+def test_a_signed_but_malformed_receipt_is_a_400(hooks) -> None:
+    path = "/webhooks/twilio/status?mid=x"
+    params = {"Foo": "bar"}
+    response = hooks.post(path, content=urlencode(params), headers={
+        "content-type": "application/x-www-form-urlencoded",
+        "x-twilio-signature": signature(PUBLIC + path, params.items(), TOKEN),
+    })  # fmt: skip
+    assert response.status_code == 400
+    assert "MessageSid" in response.json()["error"]
+
+
+def test_an_unknown_provider_is_a_404(hooks) -> None:
+    assert hooks.post("/webhooks/nope/status", content=b"").status_code == 404
+
+
+def test_health_answers(hooks) -> None:
+    assert hooks.get("/healthz").json() == {"ok": True}

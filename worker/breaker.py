@@ -1,0 +1,191 @@
+"""Circuit breakers shared in Redis: closed, open, half-open and paused.
+
+One implementation serves provider breakers (a provider fault fails over)
+and carrier x campaign breakers (a carrier rejection holds texts). The state
+machine is ``lua/breaker.lua``; this module holds the policy and the calls.
+
+- closed: everything goes. Opens on ``consecutive`` failures in a row, or a
+  failure rate of at least ``failure_rate`` over ``window_s`` once there are
+  ``min_calls`` calls in it.
+- open: nothing goes until the cool-down ends. The cool-down doubles on each
+  re-open, up to ``cooldown_max_s`` (Envoy's ejection-time backoff).
+- half_open: ``probes`` calls go; that many successes close it, one failure
+  re-opens it.
+- paused: an operator's decision; only an operator's resume lifts it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, cast
+
+import redis
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript, Script
+
+from worker import keys, lua
+from worker.store import now_ms
+
+SUCCESS_WEIGHT = 0
+FAILURE_WEIGHT = 1000
+
+
+class State(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    window_s: float = 30.0
+    bucket_s: float = 1.0
+    min_calls: int = 20
+    failure_rate: float = 0.5
+    consecutive: int = 5
+    cooldown_s: float = 5.0
+    cooldown_max_s: float = 300.0
+    probes: int = 3
+
+    def argv(self) -> str:
+        return " ".join(
+            str(int(v))
+            for v in (
+                self.window_s * 1000,
+                self.bucket_s * 1000,
+                self.min_calls,
+                self.failure_rate * 1000,
+                self.consecutive,
+                self.cooldown_s * 1000,
+                self.cooldown_max_s * 1000,
+                self.probes,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer of a breaker call: allowed (or changed), state, when to look again."""
+
+    allowed: bool
+    state: State
+    retry_at_ms: int
+    transition: str
+
+
+def _decode(raw: Sequence[Any]) -> Decision:
+    def s(v: Any) -> str:
+        return v.decode() if isinstance(v, bytes) else str(v)
+
+    return Decision(bool(int(raw[0])), State(s(raw[1])), int(raw[2]), s(raw[3]))
+
+
+def _call_args(
+    kind: str, name: str, command: str, policy: Policy, ns: str, *extra: str
+) -> tuple[list[str], list[str]]:
+    k = [keys.breaker(kind, name, ns), keys.breaker_window(kind, name, ns), keys.audit(ns)]
+    return k, [command, str(now_ms()), kind, name, policy.argv(), *extra]
+
+
+class AsyncBreakers:
+    """The worker's side: admit before a send, record after it."""
+
+    def __init__(
+        self, client: aioredis.Redis, kind: str, policy: Policy, ns: str = keys.DEFAULT_NAMESPACE
+    ) -> None:
+        self.client = client
+        self.kind = kind
+        self.policy = policy
+        self.ns = ns
+        self._script: AsyncScript = client.register_script(lua.source("breaker"))
+        self._known: set[str] = set()
+
+    async def _run(self, name: str, command: str, *extra: str) -> Decision:
+        if name not in self._known:
+            # Remember the name so status commands can list every breaker.
+            await self.client.sadd(keys.breaker_names(self.kind, self.ns), name)
+            self._known.add(name)
+        k, a = _call_args(self.kind, name, command, self.policy, self.ns, *extra)
+        return _decode(await cast(Awaitable[list[Any]], self._script(keys=k, args=a)))
+
+    async def admit(self, name: str) -> Decision:
+        return await self._run(name, "admit")
+
+    async def record(self, name: str, weight: int, code: str = "") -> Decision:
+        return await self._run(name, "record", str(weight), code)
+
+
+class Breakers:
+    """The operator's side: status, pause, resume, history."""
+
+    def __init__(
+        self, client: redis.Redis, kind: str, policy: Policy, ns: str = keys.DEFAULT_NAMESPACE
+    ) -> None:
+        self.client = client
+        self.kind = kind
+        self.policy = policy
+        self.ns = ns
+        self._script: Script = client.register_script(lua.source("breaker"))
+
+    def _run(self, name: str, command: str, *extra: str) -> Decision:
+        self.client.sadd(keys.breaker_names(self.kind, self.ns), name)
+        k, a = _call_args(self.kind, name, command, self.policy, self.ns, *extra)
+        return _decode(cast(list[Any], self._script(keys=k, args=a)))
+
+    def pause(self, name: str, *, who: str, reason: str) -> Decision:
+        return self._run(name, "pause", who, reason)
+
+    def resume(self, name: str, *, who: str, reason: str = "resumed by operator") -> Decision:
+        return self._run(name, "resume", who, reason)
+
+    def names(self) -> list[str]:
+        raw = cast(set[bytes], self.client.smembers(keys.breaker_names(self.kind, self.ns)))
+        return sorted(n.decode() for n in raw)
+
+    def status(self, name: str) -> dict[str, Any]:
+        raw = cast(dict[bytes, bytes], self.client.hgetall(keys.breaker(self.kind, name, self.ns)))
+        state = {k.decode(): v.decode() for k, v in raw.items()}
+        window = cast(
+            dict[bytes, bytes], self.client.hgetall(keys.breaker_window(self.kind, name, self.ns))
+        )
+        oldest = (now_ms() - self.policy.window_s * 1000) // (self.policy.bucket_s * 1000)
+        calls = failures = 0
+        for field, value in window.items():
+            bucket, _, what = field.decode().partition(":")
+            if int(bucket) > oldest:
+                if what == "n":
+                    calls += int(value)
+                else:
+                    failures += int(value)
+        return {
+            "name": name,
+            "state": state.get("state", State.CLOSED.value),
+            "since_ms": int(state.get("since_ms", 0)),
+            "why": state.get("why", ""),
+            "by": state.get("by", ""),
+            "window_calls": calls,
+            "window_failures": round(failures / FAILURE_WEIGHT, 2),
+            "consecutive": int(state.get("consecutive", 0)),
+            "reopens": int(state.get("reopens", 0)),
+        }
+
+    def history(self, name: str, count: int = 100) -> list[dict[str, str]]:
+        """This breaker's audit entries, newest first."""
+        out: list[dict[str, str]] = []
+        cursor = "+"
+        while len(out) < count:
+            raw = cast(
+                list[tuple[bytes, dict[bytes, bytes]]],
+                self.client.xrevrange(keys.audit(self.ns), max=cursor, count=500),
+            )
+            if not raw:
+                break
+            for entry_id, fields in raw:
+                entry = {k.decode(): v.decode() for k, v in fields.items()}
+                if entry.get("kind") == self.kind and entry.get("name") == name:
+                    out.append({"id": entry_id.decode(), **entry})
+            cursor = "(" + raw[-1][0].decode()
+        return out[:count]

@@ -1,0 +1,355 @@
+"""Bandwidth: Messaging API v2.
+
+Send: ``POST /api/v2/users/{accountId}/messages`` on messaging.bandwidth.com,
+JSON ``{"applicationId", "to": [number], "from", "text", "tag", "expiration"}``,
+HTTP Basic auth (API username, password); success is ``202 Accepted`` with the
+created message, whose ``id`` is Bandwidth's message id. Failures before
+sending are HTTP errors with a ``{"type", "description", "fieldErrors"}`` body
+(bandwidth-sdk ``MessagesApi.create_message``, ``CreateMessageRequestError``;
+dev.bandwidth.com/docs/messaging/errors).
+
+Bandwidth has no per-message callback URL: status callbacks go to the
+``OutboundCallbackUrl`` of the messaging application (dev.bandwidth.com
+/docs/account/applications). So sendq's message id travels in ``tag`` (at most
+1024 characters; sendq's ids are far shorter), which Bandwidth echoes as
+``message.tag`` in every callback for the message (/docs/messaging/createMessage).
+
+Receipts: a JSON *array* of events ``[{"type", "time", "description", "to",
+"errorCode", "carrierName", "message": {"id", "tag", ...}}]`` with ``type``
+one of message-sending, message-sent, message-delivered, message-failed,
+message-read (bandwidth-sdk ``StatusCallback``; /docs/messaging/webhooks).
+The 4-digit ``errorCode`` of a message-failed event is what classifies the
+failure (/docs/messaging/errors: 4xxx client or carrier rejection, 5xxx
+service failure, 9xxx ambiguous).
+
+Webhook authentication: Bandwidth does not sign callbacks. It sends the
+``OutboundCallbackCreds`` (UserId, Password) configured on the application as
+HTTP Basic ``Authorization``. That proves the sender knows the shared secret;
+it does not bind the URL or the body, whose integrity rests on HTTPS. No SDK
+ships a validator for it, so ``verify_signature`` is checked against the
+headers the SDK's own Basic encoder (urllib3, latin-1) and httpx (UTF-8)
+produce; which encoding Bandwidth uses for non-ASCII credentials is not
+documented, so both are accepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hmac
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from worker.models import Category, Status
+from worker.providers import transport
+from worker.providers.base import (
+    InvalidWebhook,
+    OutboundText,
+    Provider,
+    Receipt,
+    SendResult,
+    WebhookRequest,
+    retry_after_s,
+)
+
+NAME = "bandwidth"
+DEFAULT_BASE_URL = "https://messaging.bandwidth.com"
+
+# Every Bandwidth code sendq treats specially (dev.bandwidth.com/docs/messaging/errors).
+# Other 4xxx codes are permanent ("repeating the request will produce the same
+# result"); undocumented 5xxx are transient and 9xxx ambiguous, as the code schema says.
+ERROR_CATEGORIES: dict[str, Category] = {
+    # Filtering: the carrier (or Bandwidth on its behalf) refuses our traffic.
+    "4470": Category.CARRIER_BLOCK,  # rejected-spam-detected (by Bandwidth)
+    "4770": Category.CARRIER_BLOCK,  # destination-spam-detected (by the carrier)
+    "4481": Category.CARRIER_BLOCK,  # rejected-from-number-in-blacklist
+    "4771": Category.CARRIER_BLOCK,  # rejected-shortened-url: content filtering
+    "4772": Category.CARRIER_BLOCK,  # rejected-tn-blocked on the downstream platform
+    "4773": Category.CARRIER_BLOCK,  # inactive-campaign: 10DLC campaign not active there
+    # The recipient's number cannot take texts.
+    "4720": Category.BAD_NUMBER,  # invalid-destination-address (not in plan, landline)
+    "4700": Category.BAD_NUMBER,  # invalid-service-type: handset/carrier has no SMS
+    "4721": Category.BAD_NUMBER,  # destination-tn-deactivated
+    "4303": Category.BAD_NUMBER,  # malformed-invalid-to-number
+    "4404": Category.BAD_NUMBER,  # rejected-forbidden-to-number
+    "4406": Category.BAD_NUMBER,  # rejected-unallocated-to-number
+    "4482": Category.BAD_NUMBER,  # rejected-to-number-in-blacklist
+    "4775": Category.OPTED_OUT,  # destination-rejected-due-to-user-opt-out
+    # Volume limits: back off and retry later.
+    "4780": Category.THROTTLED,  # volume-violation-tmo (10DLC brand daily limit)
+    "4781": Category.THROTTLED,  # volume-violation-att (10DLC campaign rate)
+    "4785": Category.THROTTLED,  # volumetric-violation ("retry after some time")
+    # Carrier gave no clear reason, or the handset is momentarily unreachable.
+    "4750": Category.AMBIGUOUS,  # destination-rejected-message, no reason given
+    "4701": Category.AMBIGUOUS,  # destination-service-unavailable
+    "4702": Category.AMBIGUOUS,  # destination-subscriber-unavailable (handset off)
+    "9902": Category.AMBIGUOUS,  # delivery-receipt-expired: may well have arrived
+    "9999": Category.AMBIGUOUS,  # unknown-error from downstream
+    # Bandwidth or carrier service failures: a retry may succeed.
+    "5100": Category.TRANSIENT,  # temporary-app-error
+    "5101": Category.TRANSIENT,  # temporary-app-shutdown
+    "5106": Category.TRANSIENT,  # impossible-to-route after retries
+    "5111": Category.TRANSIENT,  # temporary-app-connection-closed
+    "5201": Category.TRANSIENT,  # temporary-rout-error-retries-exceeded
+    "5211": Category.TRANSIENT,  # temporary-app-error-app-busy
+    "5220": Category.TRANSIENT,  # temporary-store-error
+    "5231": Category.TRANSIENT,  # discarded-concatenation-timeout
+    "5500": Category.TRANSIENT,  # message-send-failed (general)
+    "5501": Category.TRANSIENT,  # message-send-failed (no destination available)
+    "5600": Category.TRANSIENT,  # destination-carrier-queue-full
+    "5610": Category.TRANSIENT,  # submit_sm-or-submit_multi-failed
+    "5620": Category.TRANSIENT,  # destination-app-error
+    "5630": Category.TRANSIENT,  # message-not-acknowledged (carrier NACK)
+    "5650": Category.TRANSIENT,  # destination-failed
+    "5999": Category.TRANSIENT,  # unknown-error from Bandwidth
+}
+
+# Callback event type -> sendq status. Others (message-sending, message-read)
+# are progress and pass through as the raw event type.
+RECEIPT_STATUSES: dict[str, Status] = {
+    "message-delivered": Status.DELIVERED,
+    "message-failed": Status.UNDELIVERED,
+    "message-sent": Status.SENT,
+}
+# Inbound texts share the callback format; they are not receipts.
+INBOUND_EVENT = "message-received"
+
+
+def classify(error_code: str | None, http_status: int) -> Category:
+    if http_status == 429:
+        return Category.THROTTLED
+    if error_code and error_code in ERROR_CATEGORIES:
+        return ERROR_CATEGORIES[error_code]
+    if error_code and len(error_code) == 4 and error_code.isascii() and error_code.isdigit():
+        # Bandwidth's schema: the first digit says client (4), server (5) or ambiguous (9).
+        if error_code[0] == "5":
+            return Category.TRANSIENT
+        if error_code[0] == "9":
+            return Category.AMBIGUOUS
+    if http_status >= 500 or http_status in (401, 403):
+        return Category.TRANSIENT
+    if 200 <= http_status < 300 and not error_code:
+        return Category.OK
+    return Category.PERMANENT
+
+
+def expiration(now: datetime, validity_s: int | None) -> str | None:
+    """RFC 3339 ``expiration`` for a validity window; Bandwidth requires it in the future."""
+    if validity_s is None:
+        return None
+    expires = now.astimezone(UTC).replace(microsecond=0) + timedelta(seconds=max(1, validity_s))
+    # isoformat() of an aware UTC time, exactly as the SDK serialises a datetime.
+    return expires.isoformat()
+
+
+def basic_credentials_match(authorization: str | None, username: str, password: str) -> bool:
+    """True when ``authorization`` is HTTP Basic for exactly ``username:password``."""
+    if not authorization or not username or not password or not authorization.isascii():
+        return False
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "basic" or not token:
+        return False
+    try:
+        given = base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    # Compare with every encoding a sender may have used; a list, so no short-circuit.
+    return any([hmac.compare_digest(given, form) for form in _encodings(f"{username}:{password}")])
+
+
+def _encodings(text: str) -> list[bytes]:
+    """``text`` as UTF-8 and, when it fits, as latin-1 (urllib3's Basic auth default)."""
+    forms = [text.encode("utf-8")]
+    with contextlib.suppress(UnicodeEncodeError):
+        forms.append(text.encode("latin-1"))
+    return forms
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header from a case-insensitive mapping, or a plain dict in either common case."""
+    return headers.get(name) or headers.get(name.title())
+
+
+class BandwidthProvider(Provider):
+    name = NAME
+
+    def __init__(
+        self,
+        *,
+        account_id: str,
+        application_id: str,
+        username: str,
+        password: str,
+        callback_username: str | None = None,
+        callback_password: str | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout_s: float = transport.DEFAULT_TIMEOUT_S,
+        max_connections: int = transport.DEFAULT_MAX_CONNECTIONS,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.account_id = account_id
+        self.application_id = application_id
+        # Without both callback credentials every webhook is refused (fail closed).
+        self._callback_username = callback_username or ""
+        self._callback_password = callback_password or ""
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._client = client or transport.make_client(
+            base_url=base_url,
+            timeout_s=timeout_s,
+            max_connections=max_connections,
+            auth=(username, password),
+        )
+        self._path = f"/api/v2/users/{quote(account_id, safe='')}/messages"
+
+    def payload(self, text: OutboundText) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "applicationId": self.application_id,
+            "to": [text.to],
+            "from": text.sender,
+            "text": text.body,
+            "tag": text.message_id,
+        }
+        expires = expiration(self._clock(), text.validity_s)
+        if expires is not None:
+            fields["expiration"] = expires
+        return fields
+
+    async def send(self, text: OutboundText) -> SendResult:
+        response = await transport.request(
+            self._client, NAME, "POST", self._path, json=self.payload(text),
+            headers={"Accept": "application/json"},
+        )  # fmt: skip
+        return self.result(response)
+
+    def result(self, response: httpx.Response) -> SendResult:
+        payload = _json_object(response)
+        if 200 <= response.status_code < 300:
+            message_id = payload.get("id")
+            return SendResult(
+                Category.OK, provider_message_id=message_id if isinstance(message_id, str) else None
+            )
+        # Send-time errors carry a ``type`` string, never a numeric code.
+        kind = payload.get("type")
+        code = kind if isinstance(kind, str) and kind else None
+        return SendResult(
+            classify(code, response.status_code),
+            error_code=code or f"http_{response.status_code}",
+            error=_describe(payload, response.reason_phrase)[:300],
+            retry_after_s=retry_after_s(response),
+        )
+
+    def verify_signature(self, request: WebhookRequest) -> bool:
+        return basic_credentials_match(
+            _header(request.headers, "authorization"),
+            self._callback_username,
+            self._callback_password,
+        )
+
+    def parse_receipt(self, request: WebhookRequest) -> Receipt:
+        """The first status event of the callback; see parse_receipts for all of them."""
+        return self.parse_receipts(request)[0]
+
+    def parse_receipts(self, request: WebhookRequest) -> list[Receipt]:
+        """Every outbound status event in the callback, in order; inbound texts are skipped.
+
+        Bandwidth sends a JSON array and may batch events; a receiver that can
+        apply several receipts should use this rather than parse_receipt.
+        """
+        receipts = [
+            _receipt(event) for event in _events(request) if event.get("type") != INBOUND_EVENT
+        ]
+        if not receipts:
+            raise InvalidWebhook("the callback holds no outbound message status event")
+        return receipts
+
+    def classify(self, error_code: str | None, http_status: int) -> Category:
+        return classify(error_code, http_status)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _events(request: WebhookRequest) -> list[dict[str, Any]]:
+    if "json" not in request.content_type.lower():
+        raise InvalidWebhook("Bandwidth callbacks are JSON")
+    try:
+        payload = json.loads(request.body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InvalidWebhook("body is not UTF-8") from exc
+    except ValueError as exc:
+        raise InvalidWebhook("body is not JSON") from exc
+    # Bandwidth always sends an array; a lone event object is tolerated.
+    events = [payload] if isinstance(payload, dict) else payload
+    if not isinstance(events, list) or not events:
+        raise InvalidWebhook("expected a non-empty array of events")
+    if not all(isinstance(event, dict) for event in events):
+        raise InvalidWebhook("every event must be an object")
+    return events
+
+
+def _receipt(event: dict[str, Any]) -> Receipt:
+    kind = event.get("type")
+    message = event.get("message")
+    if not isinstance(kind, str) or not kind:
+        raise InvalidWebhook("an event has no type")
+    if not isinstance(message, dict):
+        raise InvalidWebhook("an event has no message")
+    message_id = message.get("id")
+    if not isinstance(message_id, str) or not message_id:
+        raise InvalidWebhook("message.id is required")
+    tag = message.get("tag")
+    carrier = event.get("carrierName")
+    common: dict[str, Any] = {
+        "provider_message_id": message_id,
+        "message_id": tag if isinstance(tag, str) and tag else None,
+        "carrier": carrier if isinstance(carrier, str) and carrier else None,
+    }
+    status = RECEIPT_STATUSES.get(kind)
+    if status is None:
+        # message-sending / message-read: progress we need not act on.
+        return Receipt(status=kind, **common)
+    if status is not Status.UNDELIVERED:
+        return Receipt(status=status.value, **common)
+    code = _error_code(event.get("errorCode"))
+    return Receipt(status=status.value, error_code=code, category=classify(code, 400), **common)
+
+
+def _error_code(raw: object) -> str | None:
+    """errorCode is an integer in Bandwidth's schema; accept its string form too."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return str(raw)
+    if isinstance(raw, str) and raw.strip():
+        return raw.strip()
+    return None
+
+
+def _describe(payload: dict[str, object], fallback: str) -> str:
+    description = payload.get("description")
+    text = description if isinstance(description, str) and description else fallback
+    field_errors = payload.get("fieldErrors")
+    if isinstance(field_errors, list):
+        details = [
+            f"{item.get('fieldName')}: {item.get('description')}"
+            for item in field_errors
+            if isinstance(item, dict)
+        ]
+        if details:
+            text = f"{text} ({'; '.join(details)})"
+    return text
+
+
+def _json_object(response: httpx.Response) -> dict[str, object]:
+    try:
+        payload = response.json()
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}

@@ -1,0 +1,43 @@
+"""A provider that logs texts instead of sending them: for trying sendq out.
+
+It accepts every text, so it has no receipts, no signatures and no errors.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import structlog
+
+from worker.models import Category
+from worker.phone import mask
+from worker.providers.base import (
+    InvalidWebhook,
+    OutboundText,
+    Provider,
+    Receipt,
+    SendResult,
+    WebhookRequest,
+)
+
+NAME = "console"
+log = structlog.get_logger("sendq.console")
+
+
+class ConsoleProvider(Provider):
+    name = NAME
+
+    async def send(self, text: OutboundText) -> SendResult:
+        log.info("text (console provider, not sent)", to=mask(text.to), sender=mask(text.sender),
+                 chars=len(text.body))  # fmt: skip
+        return SendResult(Category.OK, provider_message_id=f"console-{secrets.token_hex(8)}")
+
+    def verify_signature(self, request: WebhookRequest) -> bool:
+        # Nothing calls back for the console provider, so nothing is ever genuine.
+        return False
+
+    def parse_receipt(self, request: WebhookRequest) -> Receipt:
+        raise InvalidWebhook("the console provider sends no receipts")
+
+    def classify(self, error_code: str | None, http_status: int) -> Category:
+        return Category.OK

@@ -1,0 +1,75 @@
+"""Build the configured providers from settings. The only place that names them all."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pydantic import SecretStr
+
+from worker.errors import ConfigError
+from worker.providers.base import Provider
+from worker.settings import Settings
+
+
+def _secret(value: SecretStr | None, env: str, provider: str) -> str:
+    if value is None or not value.get_secret_value():
+        raise ConfigError(f"providers.{provider}: no credentials; set {env} in the environment")
+    return value.get_secret_value()
+
+
+def _twilio(s: Settings) -> Provider:
+    from worker.providers.twilio import TwilioProvider
+
+    c = s.providers.twilio
+    return TwilioProvider(
+        account_sid=c.account_sid,
+        auth_token=_secret(s.twilio_auth_token, "SENDQ_TWILIO_AUTH_TOKEN", "twilio"),
+        base_url=c.base_url,
+        timeout_s=c.timeout_s,
+        max_connections=c.max_connections,
+    )
+
+
+def _bandwidth(s: Settings) -> Provider:
+    from worker.providers.bandwidth import BandwidthProvider
+
+    c = s.providers.bandwidth
+    return BandwidthProvider(
+        account_id=c.account_id,
+        application_id=c.application_id,
+        username=c.username,
+        password=_secret(s.bandwidth_password, "SENDQ_BANDWIDTH_PASSWORD", "bandwidth"),
+        callback_username=c.callback_username,
+        callback_password=_secret(
+            s.bandwidth_callback_password, "SENDQ_BANDWIDTH_CALLBACK_PASSWORD", "bandwidth"
+        ),
+        base_url=c.base_url,
+        timeout_s=c.timeout_s,
+        max_connections=c.max_connections,
+    )
+
+
+def _console(s: Settings) -> Provider:
+    from worker.providers.console import ConsoleProvider
+
+    return ConsoleProvider()
+
+
+BUILDERS: dict[str, Callable[[Settings], Provider]] = {
+    "twilio": _twilio,
+    "bandwidth": _bandwidth,
+    "console": _console,
+}
+
+
+def build(name: str, settings: Settings) -> Provider:
+    try:
+        builder = BUILDERS[name]
+    except KeyError:
+        raise ConfigError(f"routes: provider {name!r} has no adapter") from None
+    return builder(settings)
+
+
+def build_all(settings: Settings) -> dict[str, Provider]:
+    """Every provider a route uses; a missing secret stops start-up here."""
+    return {name: build(name, settings) for name in settings.routed_providers()}
