@@ -121,7 +121,7 @@ class BandwidthSettings(ProviderSettings):
 
 class PlivoSettings(ProviderSettings):
     base_url: str = "https://api.plivo.com"
-    auth_id: str = "MA0000000000000000000"
+    auth_id: str = Field("MA" + "0" * 18, pattern=r"^(MA|SA)[A-Z0-9]{18}$")
 
 
 class VonageSettings(ProviderSettings):

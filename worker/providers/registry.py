@@ -49,6 +49,19 @@ def _bandwidth(s: Settings) -> Provider:
     )
 
 
+def _plivo(s: Settings) -> Provider:
+    from worker.providers.plivo import PlivoProvider
+
+    c = s.providers.plivo
+    return PlivoProvider(
+        auth_id=c.auth_id,
+        auth_token=_secret(s.plivo_auth_token, "SENDQ_PLIVO_AUTH_TOKEN", "plivo"),
+        base_url=c.base_url,
+        timeout_s=c.timeout_s,
+        max_connections=c.max_connections,
+    )
+
+
 def _console(s: Settings) -> Provider:
     from worker.providers.console import ConsoleProvider
 
@@ -58,6 +71,7 @@ def _console(s: Settings) -> Provider:
 BUILDERS: dict[str, Callable[[Settings], Provider]] = {
     "twilio": _twilio,
     "bandwidth": _bandwidth,
+    "plivo": _plivo,
     "console": _console,
 }
 
