@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -23,7 +24,9 @@ app = typer.Typer(
 )
 messages_app = typer.Typer(help="Inspect message records.", no_args_is_help=True)
 redis_app = typer.Typer(help="The embedded Redis server.", no_args_is_help=True)
+providers_app = typer.Typer(help="Provider breakers: status, pause, resume.", no_args_is_help=True)
 app.add_typer(messages_app, name="messages")
+app.add_typer(providers_app, name="providers")
 app.add_typer(redis_app, name="redis")
 
 out = Console()
@@ -246,6 +249,84 @@ def messages_stats(as_json: JsonFlag = False) -> None:
     out.print(table)
     for name, value in counters.items():
         out.print(f"{name}: {value}")
+
+
+def _provider_breakers() -> Any:
+    from worker.breaker import Breakers
+    from worker.runtime import breaker_policy
+
+    settings = _settings()
+    client = _producer().store.client
+    return Breakers(client, "provider", breaker_policy(settings.breakers.provider)), settings
+
+
+def _operator() -> str:
+    return os.environ.get("USER") or os.environ.get("LOGNAME") or "operator"
+
+
+def _known_provider(name: str, settings: Any, as_json: bool) -> None:
+    from worker.settings import PROVIDER_NAMES
+
+    if name not in PROVIDER_NAMES:
+        fail(f"unknown provider {name!r}; known: {', '.join(PROVIDER_NAMES)}", 2, as_json=as_json)
+
+
+@providers_app.command("status")
+def providers_status(as_json: JsonFlag = False) -> None:
+    """Each routed provider's breaker: state, why, window counts."""
+    breakers, settings = _provider_breakers()
+    names = list(dict.fromkeys([*settings.routed_providers(), *breakers.names()]))
+    rows = [breakers.status(name) for name in names]
+    if as_json:
+        _emit({"providers": rows})
+        return
+    table = Table("provider", "state", "since", "calls", "failures", "why", "by")
+    for r in rows:
+        since = (
+            time.strftime("%H:%M:%S", time.localtime(r["since_ms"] / 1000)) if r["since_ms"] else ""
+        )
+        table.add_row(r["name"], r["state"], since, str(r["window_calls"]),
+                      str(r["window_failures"]), r["why"], r["by"])  # fmt: skip
+    out.print(table)
+
+
+@providers_app.command("pause")
+def providers_pause(
+    name: str,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit record).")],
+    by: Annotated[str | None, typer.Option(help="Who (default: $USER).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Take a provider out of rotation until an operator resumes it."""
+    breakers, settings = _provider_breakers()
+    _known_provider(name, settings, as_json)
+    if not reason.strip():
+        fail("--reason must say why", 2, as_json=as_json)
+    decision = breakers.pause(name, who=by or _operator(), reason=reason)
+    _breaker_result(name, decision, as_json)
+
+
+@providers_app.command("resume")
+def providers_resume(
+    name: str,
+    reason: Annotated[
+        str, typer.Option(help="Why (kept in the audit record).")
+    ] = "resumed by operator",
+    by: Annotated[str | None, typer.Option(help="Who (default: $USER).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Put a paused or open provider back into rotation."""
+    breakers, settings = _provider_breakers()
+    _known_provider(name, settings, as_json)
+    decision = breakers.resume(name, who=by or _operator(), reason=reason)
+    _breaker_result(name, decision, as_json)
+
+
+def _breaker_result(name: str, decision: Any, as_json: bool) -> None:
+    if as_json:
+        _emit({"name": name, "state": decision.state.value, "changed": decision.allowed})
+    else:
+        print(f"{name}: {decision.state.value}" + ("" if decision.allowed else " (unchanged)"))
 
 
 @app.command()

@@ -1,0 +1,124 @@
+"""The sendq command, run as operators run it: a real process on a real Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from worker import embedded
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    data_dir = tmp_path_factory.mktemp("cli-redis")
+    url = embedded.ensure(data_dir)
+    yield {**os.environ, "SENDQ_REDIS_URL": url, "SENDQ_CONFIG": "", "NO_COLOR": "1"}
+    embedded.stop(data_dir)
+
+
+def sendq(env: dict[str, str], *args: str, cwd: Path | None = None,
+          stdin: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args], env=env, cwd=cwd, input=stdin,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_enqueue_prints_the_message_id_and_show_finds_it(cli_env) -> None:
+    done = sendq(cli_env, "enqueue", "--to", "(201) 555-0123", "--body", "hi", "--json")
+    assert done.returncode == 0, done.stderr
+    msg_id = json.loads(done.stdout)["message_id"]
+    shown = json.loads(sendq(cli_env, "messages", "show", msg_id, "--json").stdout)
+    assert shown["record"]["to"] == "+12015550123"
+    assert shown["history"][0]["to"] == "queued"
+
+
+def test_the_same_key_twice_gives_the_same_id(cli_env) -> None:
+    args = ("enqueue", "--to", "+12015550123", "--body", "hi", "--key", "cli-k", "--json")
+    first, second = (json.loads(sendq(cli_env, *args).stdout) for _ in range(2))
+    assert first["message_id"] == second["message_id"] and second["duplicate"]
+
+
+def test_a_bad_number_is_refused_with_its_reason(cli_env) -> None:
+    done = sendq(cli_env, "enqueue", "--to", "12", "--body", "hi")
+    assert done.returncode == 1
+    assert "to:" in done.stderr and "not" in done.stderr
+    as_json = sendq(cli_env, "enqueue", "--to", "12", "--body", "hi", "--json")
+    assert "to:" in json.loads(as_json.stdout)["error"]
+
+
+def test_stats_count_by_campaign(cli_env) -> None:
+    sendq(cli_env, "enqueue", "--to", "+12015550123", "--body", "x", "--campaign", "stats-c")
+    stats = json.loads(sendq(cli_env, "messages", "stats", "--json").stdout)
+    assert stats["by_campaign"]["stats-c"] == {"queued": 1}
+
+
+def test_an_unknown_message_is_a_clear_error(cli_env) -> None:
+    done = sendq(cli_env, "messages", "show", "nope")
+    assert done.returncode == 1 and "no message with id 'nope'" in done.stderr
+
+
+def test_an_operator_pauses_and_resumes_a_provider_with_an_audit_trail(cli_env) -> None:
+    paused = sendq(cli_env, "providers", "pause", "twilio", "--reason", "billing issue",
+                   "--by", "maria", "--json")  # fmt: skip
+    assert json.loads(paused.stdout) == {"name": "twilio", "state": "paused", "changed": True}
+    status = json.loads(sendq(cli_env, "providers", "status", "--json").stdout)
+    twilio = next(p for p in status["providers"] if p["name"] == "twilio")
+    assert (twilio["state"], twilio["why"], twilio["by"]) == ("paused", "billing issue", "maria")
+    resumed = json.loads(sendq(cli_env, "providers", "resume", "twilio", "--json").stdout)
+    assert resumed["state"] == "closed"
+
+
+def test_pausing_an_unknown_provider_is_refused(cli_env) -> None:
+    done = sendq(cli_env, "providers", "pause", "twillio", "--reason", "x")
+    assert done.returncode == 2 and "unknown provider 'twillio'" in done.stderr
+
+
+def test_a_bad_config_file_stops_with_file_key_and_reason(cli_env, tmp_path: Path) -> None:
+    config = tmp_path / "sendq.toml"
+    config.write_text('[worker]\nthreads = "many"\n')
+    done = sendq({**cli_env, "SENDQ_CONFIG": str(config)}, "messages", "stats")
+    assert done.returncode == 2
+    assert str(config) in done.stderr and "worker.threads" in done.stderr
+    assert "valid integer" in done.stderr
+
+
+def test_a_secret_in_the_config_file_is_refused(cli_env, tmp_path: Path) -> None:
+    config = tmp_path / "sendq.toml"
+    config.write_text('twilio_auth_token = "abc"\n')
+    done = sendq({**cli_env, "SENDQ_CONFIG": str(config)}, "messages", "stats")
+    assert done.returncode == 2 and "only from the environment" in done.stderr
+    assert "abc" not in done.stderr
+
+
+def test_a_config_file_that_is_not_toml_is_refused(cli_env, tmp_path: Path) -> None:
+    config = tmp_path / "sendq.toml"
+    config.write_text("[worker\n")
+    done = sendq({**cli_env, "SENDQ_CONFIG": str(config)}, "messages", "stats")
+    assert done.returncode == 2 and "not valid TOML" in done.stderr
+
+
+def test_a_route_naming_an_unknown_provider_is_a_config_error(cli_env, tmp_path: Path) -> None:
+    config = tmp_path / "sendq.toml"
+    config.write_text('[routes]\ndefault = ["twilio", "twillio"]\n')
+    done = sendq({**cli_env, "SENDQ_CONFIG": str(config)}, "messages", "stats")
+    assert done.returncode == 2 and "unknown provider 'twillio'" in done.stderr
+
+
+def test_an_empty_number_pool_is_a_config_error(cli_env, tmp_path: Path) -> None:
+    config = tmp_path / "sendq.toml"
+    config.write_text("[providers.twilio]\nnumbers = []\n")
+    done = sendq({**cli_env, "SENDQ_CONFIG": str(config)}, "messages", "stats")
+    assert done.returncode == 2 and "pool is empty" in done.stderr
+
+
+def test_the_shipped_config_file_is_valid(cli_env) -> None:
+    root = Path(__file__).resolve().parent.parent
+    env = {**cli_env, "SENDQ_CONFIG": str(root / "config" / "sendq.toml")}
+    assert sendq(env, "messages", "stats", "--json").returncode == 0
