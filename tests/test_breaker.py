@@ -25,8 +25,13 @@ class Clock:
         return self.ms
 
 
-def breakers(aclient: aioredis.Redis, client: redis.Redis, ns: str) -> tuple[AsyncBreakers, Breakers]:
-    return AsyncBreakers(aclient, "provider", POLICY, ns), Breakers(client, "provider", POLICY, ns)
+def breakers(
+    aclient: aioredis.Redis, client: redis.Redis, ns: str
+) -> tuple[AsyncBreakers, Breakers]:
+    return (
+        AsyncBreakers(aclient, "provider", POLICY, ns, cache_ms=0),
+        Breakers(client, "provider", POLICY, ns),
+    )
 
 
 async def fail(b: AsyncBreakers, n: int, name: str = "p") -> None:
@@ -76,7 +81,11 @@ async def test_after_the_cooldown_probes_go_and_success_closes(aclient, client, 
         assert not (await b.admit("p")).allowed
         clock.ms += 250
         first, second, third = [await b.admit("p") for _ in range(3)]
-        assert (first.allowed, first.state, first.transition) == (True, State.HALF_OPEN, "open>half_open")
+        assert (first.allowed, first.state, first.transition) == (
+            True,
+            State.HALF_OPEN,
+            "open>half_open",
+        )
         assert second.allowed and not third.allowed  # only `probes` go at once
         await b.record("p", SUCCESS_WEIGHT)
         closed = await b.record("p", SUCCESS_WEIGHT)
@@ -140,3 +149,29 @@ async def test_breakers_are_independent_by_name(aclient, client, ns) -> None:
     await fail(b, 4, "twilio")
     assert not (await b.admit("twilio")).allowed
     assert (await b.admit("telnyx")).allowed
+
+
+async def test_a_worker_trusts_a_closed_answer_only_for_its_cache_time(aclient, client, ns) -> None:
+    clock = Clock()
+    with mock.patch.object(breaker_mod, "now_ms", clock):
+        worker = AsyncBreakers(aclient, "provider", POLICY, ns, cache_ms=200)
+        ops = Breakers(client, "provider", POLICY, ns)
+        assert (await worker.admit("p")).allowed
+        ops.pause("p", who="maria", reason="stop now")
+        assert (await worker.admit("p")).allowed  # still within the cache time
+        clock.ms += 201
+        assert not (await worker.admit("p")).allowed
+
+
+async def test_successes_are_written_in_batches_and_failures_at_once(aclient, client, ns) -> None:
+    clock = Clock()
+    with mock.patch.object(breaker_mod, "now_ms", clock):
+        worker = AsyncBreakers(aclient, "provider", POLICY, ns, cache_ms=200)
+        ops = Breakers(client, "provider", POLICY, ns)
+        await worker.admit("p")
+        for _ in range(5):
+            await worker.record("p", SUCCESS_WEIGHT)
+        assert ops.status("p")["window_calls"] == 0
+        await worker.record("p", FAILURE_WEIGHT, "503")
+        status = ops.status("p")
+        assert (status["window_calls"], status["window_failures"]) == (6, 1.0)

@@ -30,6 +30,7 @@ from worker.store import now_ms
 
 SUCCESS_WEIGHT = 0
 FAILURE_WEIGHT = 1000
+DEFAULT_CACHE_MS = 200
 
 
 class State(StrEnum):
@@ -91,17 +92,33 @@ def _call_args(
 
 
 class AsyncBreakers:
-    """The worker's side: admit before a send, record after it."""
+    """The worker's side: admit before a send, record after it.
+
+    Two shortcuts keep the common case off Redis, within bounds: a *closed*
+    answer is trusted for ``cache_ms`` (so a worker learns that a breaker
+    opened within that time), and successes seen while closed are counted
+    locally and written in one batch every ``cache_ms``. Failures, and
+    anything while a breaker is not closed, go to Redis at once.
+    """
 
     def __init__(
-        self, client: aioredis.Redis, kind: str, policy: Policy, ns: str = keys.DEFAULT_NAMESPACE
+        self,
+        client: aioredis.Redis,
+        kind: str,
+        policy: Policy,
+        ns: str = keys.DEFAULT_NAMESPACE,
+        *,
+        cache_ms: int = DEFAULT_CACHE_MS,
     ) -> None:
         self.client = client
         self.kind = kind
         self.policy = policy
         self.ns = ns
+        self.cache_ms = cache_ms
         self._script: AsyncScript = client.register_script(lua.source("breaker"))
         self._known: set[str] = set()
+        self._closed_until: dict[str, int] = {}
+        self._pending: dict[str, tuple[int, int]] = {}  # name -> (successes, first at ms)
 
     async def _run(self, name: str, command: str, *extra: str) -> Decision:
         if name not in self._known:
@@ -109,13 +126,36 @@ class AsyncBreakers:
             await self.client.sadd(keys.breaker_names(self.kind, self.ns), name)
             self._known.add(name)
         k, a = _call_args(self.kind, name, command, self.policy, self.ns, *extra)
-        return _decode(await cast(Awaitable[list[Any]], self._script(keys=k, args=a)))
+        decision = _decode(await cast(Awaitable[list[Any]], self._script(keys=k, args=a)))
+        if decision.state is State.CLOSED:
+            self._closed_until[name] = now_ms() + self.cache_ms
+        else:
+            self._closed_until.pop(name, None)
+        return decision
+
+    def _trusted_closed(self, name: str) -> bool:
+        return self._closed_until.get(name, 0) > now_ms()
 
     async def admit(self, name: str) -> Decision:
+        if self._trusted_closed(name):
+            return Decision(True, State.CLOSED, 0, "")
         return await self._run(name, "admit")
 
     async def record(self, name: str, weight: int, code: str = "") -> Decision:
-        return await self._run(name, "record", str(weight), code)
+        if weight == SUCCESS_WEIGHT and self._trusted_closed(name):
+            count, first_ms = self._pending.get(name, (0, now_ms()))
+            self._pending[name] = (count + 1, first_ms)
+            if now_ms() - first_ms < self.cache_ms:
+                return Decision(False, State.CLOSED, 0, "")
+            return await self.flush(name)
+        await self.flush(name)
+        return await self._run(name, "record", str(weight), code, "1")
+
+    async def flush(self, name: str) -> Decision:
+        count, _ = self._pending.pop(name, (0, 0))
+        if not count:
+            return Decision(False, State.CLOSED, 0, "")
+        return await self._run(name, "record", str(SUCCESS_WEIGHT), "", str(count))
 
 
 class Breakers:

@@ -62,7 +62,12 @@ def build_pipeline(settings: Settings) -> Pipeline:
         config,
         AsyncStore(client),
         built,
-        AsyncBreakers(client, "provider", breaker_policy(settings.breakers.provider)),
+        AsyncBreakers(
+            client,
+            "provider",
+            breaker_policy(settings.breakers.provider),
+            cache_ms=settings.breakers.provider.cache_ms,
+        ),
     )
 
 

@@ -153,6 +153,8 @@ class BreakerSettings(_Section):
     cooldown_s: float = Field(5.0, gt=0)
     cooldown_max_s: float = Field(300.0, gt=0)
     probes: int = Field(3, ge=1)
+    # Workers trust a "closed" answer this long, and batch successes over it.
+    cache_ms: int = Field(200, ge=0, le=5000)
 
 
 class BreakersSettings(_Section):

@@ -22,7 +22,8 @@
 --          rate_milli consecutive cooldown_ms cooldown_max_ms probes
 -- ARGV[6..] command arguments:
 --   admit   (none)
---   record  weight_milli (0 success, 1000 failure, between: ambiguous), code
+--   record  weight_milli (0 success, 1000 failure, between: ambiguous), code,
+--           count (calls this record stands for; workers batch successes)
 --   pause   who, reason
 --   resume  who, reason
 --
@@ -89,10 +90,10 @@ if command == "admit" then
 end
 
 if command == "record" then
-    local weight, code = tonumber(ARGV[6]), ARGV[7] or ""
+    local weight, code, count = tonumber(ARGV[6]), ARGV[7] or "", tonumber(ARGV[8] or 1)
     local bucket = math.floor(now / bucket_ms)
-    redis.call("HINCRBY", window_key, bucket .. ":n", 1)
-    if weight > 0 then redis.call("HINCRBY", window_key, bucket .. ":f", weight) end
+    redis.call("HINCRBY", window_key, bucket .. ":n", count)
+    if weight > 0 then redis.call("HINCRBY", window_key, bucket .. ":f", weight * count) end
     redis.call("PEXPIRE", window_key, window_ms * 2)
     local consecutive = tonumber(st.consecutive or 0)
     if weight >= 1000 then consecutive = consecutive + 1 elseif weight == 0 then consecutive = 0 end
