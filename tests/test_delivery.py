@@ -126,7 +126,11 @@ async def test_exhausted_retries_end_the_text_dead_with_the_last_error(
         Store(client, ns).transition(msg_id, ["queued"], "queued", reason="test: skip the delay")
     assert outcomes == ["retry", "retry", "dead"]
     record = Store(client, ns).get(msg_id)
-    assert record is not None and record["status"] == "dead" and record["error_code"] in ("20500", "http_500")
+    assert (
+        record is not None
+        and record["status"] == "dead"
+        and record["error_code"] in ("20500", "http_500")
+    )
 
 
 async def test_throttling_spends_no_retry_budget(pipeline, client, ns, queue, sim) -> None:
@@ -149,7 +153,9 @@ async def test_a_text_left_sending_by_a_dead_worker_is_taken_over_and_counted(
 ) -> None:
     msg_id = enqueue(client, ns, queue)
     store = Store(client, ns)
-    store.transition(msg_id, ["queued"], "sending", reason="worker died", fields={"lease_until_ms": 1})
+    store.transition(
+        msg_id, ["queued"], "sending", reason="worker died", fields={"lease_until_ms": 1}
+    )
     assert await pipeline.deliver(msg_id) == "sent"
     assert store.counters()[CRASH_RESEND_COUNTER] == 1
 
@@ -163,3 +169,67 @@ async def test_a_text_another_worker_is_sending_waits_for_its_lease(
     assert await pipeline.deliver(msg_id) == "skipped"
     assert report(sim)["requests"] == 0
     assert client.llen(keys.dramatiq_queue(keys.dramatiq_delay_queue_name(queue))) == 1
+
+
+@pytest.fixture
+async def limited(pipeline: Pipeline, aclient: aioredis.Redis, ns: str) -> Pipeline:
+    from worker.ratelimit import AsyncLimiter
+    from worker.settings import LimitsSettings
+
+    pipeline.config.limits = LimitsSettings(
+        short_wait_ms=250, number_types={"slow": {"rate": 1}, "brisk": {"rate": 10}},
+        numbers={"+12015550100": "slow", "+12015550101": "slow"}, default_number_type="brisk",
+    )  # fmt: skip
+    pipeline.limiter = AsyncLimiter(aclient, ns)
+    return pipeline
+
+
+async def test_a_text_over_its_numbers_limit_waits_for_its_slot_without_spending_retries(
+    limited, client, ns, queue, sim
+) -> None:
+    to = number_for("att", 3)
+    first, second = (
+        enqueue(client, ns, queue, to=to, body="a"),
+        enqueue(client, ns, queue, to=to, body="b"),
+    )
+    assert await limited.deliver(first) == "sent"
+    assert await limited.deliver(second) == "deferred"
+    record = Store(client, ns).get(second)
+    assert record is not None
+    assert (record["status"], record.get("failures", "0")) == ("queued", "0")
+    assert record["rl_held"].startswith("number:")
+    assert client.llen(keys.dramatiq_queue(keys.dramatiq_delay_queue_name(queue))) == 1
+    assert report(sim)["requests"] == 1
+
+
+async def test_at_its_slot_a_deferred_text_goes_without_asking_the_held_limiter_again(
+    limited, client, ns, queue, sim
+) -> None:
+    import asyncio
+
+    to = number_for("att", 3)
+    first, second = (
+        enqueue(client, ns, queue, to=to, body="a"),
+        enqueue(client, ns, queue, to=to, body="b"),
+    )
+    await limited.deliver(first)
+    await limited.deliver(second)
+    Store(client, ns).transition(second, ["queued"], "queued", reason="test")
+    await asyncio.sleep(1.0)
+    assert await limited.deliver(second) == "sent"
+    record = Store(client, ns).get(second)
+    assert record is not None and record["rl_held"] == ""
+
+
+async def test_a_short_wait_is_slept_in_the_worker(limited, client, ns, queue, sim) -> None:
+    slept: list[float] = []
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+
+    limited.sleep = sleep
+    to = number_for("tmobile", 4)  # a "brisk" number: 10/s, 100 ms apart
+    limited.config.numbers = {"twilio": ["+12015550199"]}
+    ids = [enqueue(client, ns, queue, to=to, body=f"brisk {i}") for i in range(3)]
+    assert [await limited.deliver(i) for i in ids] == ["sent", "sent", "sent"]
+    assert len(slept) == 2 and all(0.05 < s <= 0.2 for s in slept)

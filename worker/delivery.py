@@ -10,6 +10,7 @@ carrier-blocked text through another provider is snowshoeing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +23,10 @@ from worker.enqueue import dramatiq_message
 from worker.errors import ProviderError, ProviderTimeout
 from worker.models import Category, Status
 from worker.providers.base import OutboundText, Provider, SendResult
+from worker.ratelimit import AsyncLimiter, Reservation, limits_for
 from worker.retry import Backoff, quick_retrying
 from worker.routing import sticky_sender
+from worker.settings import LimitsSettings
 
 log = structlog.get_logger("sendq.delivery")
 
@@ -33,6 +36,8 @@ CRASH_RESEND_COUNTER = "crash_resends"
 # A timed-out request may have reached the provider: failing over may double it.
 TIMEOUT_FAILOVER_COUNTER = "failovers_after_timeout"
 NO_PROVIDER_CODE = "no_provider"
+# A delayed message may come back a little early; its slot still counts.
+SLOT_EARLY_MS = 50
 
 # Answers about the text itself: never retried, never failed over (promise 4).
 FINAL_FOR: dict[Category, Status] = {
@@ -52,6 +57,7 @@ class PipelineConfig:
     max_attempts: int
     backoff: Backoff
     lease_ms: int = DEFAULT_LEASE_MS
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
 
     def route(self, campaign: str) -> Sequence[str]:
         return self.routes.get(campaign) or self.routes[DEFAULT_ROUTE]
@@ -59,10 +65,14 @@ class PipelineConfig:
 
 @dataclass(slots=True)
 class Routed:
-    """What the route produced: the provider that answered (if any) and its answer."""
+    """What the route produced: the provider that answered (if any) and its answer.
+
+    ``defer`` instead: the text holds a rate-limit slot too far ahead to sleep for.
+    """
 
     provider: str | None
-    result: SendResult
+    result: SendResult | None
+    defer: Reservation | None = None
 
 
 @dataclass(slots=True)
@@ -71,8 +81,8 @@ class Pipeline:
     store: store.AsyncStore
     providers: Mapping[str, Provider]
     provider_breakers: AsyncBreakers
+    limiter: AsyncLimiter | None = None
     sleep: Callable[[float], Awaitable[None]] | None = None
-    outcomes: dict[str, int] = field(default_factory=dict)
 
     async def deliver(self, msg_id: str) -> str:
         """Take one text as far as it can go now; returns what happened, for tests and logs."""
@@ -86,6 +96,8 @@ class Pipeline:
                 await self._finish(msg_id, Status.EXPIRED, "past send_before", {})
                 return Status.EXPIRED.value
             routed = await self._route(record)
+            if routed.defer is not None:
+                return await self._defer(msg_id, routed)
             return await self._record(msg_id, record, routed)
         finally:
             structlog.contextvars.unbind_contextvars("message_id", "campaign", "provider")
@@ -143,7 +155,11 @@ class Pipeline:
                 retry_at = admitted.retry_at_ms or store.now_ms() + 1000
                 earliest_ms = retry_at if earliest_ms is None else min(earliest_ms, retry_at)
                 continue
-            result = await self._send_via(name, record)
+            sender = sticky_sender(record["to"], self.config.numbers[name])
+            reservation = await self._reserve(name, sender, record)
+            if reservation is not None:
+                return Routed(name, None, defer=reservation)
+            result = await self._send_via(name, sender, record)
             if result.category is not Category.TRANSIENT:
                 return Routed(name, result)
             last = Routed(name, result)
@@ -158,9 +174,48 @@ class Pipeline:
             error="every provider on the route is open or paused", retry_after_s=wait_s,
         ))  # fmt: skip
 
-    async def _send_via(self, name: str, record: dict[str, str]) -> SendResult:
+    async def _reserve(
+        self, provider: str, sender: str, record: dict[str, str]
+    ) -> Reservation | None:
+        """Take this text's rate-limit slot; sleep a short wait, return a long one."""
+        if self.limiter is None:
+            return None
+        limits = limits_for(
+            self.config.limits, provider=provider, sender=sender,
+            carrier=record.get("carrier") or None, campaign=record.get("campaign", ""),
+        )  # fmt: skip
+        held = _held_slot(record)
+        limits = [limit for limit in limits if limit.name not in held]
+        hold_all_us = self.config.limits.short_wait_ms * 1000
+        reservation = await self.limiter.reserve(
+            limits, int(record.get("segments") or 1), hold_all_us=hold_all_us
+        )
+        if reservation.go_now:
+            return None
+        if reservation.wait_us <= hold_all_us and reservation.reserved:
+            await (self.sleep or asyncio.sleep)(reservation.wait_s)
+            return None
+        return reservation
+
+    async def _defer(self, msg_id: str, routed: Routed) -> str:
+        """Wait for a reserved slot as a delayed message: no retry spent, nothing logged as error."""
+        assert routed.defer is not None
+        r = routed.defer
+        delay_ms = max(1, r.wait_us // 1000)
+        fields = {
+            "rl_slot_ms": store.now_ms() + delay_ms if r.reserved else "",
+            "rl_held": ",".join(r.held),
+        }
+        requeue = dramatiq_message(msg_id, self.config.queue, delay_ms=delay_ms)
+        await self.store.transition(
+            msg_id, [Status.SENDING], Status.QUEUED,
+            reason=f"rate limit {r.binding}: slot in {delay_ms} ms", fields=fields, requeue=requeue,
+        )  # fmt: skip
+        return "deferred"
+
+    async def _send_via(self, name: str, sender: str, record: dict[str, str]) -> SendResult:
         provider = self.providers[name]
-        text = self._outbound(name, record)
+        text = self._outbound(name, sender, record)
         retrying = quick_retrying(sleep=self.sleep)
         result: SendResult = await retrying(self._send_once, provider, text)
         # Only a provider fault counts against the provider; a carrier's answer never does.
@@ -177,13 +232,13 @@ class Pipeline:
             # Converted at the transport boundary; here it is one more category.
             return SendResult(Category.TRANSIENT, error_code=type(exc).__name__, error=str(exc))
 
-    def _outbound(self, provider: str, record: dict[str, str]) -> OutboundText:
+    def _outbound(self, provider: str, sender: str, record: dict[str, str]) -> OutboundText:
         msg_id = record["id"]
         send_before = record.get("send_before_ms")
         return OutboundText(
             message_id=msg_id,
             to=record["to"],
-            sender=sticky_sender(record["to"], self.config.numbers[provider]),
+            sender=sender,
             body=record["body"],
             status_callback_url=(
                 f"{self.config.public_url}/webhooks/{provider}/status?mid={msg_id}"
@@ -195,10 +250,14 @@ class Pipeline:
 
     async def _record(self, msg_id: str, record: dict[str, str], routed: Routed) -> str:
         result = routed.result
+        assert result is not None
         fields: dict[str, Any] = {
             "provider": routed.provider or "",
             "error_code": result.error_code,
             "error": result.error,
+            # A slot is spent once the text has been sent (or tried).
+            "rl_slot_ms": "",
+            "rl_held": "",
         }
         if result.carrier:
             fields["carrier"] = result.carrier
@@ -253,6 +312,14 @@ class Pipeline:
             )
         if status in (Status.FAILED, Status.DEAD, Status.SUPPRESSED, Status.EXPIRED):
             log.warning("text ended", status=status.value, reason=reason)
+
+
+def _held_slot(record: dict[str, str]) -> frozenset[str]:
+    """The limiters holding this text's reserved slot, once that slot has come."""
+    slot_ms = record.get("rl_slot_ms")
+    if not slot_ms or int(slot_ms) > store.now_ms() + SLOT_EARLY_MS:
+        return frozenset()
+    return frozenset(filter(None, record.get("rl_held", "").split(",")))
 
 
 def _expired(record: dict[str, str]) -> bool:

@@ -11,6 +11,8 @@ Layout (``{ns}`` is ``sendq`` unless configured otherwise):
     {ns}:breaker:{kind}:{name}:w  hash  its sliding window
     {ns}:breakers:{kind}     set    the names of every breaker of a kind ever used
     {ns}:audit               stream every breaker transition: who, why, when
+    {ns}:rl:{limiter}        string a rate limiter's TAT, or a daily cap's count
+    {ns}:rl:used:{limiter}   hash   per-second use, for `sendq limits status`
 
 dramatiq's own keys live under the ``dramatiq`` namespace; see
 ``dramatiq/brokers/redis/dispatch.lua`` for their layout.
@@ -57,6 +59,10 @@ def breaker_names(kind: str, ns: str = DEFAULT_NAMESPACE) -> str:
 
 def audit(ns: str = DEFAULT_NAMESPACE) -> str:
     return f"{ns}:audit"
+
+
+def limiter(name: str, ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:rl:{name}"
 
 
 def dramatiq_queue(queue_name: str) -> str:

@@ -12,6 +12,7 @@ from worker.broker import redis_url
 from worker.delivery import Pipeline, PipelineConfig
 from worker.breaker import AsyncBreakers, Policy
 from worker.providers import registry
+from worker.ratelimit import AsyncLimiter
 from worker.providers.base import Provider
 from worker.retry import Backoff
 from worker.settings import BreakerSettings, Settings
@@ -56,6 +57,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         max_attempts=w.max_attempts,
         backoff=Backoff(base_ms=w.retry_base_ms, cap_ms=w.retry_cap_ms),
         lease_ms=int(w.send_lease_s * 1000),
+        limits=settings.limits,
     )
     client = async_redis(settings)
     return Pipeline(
@@ -68,6 +70,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
             breaker_policy(settings.breakers.provider),
             cache_ms=settings.breakers.provider.cache_ms,
         ),
+        AsyncLimiter(client),
     )
 
 

@@ -16,7 +16,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -145,6 +153,62 @@ class ProvidersSettings(_Section):
     console: ConsoleSettings = Field(default_factory=lambda: ConsoleSettings())
 
 
+class RateSettings(_Section):
+    """``rate`` segments per ``period_s``, in bursts of up to ``burst``."""
+
+    rate: float = Field(gt=0)
+    period_s: float = Field(1.0, gt=0)
+    burst: int = Field(1, ge=1)
+
+
+class CarrierLimitSettings(_Section):
+    """Per carrier x campaign: AT&T's per-minute class, T-Mobile's daily brand cap."""
+
+    rate: float | None = Field(None, gt=0)
+    period_s: float = Field(60.0, gt=0)
+    burst: int = Field(1, ge=1)
+    daily_cap: int | None = Field(None, ge=1)
+    tz: str = "America/Los_Angeles"
+
+    @field_validator("tz")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+
+class LimitsSettings(_Section):
+    # A wait up to this long is slept in the worker; a longer one is a delayed redelivery.
+    short_wait_ms: int = Field(250, ge=0, le=5000)
+    # Per provider account.
+    providers: dict[str, RateSettings] = Field(default_factory=dict)
+    # Per sending number, by type; a number's type comes from `numbers`.
+    number_types: dict[str, RateSettings] = Field(
+        default_factory=lambda: {
+            "long_code": RateSettings(rate=1),
+            "toll_free": RateSettings(rate=3),
+            "short_code": RateSettings(rate=100, burst=10),
+        }
+    )
+    # Sending number -> its type (a key of number_types), or its own rate.
+    numbers: dict[str, str | RateSettings] = Field(default_factory=dict)
+    # The type of numbers not listed in `numbers`; "" leaves them unlimited.
+    default_number_type: str = ""
+    # Per carrier (att, tmobile, verizon, ...), applied per campaign.
+    carriers: dict[str, CarrierLimitSettings] = Field(default_factory=dict)
+
+    def number_rate(self, number: str) -> RateSettings | None:
+        kind = self.numbers.get(number, self.default_number_type)
+        if isinstance(kind, RateSettings):
+            return kind
+        return self.number_types.get(kind) if kind else None
+
+
 class BreakerSettings(_Section):
     window_s: float = Field(30.0, gt=0)
     min_calls: int = Field(20, ge=1)
@@ -176,6 +240,7 @@ class Settings(BaseSettings):
     # Per campaign, the providers to try in order; "default" serves the rest.
     routes: dict[str, list[str]] = Field(default_factory=lambda: {"default": ["twilio"]})
     breakers: BreakersSettings = Field(default_factory=lambda: BreakersSettings())
+    limits: LimitsSettings = Field(default_factory=lambda: LimitsSettings())
 
     twilio_auth_token: SecretStr | None = None
     telnyx_api_key: SecretStr | None = None
@@ -203,6 +268,21 @@ class Settings(BaseSettings):
             if len(set(route)) != len(route):
                 raise ValueError(f"route {campaign!r} names a provider twice")
         return v
+
+    @model_validator(mode="after")
+    def _limits_name_known_things(self) -> Settings:
+        lim = self.limits
+        for name in lim.providers:
+            if name not in PROVIDER_NAMES:
+                raise ValueError(f"limits.providers.{name}: unknown provider")
+        for number, kind in lim.numbers.items():
+            if isinstance(kind, str) and kind not in lim.number_types:
+                raise ValueError(f"limits.numbers.{number}: unknown number type {kind!r}")
+        if lim.default_number_type and lim.default_number_type not in lim.number_types:
+            raise ValueError(
+                f"limits.default_number_type: unknown type {lim.default_number_type!r}"
+            )
+        return self
 
     def routed_providers(self) -> list[str]:
         """Every provider some route uses, in first-use order."""
@@ -284,6 +364,9 @@ def _describe(exc: ValidationError) -> str:
         reason = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             reason = "is not a known setting"
+        if not key:  # a check across several settings names them itself
+            lines.append(f"  {reason}")
+            continue
         lines.append(f"  {key} (env {env}): {reason} (got {err.get('input')!r:.60})")
     return "\n".join(lines)
 
