@@ -64,6 +64,7 @@ class Bench:
             "SENDQ_REDIS_URL": self.redis_url,
             "SENDQ_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
             "SENDQ_PROVIDERS__TWILIO__BASE_URL": self.sim_url,
+            "SENDQ_CARRIERS__LOOKUP_URL": self.sim_url,
             "SENDQ_PROVIDERS__TWILIO__ACCOUNT_SID": SID,
             "SENDQ_LOG_LEVEL": "warning",
             "PYTHONPATH": str(ROOT),

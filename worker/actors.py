@@ -12,6 +12,8 @@ import dramatiq
 
 from worker import logs, runtime
 from worker.broker import SEND_ACTOR, install
+from worker.holds import AsyncHolds
+from worker.maintenance import HoldKeeper, HoldMaintenance
 from worker.settings import get_settings
 
 try:
@@ -25,6 +27,19 @@ except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
 settings = get_settings()
 logs.configure(settings.log_level)
 broker = install(settings)
+
+
+def _keeper() -> HoldKeeper:
+    # Built on the event-loop thread, sharing the pipeline's Redis client.
+    client = runtime.pipeline(settings).store.client
+    return HoldKeeper(
+        client,
+        AsyncHolds(client, settings.worker.queue),
+        probes=settings.breakers.carrier.probes,
+    )
+
+
+broker.add_middleware(HoldMaintenance(_keeper, settings.breakers.tick_s))
 
 # Unexpected errors (Redis away, a bug) are retried by dramatiq; provider
 # outcomes are retried by the pipeline itself and never raise.

@@ -120,12 +120,16 @@ class AsyncBreakers:
         self._closed_until: dict[str, int] = {}
         self._pending: dict[str, tuple[int, int]] = {}  # name -> (successes, first at ms)
 
-    async def _run(self, name: str, command: str, *extra: str) -> Decision:
+    async def _run(
+        self, name: str, command: str, *extra: str, wider: str | None = None
+    ) -> Decision:
         if name not in self._known:
             # Remember the name so status commands can list every breaker.
             await self.client.sadd(keys.breaker_names(self.kind, self.ns), name)
             self._known.add(name)
         k, a = _call_args(self.kind, name, command, self.policy, self.ns, *extra)
+        if wider is not None:
+            k.append(keys.breaker(self.kind, wider, self.ns))
         decision = _decode(await cast(Awaitable[list[Any]], self._script(keys=k, args=a)))
         if decision.state is State.CLOSED:
             self._closed_until[name] = now_ms() + self.cache_ms
@@ -136,10 +140,11 @@ class AsyncBreakers:
     def _trusted_closed(self, name: str) -> bool:
         return self._closed_until.get(name, 0) > now_ms()
 
-    async def admit(self, name: str) -> Decision:
+    async def admit(self, name: str, *, wider: str | None = None) -> Decision:
+        """May a send go? ``wider`` names a breaker whose pause covers this one too."""
         if self._trusted_closed(name):
             return Decision(True, State.CLOSED, 0, "")
-        return await self._run(name, "admit")
+        return await self._run(name, "admit", wider=wider)
 
     async def record(self, name: str, weight: int, code: str = "") -> Decision:
         if weight == SUCCESS_WEIGHT and self._trusted_closed(name):

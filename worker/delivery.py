@@ -18,10 +18,15 @@ from typing import Any
 import structlog
 
 from worker import keys, store
-from worker.breaker import FAILURE_WEIGHT, SUCCESS_WEIGHT, AsyncBreakers
+from worker.alerts import Alerter
+from worker.breaker import FAILURE_WEIGHT, SUCCESS_WEIGHT, AsyncBreakers, Decision
+from worker.carriers import UNKNOWN as UNKNOWN_CARRIER
+from worker.carriers import CarrierResolver
+from worker.holds import ALL_CAMPAIGNS, breaker_name
 from worker.enqueue import dramatiq_message
 from worker.errors import ProviderError, ProviderTimeout
 from worker.models import Category, Status
+from worker.store import Hold
 from worker.providers.base import OutboundText, Provider, SendResult
 from worker.ratelimit import AsyncLimiter, Reservation, limits_for
 from worker.retry import Backoff, quick_retrying
@@ -82,6 +87,10 @@ class Pipeline:
     providers: Mapping[str, Provider]
     provider_breakers: AsyncBreakers
     limiter: AsyncLimiter | None = None
+    carriers: CarrierResolver | None = None
+    carrier_breakers: AsyncBreakers | None = None
+    alerter: Alerter | None = None
+    ambiguous_weight: float = 0.3
     sleep: Callable[[float], Awaitable[None]] | None = None
 
     async def deliver(self, msg_id: str) -> str:
@@ -95,12 +104,72 @@ class Pipeline:
             if _expired(record):
                 await self._finish(msg_id, Status.EXPIRED, "past send_before", {})
                 return Status.EXPIRED.value
+            breaker = await self._carrier_gate(msg_id, record)
+            if breaker is None:
+                return Status.HELD.value
             routed = await self._route(record)
             if routed.defer is not None:
                 return await self._defer(msg_id, routed)
+            await self._feed_carrier_breaker(breaker, record, routed.result)
             return await self._record(msg_id, record, routed)
         finally:
-            structlog.contextvars.unbind_contextvars("message_id", "campaign", "provider")
+            structlog.contextvars.unbind_contextvars(
+                "message_id", "campaign", "provider", "carrier"
+            )
+
+    # -- carrier -----------------------------------------------------------
+
+    async def _carrier_gate(self, msg_id: str, record: dict[str, str]) -> str | None:
+        """The text's carrier breaker name, or None when it was held instead of sent."""
+        carrier = record.get("carrier") or UNKNOWN_CARRIER
+        if self.carriers is not None and carrier == UNKNOWN_CARRIER:
+            carrier = await self.carriers.carrier_of(record["to"])
+        record["carrier"] = carrier
+        structlog.contextvars.bind_contextvars(carrier=carrier)
+        name = breaker_name(carrier, record.get("campaign", DEFAULT_ROUTE))
+        if self.carrier_breakers is None:
+            return name
+        decision = await self.carrier_breakers.admit(
+            name, wider=breaker_name(carrier, ALL_CAMPAIGNS)
+        )
+        self._announce("carrier", name, decision)
+        if decision.allowed:
+            return name
+        held = await self.store.transition(
+            msg_id, [Status.SENDING], Status.HELD, reason=f"carrier {name} is {decision.state}",
+            fields={"carrier": carrier}, hold=Hold(name),
+        )  # fmt: skip
+        if held.ok:
+            log.info("text held", breaker=name, state=decision.state.value)
+        return None
+
+    async def _feed_carrier_breaker(
+        self, name: str, record: dict[str, str], result: SendResult | None
+    ) -> None:
+        if result is None:
+            return
+        if result.carrier and self.carriers is not None:
+            await self.carriers.remember(record["to"], result.carrier)
+        weight = self.carrier_weight(result.category)
+        if weight is None or self.carrier_breakers is None:
+            return
+        decision = await self.carrier_breakers.record(name, weight, result.error_code or "")
+        self._announce("carrier", name, decision)
+
+    def carrier_weight(self, category: Category) -> int | None:
+        """How a result counts against its carrier; None: it says nothing about the carrier.
+
+        A provider's "accepted" is not the carrier's: only receipts count successes.
+        """
+        if category is Category.CARRIER_BLOCK:
+            return FAILURE_WEIGHT
+        if category is Category.AMBIGUOUS:
+            return int(self.ambiguous_weight * FAILURE_WEIGHT)
+        return None
+
+    def _announce(self, kind: str, name: str, decision: Decision) -> None:
+        if decision.transition and self.alerter is not None:
+            self.alerter.announce(kind, name, decision.transition)
 
     # -- claim -------------------------------------------------------------
 
@@ -221,8 +290,7 @@ class Pipeline:
         # Only a provider fault counts against the provider; a carrier's answer never does.
         weight = FAILURE_WEIGHT if result.category is Category.TRANSIENT else SUCCESS_WEIGHT
         decision = await self.provider_breakers.record(name, weight, result.error_code or "")
-        if decision.transition:
-            log.error("provider breaker changed", provider=name, transition=decision.transition)
+        self._announce("provider", name, decision)
         return result
 
     async def _send_once(self, provider: Provider, text: OutboundText) -> SendResult:
@@ -259,8 +327,7 @@ class Pipeline:
             "rl_slot_ms": "",
             "rl_held": "",
         }
-        if result.carrier:
-            fields["carrier"] = result.carrier
+        fields["carrier"] = record.get("carrier") or ""
         if result.ok:
             fields["provider_message_id"] = result.provider_message_id
             await self._finish(msg_id, Status.SENT, f"accepted by {routed.provider}", fields)

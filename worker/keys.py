@@ -12,6 +12,8 @@ Layout (``{ns}`` is ``sendq`` unless configured otherwise):
     {ns}:breakers:{kind}     set    the names of every breaker of a kind ever used
     {ns}:audit               stream every breaker transition: who, why, when
     {ns}:rl:{limiter}        string a rate limiter's TAT, or a daily cap's count
+    {ns}:carrier:{e164}      string a number's carrier (cached lookup), with a TTL
+    {ns}:hold:{carrier}:{campaign}  list  held message ids, oldest first
     {ns}:rl:used:{limiter}   hash   per-second use, for `sendq limits status`
 
 dramatiq's own keys live under the ``dramatiq`` namespace; see
@@ -63,6 +65,14 @@ def audit(ns: str = DEFAULT_NAMESPACE) -> str:
 
 def limiter(name: str, ns: str = DEFAULT_NAMESPACE) -> str:
     return f"{ns}:rl:{name}"
+
+
+def carrier(number: str, ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:carrier:{number}"
+
+
+def hold(breaker_name: str, ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:hold:{breaker_name}"
 
 
 def dramatiq_queue(queue_name: str) -> str:

@@ -10,13 +10,16 @@ import redis.asyncio as aioredis
 
 from worker.broker import redis_url
 from worker.delivery import Pipeline, PipelineConfig
+from worker.alerts import Alerter
 from worker.breaker import AsyncBreakers, Policy
-from worker.providers import registry
+from worker.carriers import CarrierResolver, load_overrides
+from worker.providers import registry, transport
 from worker.ratelimit import AsyncLimiter
 from worker.providers.base import Provider
 from worker.retry import Backoff
 from worker.settings import BreakerSettings, Settings
 from worker.store import AsyncStore
+from worker.webhooks import CarrierFeed
 
 DEFAULT_REDIS_POOL_SIZE = 64
 
@@ -46,6 +49,35 @@ def breaker_policy(cfg: BreakerSettings) -> Policy:
     )
 
 
+def carrier_breakers(settings: Settings, client: aioredis.Redis) -> AsyncBreakers:
+    cfg = settings.breakers.carrier
+    return AsyncBreakers(client, "carrier", breaker_policy(cfg), cache_ms=cfg.cache_ms)
+
+
+def carrier_resolver(settings: Settings, client: aioredis.Redis) -> CarrierResolver:
+    cfg = settings.carriers
+    overrides = load_overrides(cfg.override_file) if cfg.override_file else {}
+    lookup = None
+    if cfg.lookup == "twilio" and settings.twilio_auth_token is not None:
+        lookup = transport.make_client(
+            base_url=cfg.lookup_url,
+            auth=(
+                settings.providers.twilio.account_sid,
+                settings.twilio_auth_token.get_secret_value(),
+            ),
+            timeout_s=settings.providers.twilio.timeout_s,
+        )
+    return CarrierResolver(client, overrides=overrides, lookup=lookup, cache_ttl_s=cfg.cache_ttl_s)
+
+
+def carrier_feed(settings: Settings, client: aioredis.Redis) -> CarrierFeed:
+    return CarrierFeed(
+        carrier_breakers(settings, client),
+        Alerter(settings.alerts.urls),
+        settings.breakers.carrier.ambiguous_weight,
+    )
+
+
 def build_pipeline(settings: Settings) -> Pipeline:
     w = settings.worker
     built = providers(settings)
@@ -71,6 +103,10 @@ def build_pipeline(settings: Settings) -> Pipeline:
             cache_ms=settings.breakers.provider.cache_ms,
         ),
         AsyncLimiter(client),
+        carriers=carrier_resolver(settings, client),
+        carrier_breakers=carrier_breakers(settings, client),
+        alerter=Alerter(settings.alerts.urls),
+        ambiguous_weight=settings.breakers.carrier.ambiguous_weight,
     )
 
 

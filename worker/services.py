@@ -60,6 +60,7 @@ class Stack:
             "SENDQ_REDIS_URL": self.redis_url,
             "SENDQ_TWILIO_AUTH_TOKEN": self.auth_token,
             "SENDQ_PROVIDERS__TWILIO__BASE_URL": self.sim_url,
+            "SENDQ_CARRIERS__LOOKUP_URL": self.sim_url,
             "SENDQ_WEBHOOKS__PUBLIC_URL": self.hook_url,
             "SENDQ_WEBHOOKS__PORT": str(self.hook_port),
             "PYTHONUNBUFFERED": "1",

@@ -221,8 +221,48 @@ class BreakerSettings(_Section):
     cache_ms: int = Field(200, ge=0, le=5000)
 
 
+class CarrierBreakerSettings(BreakerSettings):
+    """Per carrier x campaign. Tuned to catch 10% filtering within a few hundred texts."""
+
+    window_s: float = Field(120.0, gt=0)
+    min_calls: int = Field(40, ge=1)
+    failure_rate: float = Field(0.05, gt=0, le=1)
+    consecutive: int = Field(5, ge=1)
+    cooldown_s: float = Field(60.0, gt=0)
+    cooldown_max_s: float = Field(1800.0, gt=0)
+    probes: int = Field(3, ge=1)
+    # Every worker must see an open breaker at once: no caching by default.
+    cache_ms: int = Field(0, ge=0, le=5000)
+    # How much an ambiguous result (Twilio 30008/30003, ...) counts as a block.
+    ambiguous_weight: float = Field(0.3, ge=0, le=1)
+
+
 class BreakersSettings(_Section):
     provider: BreakerSettings = Field(default_factory=lambda: BreakerSettings())
+    carrier: CarrierBreakerSettings = Field(default_factory=lambda: CarrierBreakerSettings())
+    # How often each worker process checks for holds to release and probes to send.
+    tick_s: float = Field(1.0, gt=0, le=60)
+
+
+class CarriersSettings(_Section):
+    # "twilio" asks Twilio Lookup v2 (line_type_intelligence); "none" never looks up.
+    lookup: Literal["twilio", "none"] = "twilio"
+    lookup_url: str = "https://lookups.twilio.com"
+    cache_ttl_s: int = Field(30 * 24 * 3600, ge=60)
+    # A CSV of number,carrier rows that beats any lookup.
+    override_file: Path | None = None
+
+    @field_validator("override_file")
+    @classmethod
+    def _exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"no such file: {v}")
+        return v
+
+
+class AlertsSettings(_Section):
+    # Each breaker open/pause/resume/close is POSTed as JSON (Slack-compatible "text").
+    urls: list[str] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):
@@ -241,6 +281,8 @@ class Settings(BaseSettings):
     routes: dict[str, list[str]] = Field(default_factory=lambda: {"default": ["twilio"]})
     breakers: BreakersSettings = Field(default_factory=lambda: BreakersSettings())
     limits: LimitsSettings = Field(default_factory=lambda: LimitsSettings())
+    carriers: CarriersSettings = Field(default_factory=lambda: CarriersSettings())
+    alerts: AlertsSettings = Field(default_factory=lambda: AlertsSettings())
 
     twilio_auth_token: SecretStr | None = None
     telnyx_api_key: SecretStr | None = None

@@ -57,6 +57,13 @@ class Requeue:
     encoded: str
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A hold list to append the message id to, atomically with a transition."""
+
+    breaker: str
+
+
 def transition_args(
     msg_id: str,
     allowed: Sequence[str] | str,
@@ -66,15 +73,18 @@ def transition_args(
     fields: Mapping[str, object] | None = None,
     return_record: bool = False,
     requeue: Requeue | None = None,
+    hold: Hold | None = None,
     ns: str = keys.DEFAULT_NAMESPACE,
 ) -> tuple[list[str], list[str]]:
     allowed_s = allowed if isinstance(allowed, str) else " ".join(allowed)
     queue = requeue.queue if requeue else "unused"
+    push_list = keys.hold(hold.breaker, ns) if hold else keys.dramatiq_queue(queue)
+    push = requeue.redis_message_id if requeue else msg_id if hold else ""
     script_keys = [
         keys.message(msg_id, ns),
         keys.history(msg_id, ns),
         keys.stats(ns),
-        keys.dramatiq_queue(queue),
+        push_list,
         keys.dramatiq_messages(queue),
     ]
     argv = [
@@ -84,7 +94,7 @@ def transition_args(
         reason,
         str(DEFAULT_HISTORY_CAP),
         "1" if return_record else "0",
-        requeue.redis_message_id if requeue else "",
+        push,
         requeue.encoded if requeue else "",
     ]
     for name, value in (fields or {}).items():

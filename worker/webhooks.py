@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -19,6 +20,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from worker.alerts import Alerter
+from worker.breaker import FAILURE_WEIGHT, SUCCESS_WEIGHT, AsyncBreakers
+from worker.carriers import UNKNOWN as UNKNOWN_CARRIER
+from worker.holds import breaker_name
 from worker.models import Category, Status
 from worker.providers.base import InvalidWebhook, Provider, Receipt, WebhookRequest
 from worker.store import AsyncStore
@@ -29,8 +34,39 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 FINAL_RECEIPT_FROM = [Status.SENDING, Status.SENT, Status.QUEUED]
 
 
+@dataclass
+class CarrierFeed:
+    """Receipts feed the carrier breakers: filtering often shows only in receipts."""
+
+    breakers: AsyncBreakers
+    alerter: Alerter | None = None
+    ambiguous_weight: float = 0.3
+
+    def weight(self, receipt: Receipt) -> int | None:
+        if receipt.status == Status.DELIVERED:
+            return SUCCESS_WEIGHT
+        if receipt.category is Category.CARRIER_BLOCK:
+            return FAILURE_WEIGHT
+        if receipt.category is Category.AMBIGUOUS:
+            return int(self.ambiguous_weight * FAILURE_WEIGHT)
+        return None
+
+    async def feed(self, record: Mapping[str, str], receipt: Receipt) -> None:
+        weight = self.weight(receipt)
+        if weight is None:
+            return
+        name = breaker_name(record.get("carrier") or UNKNOWN_CARRIER, record.get("campaign", ""))
+        decision = await self.breakers.record(name, weight, receipt.error_code or "")
+        if decision.transition and self.alerter is not None:
+            self.alerter.announce("carrier", name, decision.transition, source="receipt")
+
+
 def create_app(
-    *, store: AsyncStore, providers: Mapping[str, Provider], public_url: str
+    *,
+    store: AsyncStore,
+    providers: Mapping[str, Provider],
+    public_url: str,
+    carrier_feed: CarrierFeed | None = None,
 ) -> Starlette:
     async def status(request: Request) -> Response:
         provider = providers.get(request.path_params["provider"])
@@ -52,7 +88,7 @@ def create_app(
             receipts = provider.parse_receipts(hook)
         except InvalidWebhook as exc:
             return _error(400, str(exc))
-        results = [await _apply(store, provider.name, r) for r in receipts]
+        results = [await _apply(store, provider.name, r, carrier_feed) for r in receipts]
         if len(results) == 1:
             return JSONResponse(results[0], status_code=results[0].pop("http_status", 200))
         return JSONResponse({"receipts": results})
@@ -77,7 +113,9 @@ def create_app(
     )
 
 
-async def _apply(store: AsyncStore, provider: str, receipt: Receipt) -> dict[str, Any]:
+async def _apply(
+    store: AsyncStore, provider: str, receipt: Receipt, carrier_feed: CarrierFeed | None
+) -> dict[str, Any]:
     if receipt.message_id is None:
         return {"error": "the receipt carries no message id (mid)", "http_status": 400}
     if receipt.status == Status.SENT:
@@ -95,8 +133,12 @@ async def _apply(store: AsyncStore, provider: str, receipt: Receipt) -> dict[str
         fields["carrier"] = receipt.carrier
     why = f"receipt from {provider}" + (f": {receipt.error_code}" if receipt.error_code else "")
     done = await store.transition(
-        receipt.message_id, allowed, receipt.status, reason=why, fields=fields
-    )
+        receipt.message_id, allowed, receipt.status, reason=why, fields=fields,
+        return_record=True,
+    )  # fmt: skip
+    if done.ok and done.record is not None and carrier_feed is not None:
+        # Only the receipt that changed the state counts: duplicates never do.
+        await carrier_feed.feed(done.record, receipt)
     if done.missing:
         # Answer 200 so the provider stops retrying a text we never had.
         log.warning("receipt for an unknown message", message_id=receipt.message_id)
@@ -139,8 +181,10 @@ def app_from_settings() -> Starlette:
 
     settings = get_settings()
     logs.configure(settings.log_level)
+    client = runtime.async_redis(settings)
     return create_app(
-        store=AsyncStore(runtime.async_redis(settings)),
+        store=AsyncStore(client),
         providers=runtime.providers(settings),
         public_url=settings.webhooks.public_url,
+        carrier_feed=runtime.carrier_feed(settings, client),
     )

@@ -13,6 +13,8 @@
 -- KEYS[2]  {ns}:breaker:{kind}:{name}:w   hash: sliding window by time,
 --            "{bucket}:n" calls and "{bucket}:f" failure weight (x1000)
 -- KEYS[3]  {ns}:audit                      stream: every transition
+-- KEYS[4]  (optional, admit only) a wider breaker's state hash, e.g. a
+--          carrier's "all campaigns" breaker: when it is paused, so is this
 --
 -- ARGV[1]  command: admit | record | pause | resume
 -- ARGV[2]  now, epoch ms
@@ -74,6 +76,9 @@ local function cooldown_for(reopens)
 end
 
 if command == "admit" then
+    if KEYS[4] and redis.call("HGET", KEYS[4], "state") == "paused" then
+        return {0, "paused", 0, ""}
+    end
     if state == "closed" then return {1, state, 0, ""} end
     if state == "paused" then return {0, state, 0, ""} end
     local change = ""

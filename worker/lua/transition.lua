@@ -3,8 +3,9 @@
 -- KEYS[1]  {ns}:msg:{id}          the message record (hash)
 -- KEYS[2]  {ns}:msg:{id}:h        the record's history (list, capped)
 -- KEYS[3]  {ns}:stats             "{campaign}|{status}" -> count (hash)
--- KEYS[4]  dramatiq:{queue}        (optional) queue to push the text onto
--- KEYS[5]  dramatiq:{queue}.msgs   (optional) its message bodies
+-- KEYS[4]  a list to push onto: dramatiq:{queue} (a requeue) or
+--          {ns}:hold:{carrier}:{campaign} (a hold); unused when ARGV[7] is ""
+-- KEYS[5]  dramatiq:{queue}.msgs   dramatiq's message bodies (requeue only)
 --
 -- ARGV[1]  allowed current statuses, space separated ("*" for any non-final)
 -- ARGV[2]  the new status
@@ -12,8 +13,9 @@
 -- ARGV[4]  the history entry's reason
 -- ARGV[5]  history cap (entries kept)
 -- ARGV[6]  "1" to return the whole record on success
--- ARGV[7]  dramatiq redis message id, or "" when nothing is queued
--- ARGV[8]  the encoded dramatiq message, or ""
+-- ARGV[7]  what to push onto KEYS[4] (a dramatiq redis message id, or the
+--          message id for a hold), or "" to push nothing
+-- ARGV[8]  the encoded dramatiq message for KEYS[5], or "" (a hold)
 -- ARGV[9..] field, value pairs to set with the change
 --
 -- Returns {1, record...} (or {1}) on success, {0, current status} when the
@@ -59,7 +61,7 @@ if current ~= new then
 end
 
 if ARGV[7] ~= "" then
-    redis.call("HSET", KEYS[5], ARGV[7], ARGV[8])
+    if ARGV[8] ~= "" then redis.call("HSET", KEYS[5], ARGV[7], ARGV[8]) end
     redis.call("RPUSH", KEYS[4], ARGV[7])
 end
 
