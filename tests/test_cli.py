@@ -122,3 +122,26 @@ def test_the_shipped_config_file_is_valid(cli_env) -> None:
     root = Path(__file__).resolve().parent.parent
     env = {**cli_env, "SENDQ_CONFIG": str(root / "config" / "sendq.toml")}
     assert sendq(env, "messages", "stats", "--json").returncode == 0
+
+
+def test_an_operator_pauses_a_carrier_for_every_campaign_and_resumes_it(cli_env) -> None:
+    paused = sendq(cli_env, "carriers", "pause", "Verizon Wireless", "--reason", "30007 spike",
+                   "--by", "maria", "--json")  # fmt: skip
+    assert json.loads(paused.stdout)["changed"] == [
+        {"name": "verizon:*", "state": "paused", "changed": True}
+    ]
+    status = json.loads(sendq(cli_env, "carriers", "status", "--json").stdout)
+    wide = next(c for c in status["carriers"] if c["name"] == "verizon:*")
+    assert (wide["state"], wide["why"], wide["by"], wide["held"]) == ("paused", "30007 spike", "maria", 0)
+    resumed = json.loads(sendq(cli_env, "carriers", "resume", "verizon", "--json").stdout)
+    assert {c["name"]: c["state"] for c in resumed["changed"]}["verizon:*"] == "closed"
+    history = json.loads(sendq(cli_env, "carriers", "history", "verizon", "--json").stdout)["history"]
+    assert [(h["from"], h["to"], h["who"]) for h in history][:2] == [
+        ("paused", "closed", os.environ.get("USER") or os.environ.get("LOGNAME") or "operator"),
+        ("closed", "paused", "maria"),
+    ]
+
+
+def test_a_carrier_pause_needs_a_reason(cli_env) -> None:
+    done = sendq(cli_env, "carriers", "pause", "att", "--reason", " ")
+    assert done.returncode == 2 and "--reason must say why" in done.stderr

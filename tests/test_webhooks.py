@@ -158,3 +158,30 @@ def test_an_unknown_provider_is_a_404(hooks) -> None:
 
 def test_health_answers(hooks) -> None:
     assert hooks.get("/healthz").json() == {"ok": True}
+
+
+def test_carrier_block_receipts_open_the_carrier_breaker(redis_url, client, ns, queue) -> None:
+    import redis.asyncio as aioredis
+
+    from worker.breaker import AsyncBreakers, Breakers, Policy
+    from worker.webhooks import CarrierFeed
+
+    policy = Policy(consecutive=3, min_calls=100)
+    aclient = aioredis.Redis.from_url(redis_url)
+    provider = TwilioProvider(account_sid="AC" + "2" * 32, auth_token=TOKEN, base_url="http://127.0.0.1:9")
+    app = create_app(
+        store=AsyncStore(aclient, ns), providers={"twilio": provider}, public_url=PUBLIC,
+        carrier_feed=CarrierFeed(AsyncBreakers(aclient, "carrier", policy, ns, cache_ms=0)),
+    )  # fmt: skip
+    ids = []
+    for _ in range(4):
+        msg_id = sending(client, ns, queue)
+        client.hset(f"{ns}:msg:{msg_id}", mapping={"carrier": "verizon", "campaign": "gotv"})
+        ids.append(msg_id)
+    with TestClient(app, base_url=PUBLIC) as hooks:
+        for msg_id in ids[:3]:
+            post(hooks, msg_id, "undelivered", code="30007")
+            post(hooks, msg_id, "undelivered", code="30007")  # a duplicate never counts twice
+        status = Breakers(client, "carrier", policy, ns).status("verizon:gotv")
+        assert status["state"] == "open"
+        assert "3 failures in a row, last 30007" in status["why"]

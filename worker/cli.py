@@ -25,6 +25,10 @@ app = typer.Typer(
 messages_app = typer.Typer(help="Inspect message records.", no_args_is_help=True)
 redis_app = typer.Typer(help="The embedded Redis server.", no_args_is_help=True)
 providers_app = typer.Typer(help="Provider breakers: status, pause, resume.", no_args_is_help=True)
+carriers_app = typer.Typer(
+    help="Carrier breakers: status, pause, resume, history.", no_args_is_help=True
+)
+app.add_typer(carriers_app, name="carriers")
 app.add_typer(messages_app, name="messages")
 app.add_typer(providers_app, name="providers")
 app.add_typer(redis_app, name="redis")
@@ -327,6 +331,115 @@ def _breaker_result(name: str, decision: Any, as_json: bool) -> None:
         _emit({"name": name, "state": decision.state.value, "changed": decision.allowed})
     else:
         print(f"{name}: {decision.state.value}" + ("" if decision.allowed else " (unchanged)"))
+
+
+def _carrier_breakers() -> Any:
+    from worker.breaker import Breakers
+    from worker.runtime import breaker_policy
+
+    settings = _settings()
+    client = _producer().store.client
+    return Breakers(client, "carrier", breaker_policy(settings.breakers.carrier))
+
+
+def _carrier_targets(breakers: Any, carrier: str, campaign: str | None) -> list[str]:
+    from worker.carriers import normalise
+    from worker.holds import ALL_CAMPAIGNS, breaker_name, split_name
+
+    carrier = normalise(carrier)
+    if campaign:
+        return [breaker_name(carrier, campaign)]
+    known = [n for n in breakers.names() if split_name(n)[0] == carrier]
+    return list(dict.fromkeys([breaker_name(carrier, ALL_CAMPAIGNS), *known]))
+
+
+@carriers_app.command("status")
+def carriers_status(as_json: JsonFlag = False) -> None:
+    """Each carrier x campaign: state, window counts, held texts, since when and why."""
+    from worker import keys
+
+    breakers = _carrier_breakers()
+    rows = []
+    for name in breakers.names():
+        row = breakers.status(name)
+        row["held"] = int(breakers.client.llen(keys.hold(name)))
+        rows.append(row)
+    if as_json:
+        _emit({"carriers": rows})
+        return
+    table = Table("carrier:campaign", "state", "since", "calls", "blocks", "held", "why", "by")
+    for r in rows:
+        since = (
+            time.strftime("%H:%M:%S", time.localtime(r["since_ms"] / 1000)) if r["since_ms"] else ""
+        )
+        counts = (str(r["window_calls"]), str(r["window_failures"]), str(r["held"]))
+        table.add_row(r["name"], r["state"], since, *counts, r["why"], r["by"])
+    out.print(table)
+
+
+@carriers_app.command("pause")
+def carriers_pause(
+    name: Annotated[str, typer.Argument(help="Carrier: att, tmobile, verizon, ...")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit record).")],
+    campaign: Annotated[str | None, typer.Option(help="One campaign (default: all).")] = None,
+    by: Annotated[str | None, typer.Option(help="Who (default: $USER).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Hold a carrier's texts until an operator resumes it. Never lifted automatically."""
+    if not reason.strip():
+        fail("--reason must say why", 2, as_json=as_json)
+    breakers = _carrier_breakers()
+    # Without --campaign, the carrier-wide breaker covers every campaign, new ones too.
+    targets = _carrier_targets(breakers, name, campaign)[:1]
+    results = [(t, breakers.pause(t, who=by or _operator(), reason=reason)) for t in targets]
+    _carrier_results(results, as_json)
+
+
+@carriers_app.command("resume")
+def carriers_resume(
+    name: Annotated[str, typer.Argument(help="Carrier: att, tmobile, verizon, ...")],
+    campaign: Annotated[str | None, typer.Option(help="One campaign (default: all).")] = None,
+    reason: Annotated[
+        str, typer.Option(help="Why (kept in the audit record).")
+    ] = "resumed by operator",
+    by: Annotated[str | None, typer.Option(help="Who (default: $USER).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Resume a paused or open carrier; workers then release its held texts, oldest first."""
+    breakers = _carrier_breakers()
+    targets = _carrier_targets(breakers, name, campaign)
+    results = [(t, breakers.resume(t, who=by or _operator(), reason=reason)) for t in targets]
+    _carrier_results(results, as_json)
+
+
+@carriers_app.command("history")
+def carriers_history(
+    name: Annotated[str, typer.Argument(help="carrier or carrier:campaign")],
+    limit: Annotated[int, typer.Option(help="Entries to show.", min=1)] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Every transition of a carrier's breakers: who, why, when (newest first)."""
+    breakers = _carrier_breakers()
+    names = [name] if ":" in name else _carrier_targets(breakers, name, None)
+    entries = sorted((e for n in names for e in breakers.history(n, limit)),
+                     key=lambda e: e["id"], reverse=True)[:limit]  # fmt: skip
+    if as_json:
+        _emit({"history": entries})
+        return
+    table = Table("when", "breaker", "from", "to", "who", "why")
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(e["at_ms"]) / 1000))
+        table.add_row(when, e["name"], e["from"], e["to"], e["who"], e["why"])
+    out.print(table)
+
+
+def _carrier_results(results: list[tuple[str, Any]], as_json: bool) -> None:
+    if as_json:
+        _emit({"changed": [{"name": n, "state": d.state.value, "changed": d.allowed}
+                           for n, d in results]})  # fmt: skip
+        return
+    for n, d in results:
+        print(f"{n}: {d.state.value}" + ("" if d.allowed else " (unchanged)"))
 
 
 @app.command()

@@ -1,0 +1,198 @@
+"""The carrier breaker: a blocking carrier's texts are held safely, and released in order."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from tests.conftest import AUTH_TOKEN
+from worker import keys
+from worker.alerts import Alerter
+from worker.breaker import AsyncBreakers, Breakers, Policy
+from worker.carriers import CarrierResolver
+from worker.delivery import Pipeline, PipelineConfig
+from worker.enqueue import Producer
+from worker.holds import AsyncHolds
+from worker.maintenance import HoldKeeper
+from worker.providers.twilio import TwilioProvider
+from worker.retry import Backoff
+from worker.simulator.carriers import number_for
+from worker.store import AsyncStore, Store
+
+SID = "AC" + "4" * 32
+CARRIER_POLICY = Policy(window_s=60, min_calls=20, failure_rate=0.05, consecutive=5,
+                        cooldown_s=0.3, cooldown_max_s=5, probes=2)  # fmt: skip
+
+
+async def no_sleep(_: float) -> None:
+    return None
+
+
+class Alerts(Alerter):
+    def __init__(self) -> None:
+        super().__init__([])
+        self.seen: list[tuple[str, str, str]] = []
+
+    def announce(self, kind: str, name: str, transition: str, why: str = "", **extra: Any) -> None:
+        self.seen.append((kind, name, transition))
+
+
+@pytest.fixture
+async def pipeline(sim, aclient: aioredis.Redis, ns, queue) -> AsyncIterator[Pipeline]:
+    provider = TwilioProvider(account_sid=SID, auth_token=AUTH_TOKEN, base_url=sim, timeout_s=2)
+    lookup = httpx.AsyncClient(base_url=sim, auth=(SID, AUTH_TOKEN))
+    config = PipelineConfig(
+        queue=queue, public_url="http://127.0.0.1:9", routes={"default": ["twilio"]},
+        numbers={"twilio": ["+12015550100"]}, max_attempts=3, backoff=Backoff(1000, 10_000),
+    )  # fmt: skip
+    yield Pipeline(
+        config, AsyncStore(aclient, ns), {"twilio": provider},
+        AsyncBreakers(aclient, "provider", Policy(), ns, cache_ms=0),
+        carriers=CarrierResolver(aclient, ns=ns, lookup=lookup),
+        carrier_breakers=AsyncBreakers(aclient, "carrier", CARRIER_POLICY, ns, cache_ms=0),
+        alerter=Alerts(), sleep=no_sleep,
+    )  # fmt: skip
+    await provider.aclose()
+    await lookup.aclose()
+
+
+def enqueue(client: redis.Redis, ns: str, queue: str, carrier: str, n: int, **extra: Any) -> list[str]:
+    jobs = [{"to": number_for(carrier, i), "body": f"{carrier} #{i}", "campaign": "gotv", **extra}
+            for i in range(n)]  # fmt: skip
+    return [a.message_id for a in Producer(client, ns=ns, queue=queue).enqueue_many(jobs).accepted]
+
+
+def ops(client: redis.Redis, ns: str) -> Breakers:
+    return Breakers(client, "carrier", CARRIER_POLICY, ns)
+
+
+def sim_report(sim: str) -> dict[str, Any]:
+    return httpx.get(f"{sim}/sim/report").json()  # type: ignore[no-any-return]
+
+
+async def test_a_paused_carriers_texts_are_held_not_sent(pipeline, client, ns, queue, sim) -> None:
+    ops(client, ns).pause("verizon:gotv", who="maria", reason="complaints")
+    ids = enqueue(client, ns, queue, "verizon", 5)
+    assert [await pipeline.deliver(i) for i in ids] == ["held"] * 5
+    assert sim_report(sim)["requests"] == 0
+    assert client.lrange(keys.hold("verizon:gotv", ns), 0, -1) == [i.encode() for i in ids]
+    assert {Store(client, ns).get(i)["status"] for i in ids} == {"held"}  # type: ignore[index]
+
+
+async def test_other_carriers_keep_flowing_while_one_is_paused(pipeline, client, ns, queue, sim) -> None:
+    ops(client, ns).pause("verizon:gotv", who="maria", reason="complaints")
+    att = enqueue(client, ns, queue, "att", 5)
+    assert [await pipeline.deliver(i) for i in att] == ["sent"] * 5
+
+
+async def test_pausing_a_carrier_for_all_campaigns_holds_every_campaign(
+    pipeline, client, ns, queue
+) -> None:
+    ops(client, ns).pause("verizon:*", who="maria", reason="carrier-wide block")
+    ids = enqueue(client, ns, queue, "verizon", 2)
+    assert [await pipeline.deliver(i) for i in ids] == ["held", "held"]
+
+
+async def test_synchronous_blocks_open_the_carrier_breaker_and_hold_the_rest(
+    pipeline, client, ns, queue, sim
+) -> None:
+    httpx.post(f"{sim}/sim/scenario", json={"rules": [
+        {"carrier": "verizon", "error_code": "30007", "mode": "sync"}]})  # fmt: skip
+    ids = enqueue(client, ns, queue, "verizon", 12)
+    outcomes = [await pipeline.deliver(i) for i in ids]
+    assert outcomes == ["failed"] * 5 + ["held"] * 7
+    assert ops(client, ns).status("verizon:gotv")["state"] == "open"
+    assert ("carrier", "verizon:gotv", "closed>open") in pipeline.alerter.seen
+    # A carrier's block says nothing about the provider.
+    assert Breakers(client, "provider", Policy(), ns).status("twilio")["state"] == "closed"
+
+
+async def test_release_sends_held_texts_oldest_first(pipeline, aclient, client, ns, queue) -> None:
+    ops(client, ns).pause("att:gotv", who="maria", reason="check")
+    ids = enqueue(client, ns, queue, "att", 6)
+    for i in ids:
+        await pipeline.deliver(i)
+    ops(client, ns).resume("att:gotv", who="maria")
+    keeper = HoldKeeper(aclient, AsyncHolds(aclient, queue, ns), probes=2, ns=ns)
+    assert await keeper.tick() == 6
+    queued = client.lrange(keys.dramatiq_queue(queue), 0, -1)
+    # The enqueue put 6 on the queue first; the release appended 6 more in hold order.
+    released = [
+        __import__("dramatiq").Message.decode(client.hget(keys.dramatiq_messages(queue), q)).args[0]
+        for q in queued[6:]
+    ]
+    assert released == ids
+    assert {Store(client, ns).get(i)["status"] for i in ids} == {"queued"}  # type: ignore[index]
+    assert client.llen(keys.hold("att:gotv", ns)) == 0
+
+
+async def test_a_manual_pause_is_never_released_by_the_keeper(pipeline, aclient, client, ns, queue) -> None:
+    ops(client, ns).pause("att:gotv", who="maria", reason="check")
+    ids = enqueue(client, ns, queue, "att", 3)
+    for i in ids:
+        await pipeline.deliver(i)
+    keeper = HoldKeeper(aclient, AsyncHolds(aclient, queue, ns), probes=2, ns=ns)
+    import asyncio
+
+    await asyncio.sleep(0.4)  # past any cool-down
+    assert await keeper.tick() == 0
+    assert client.llen(keys.hold("att:gotv", ns)) == 3
+
+
+async def test_after_the_cool_down_probes_are_released_and_success_closes(
+    pipeline, aclient, client, ns, queue, sim
+) -> None:
+    import asyncio
+
+    httpx.post(f"{sim}/sim/scenario", json={"rules": [
+        {"carrier": "verizon", "error_code": "30007", "mode": "sync", "until_s": 0.5}]})  # fmt: skip
+    httpx.post(f"{sim}/sim/reset")
+    ids = enqueue(client, ns, queue, "verizon", 10)
+    for i in ids:
+        await pipeline.deliver(i)
+    assert ops(client, ns).status("verizon:gotv")["state"] == "open"
+    await asyncio.sleep(0.6)  # the filter lifts and the cool-down ends
+    keeper = HoldKeeper(aclient, AsyncHolds(aclient, queue, ns), probes=2, ns=ns)
+    assert await keeper.tick() == 2
+    probe_ids = ids[5:7]
+    assert [await pipeline.deliver(i) for i in probe_ids] == ["sent", "sent"]
+    # Accepted is not delivered: the breaker closes on the probes' receipts.
+    feed = __import__("worker.webhooks").webhooks.CarrierFeed(pipeline.carrier_breakers)
+    from worker.providers.base import Receipt
+
+    for i in probe_ids:
+        await feed.feed(Store(client, ns).get(i), Receipt("SM1", "delivered", i))  # type: ignore[arg-type]
+    assert ops(client, ns).status("verizon:gotv")["state"] == "closed"
+    assert await keeper.tick() == 3  # the rest follow
+
+
+async def test_a_redelivered_message_for_a_held_text_changes_nothing(pipeline, client, ns, queue, sim) -> None:
+    ops(client, ns).pause("att:gotv", who="maria", reason="check")
+    (msg_id,) = enqueue(client, ns, queue, "att", 1)
+    assert await pipeline.deliver(msg_id) == "held"
+    # The worker died before acking: dramatiq redelivers the same message.
+    assert await pipeline.deliver(msg_id) == "skipped"
+    assert client.llen(keys.hold("att:gotv", ns)) == 1
+    assert sim_report(sim)["requests"] == 0
+
+
+async def test_a_held_text_past_its_window_expires_when_released(
+    pipeline, aclient, client, ns, queue, sim
+) -> None:
+    import asyncio
+
+    ops(client, ns).pause("att:gotv", who="maria", reason="check")
+    soon = datetime.now(UTC) + timedelta(seconds=0.3)
+    (msg_id,) = enqueue(client, ns, queue, "att", 1, send_before=soon.isoformat())
+    assert await pipeline.deliver(msg_id) == "held"
+    await asyncio.sleep(0.4)
+    ops(client, ns).resume("att:gotv", who="maria")
+    await HoldKeeper(aclient, AsyncHolds(aclient, queue, ns), probes=2, ns=ns).tick()
+    assert await pipeline.deliver(msg_id) == "expired"
+    assert sim_report(sim)["requests"] == 0
