@@ -145,3 +145,19 @@ def test_an_operator_pauses_a_carrier_for_every_campaign_and_resumes_it(cli_env)
 def test_a_carrier_pause_needs_a_reason(cli_env) -> None:
     done = sendq(cli_env, "carriers", "pause", "att", "--reason", " ")
     assert done.returncode == 2 and "--reason must say why" in done.stderr
+
+
+def test_limits_status_shows_each_configured_limiter(cli_env, tmp_path: Path) -> None:
+    config = tmp_path / "sendq.toml"
+    config.write_text(
+        '[providers.twilio]\nnumbers = ["+12015550100"]\n'
+        "[limits.providers.twilio]\nrate = 50\n"
+        '[limits.numbers]\n"+12015550100" = "long_code"\n'
+        "[limits.carriers.tmobile]\ndaily_cap = 2000\n"
+    )
+    done = sendq({**cli_env, "SENDQ_CONFIG": str(config)}, "limits", "status", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {r["name"]: r for r in json.loads(done.stdout)["limits"]}
+    assert rows["provider:twilio"]["rate"] == 50
+    assert rows["number:+12015550100"]["rate"] == 1
+    assert any(r["kind"] == "daily_cap" and r["cap"] == 2000 for r in rows.values())

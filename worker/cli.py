@@ -29,6 +29,8 @@ carriers_app = typer.Typer(
     help="Carrier breakers: status, pause, resume, history.", no_args_is_help=True
 )
 app.add_typer(carriers_app, name="carriers")
+limits_app = typer.Typer(help="Rate limits: configured rates and recent use.", no_args_is_help=True)
+app.add_typer(limits_app, name="limits")
 app.add_typer(messages_app, name="messages")
 app.add_typer(providers_app, name="providers")
 app.add_typer(redis_app, name="redis")
@@ -440,6 +442,59 @@ def _carrier_results(results: list[tuple[str, Any]], as_json: bool) -> None:
         return
     for n, d in results:
         print(f"{n}: {d.state.value}" + ("" if d.allowed else " (unchanged)"))
+
+
+def _configured_limits(settings: Any, campaigns: list[str]) -> list[Any]:
+    from worker.ratelimit import limits_for
+
+    seen: dict[str, Any] = {}
+    for provider in settings.routed_providers():
+        for number in getattr(settings.providers, provider).numbers:
+            for carrier in settings.limits.carriers or {"": None}:
+                for campaign in campaigns or ["default"]:
+                    found = limits_for(
+                        settings.limits, provider=provider, sender=number,
+                        carrier=carrier or None, campaign=campaign,
+                    )  # fmt: skip
+                    for limit in found:
+                        seen.setdefault(limit.name, limit)
+    return list(seen.values())
+
+
+@limits_app.command("status")
+def limits_status(as_json: JsonFlag = False) -> None:
+    """Each configured limiter: its rate, how far ahead it is booked, and its recent use."""
+    from worker.ratelimit import DailyCap, booked_ahead_s, recent_use
+
+    settings = _settings()
+    store = _producer().store
+    rows = []
+    for limit in _configured_limits(settings, sorted(store.stats())):
+        use = recent_use(store.client, limit.name)
+        row: dict[str, Any] = {"name": limit.name, "used_last_5m": sum(use.values()),
+                               "used_by_minute": use}  # fmt: skip
+        if isinstance(limit, DailyCap):
+            row |= {"kind": "daily_cap", "cap": limit.cap, "tz": limit.tz}
+        else:
+            ahead_s = round(booked_ahead_s(store.client, limit), 3)
+            row |= {"kind": "rate", "rate": limit.rate, "period_s": limit.period_s,
+                    "burst": limit.burst, "booked_ahead_s": ahead_s}  # fmt: skip
+        rows.append(row)
+    if as_json:
+        _emit({"limits": rows})
+        return
+    if not rows:
+        out.print("no limits configured (see [limits] in config/sendq.toml)")
+        return
+    table = Table("limiter", "setting", "booked ahead", "last minute", "last 5 min")
+    for r in rows:
+        setting = (f"{r['cap']}/day ({r['tz']})" if r["kind"] == "daily_cap"
+                   else f"{r['rate']:g} per {r['period_s']:g} s, burst {r['burst']}")  # fmt: skip
+        ahead = f"{r.get('booked_ahead_s', 0):.2f} s" if r["kind"] == "rate" else ""
+        table.add_row(
+            r["name"], setting, ahead, str(r["used_by_minute"]["-0m"]), str(r["used_last_5m"])
+        )
+    out.print(table)
 
 
 @app.command()

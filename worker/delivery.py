@@ -29,7 +29,14 @@ from worker.models import Category, Status
 from worker.store import Hold
 from worker.providers.base import OutboundText, Provider, SendResult
 from worker.ratelimit import AsyncLimiter, Reservation, limits_for
-from worker.retry import Backoff, quick_retrying
+from worker.retry import (
+    DEFAULT_QUICK_ATTEMPTS,
+    DEFAULT_QUICK_BASE_S,
+    DEFAULT_QUICK_CAP_S,
+    Backoff,
+    quick_retrying,
+    worth_retrying_now,
+)
 from worker.routing import sticky_sender
 from worker.settings import LimitsSettings
 
@@ -285,8 +292,13 @@ class Pipeline:
     async def _send_via(self, name: str, sender: str, record: dict[str, str]) -> SendResult:
         provider = self.providers[name]
         text = self._outbound(name, sender, record)
-        retrying = quick_retrying(sleep=self.sleep)
-        result: SendResult = await retrying(self._send_once, provider, text)
+        result = await self._send_once(provider, text)
+        if worth_retrying_now(DEFAULT_QUICK_CAP_S)(result):
+            # Most sends succeed at once: enter tenacity only for a retry.
+            first_wait_s = result.retry_after_s or DEFAULT_QUICK_BASE_S
+            await (self.sleep or asyncio.sleep)(min(DEFAULT_QUICK_CAP_S, first_wait_s))
+            retrying = quick_retrying(sleep=self.sleep, attempts=DEFAULT_QUICK_ATTEMPTS - 1)
+            result = await retrying(self._send_once, provider, text)
         # Only a provider fault counts against the provider; a carrier's answer never does.
         weight = FAILURE_WEIGHT if result.category is Category.TRANSIENT else SUCCESS_WEIGHT
         decision = await self.provider_breakers.record(name, weight, result.error_code or "")

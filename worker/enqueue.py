@@ -139,6 +139,7 @@ class Producer:
             keys.stats(self.ns),
             keys.dramatiq_queue(self.queue),
             keys.dramatiq_messages(self.queue),
+            keys.carrier(job.to, self.ns),
         ]
         args = [
             msg_id,

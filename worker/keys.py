@@ -67,6 +67,10 @@ def limiter(name: str, ns: str = DEFAULT_NAMESPACE) -> str:
     return f"{ns}:rl:{name}"
 
 
+def limiter_use(name: str, ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:rl:used:{name}"
+
+
 def carrier(number: str, ns: str = DEFAULT_NAMESPACE) -> str:
     return f"{ns}:carrier:{number}"
 

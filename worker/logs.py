@@ -53,11 +53,18 @@ def scrub_processor(
     return event_dict
 
 
+# Libraries that log every request at INFO: too costly per text, and their URLs
+# can carry phone numbers (a lookup's path is the number).
+QUIET_LOGGERS = ("httpx", "httpcore", "aiohttp.access", "uvicorn.access")
+
+
 def configure(level: str = "info", *, json: bool | None = None) -> None:
     global _configured
     if _configured:
         return
     _configured = True
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     if json is None:
         json = not sys.stderr.isatty()
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()

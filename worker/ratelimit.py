@@ -111,6 +111,7 @@ def _args(
         else:
             script_keys.append(keys.limiter(limit.name, ns))
             argv += limit.argv()
+    script_keys += [keys.limiter_use(limit.name, ns) for limit in limits]
     return script_keys, argv
 
 
@@ -176,3 +177,24 @@ def limits_for(
     if per_carrier and per_carrier.daily_cap:
         out.append(DailyCap(f"{carrier}:{campaign}", per_carrier.daily_cap, per_carrier.tz))
     return out
+
+
+def recent_use(client: redis.Redis, name: str, minutes: int = 5, ns: str = keys.DEFAULT_NAMESPACE,
+               now_us: int | None = None) -> dict[str, int]:  # fmt: skip
+    """Segments charged to a limiter in each of the last ``minutes`` minutes (newest first)."""
+    import time
+
+    now_minute = (now_us or time.time_ns() // 1000) // 60_000_000
+    raw = cast(dict[bytes, bytes], client.hgetall(keys.limiter_use(name, ns)))
+    used = {int(k): int(v) for k, v in raw.items()}
+    return {f"-{i}m": used.get(now_minute - i, 0) for i in range(minutes)}
+
+
+def booked_ahead_s(client: redis.Redis, limit: Rate, ns: str = keys.DEFAULT_NAMESPACE) -> float:
+    """How far ahead of now this limiter's slots are already taken."""
+    import time
+
+    tat = client.get(keys.limiter(limit.name, ns))
+    if tat is None:
+        return 0.0
+    return max(0.0, (int(tat) - time.time_ns() // 1000) / US_PER_S)

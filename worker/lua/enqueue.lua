@@ -6,6 +6,8 @@
 -- KEYS[4]  {ns}:stats             "{campaign}|{status}" -> count (hash)
 -- KEYS[5]  dramatiq:{queue}        dramatiq's queue (list of redis message ids)
 -- KEYS[6]  dramatiq:{queue}.msgs   dramatiq's message bodies (hash)
+-- KEYS[7]  {ns}:carrier:{to}       the recipient's cached carrier, copied into the
+--                                  record so the worker need not look it up
 --
 -- ARGV[1]  message id
 -- ARGV[2]  "1" when KEYS[1] is a real idempotency key, else "0"
@@ -33,6 +35,11 @@ end
 local fields = {}
 for i = 9, #ARGV do
     fields[#fields + 1] = ARGV[i]
+end
+local carrier = redis.call("GET", KEYS[7])
+if carrier then
+    fields[#fields + 1] = "carrier"
+    fields[#fields + 1] = carrier
 end
 redis.call("HSET", KEYS[2], "status", "queued", "created_ms", ARGV[3], "updated_ms", ARGV[3],
     "attempts", 0, unpack(fields))

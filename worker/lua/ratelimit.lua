@@ -3,13 +3,16 @@
 -- KEYS[i]   {ns}:rl:{limiter}     string: the limiter's theoretical arrival
 --                                  time (TAT), in microseconds since the epoch
 --           (a daily cap's key is a counter that expires at its reset)
+-- KEYS[n+i] {ns}:rl:used:{limiter} hash: segments charged per minute (for
+--                                  `sendq limits status`), kept an hour
+--           (n = #KEYS / 2: the limiter keys come first, then their use keys)
 --
 -- ARGV[1]   now in microseconds, or "" to use the Redis server's clock (TIME),
 --           so workers on different hosts share one clock
 -- ARGV[2]   cost: segments this text takes on every limiter
 -- ARGV[3]   the longest wait (us) reserved on every limiter; a longer wait is
 --           reserved only on the limiters that cause it, "-1" to only ask
--- ARGV[3 + 3i - 2 .. 3 + 3i] for KEYS[i]:
+-- ARGV[3 + 3i - 2 .. 3 + 3i] for KEYS[i], i <= n:
 --           kind ("gcra" or "cap"),
 --           gcra: emission interval per segment (us), burst tolerance (us)
 --           cap:  the cap (segments), its reset time (us)
@@ -35,9 +38,10 @@ end
 local cost = tonumber(ARGV[2])
 local hold_all_us = tonumber(ARGV[3])
 
+local n = #KEYS / 2
 local start, binding = now, 0
 local tats, earliest = {}, {}
-for i = 1, #KEYS do
+for i = 1, n do
     local kind = ARGV[3 + 3 * i - 2]
     local a, b = tonumber(ARGV[3 + 3 * i - 1]), tonumber(ARGV[3 + 3 * i])
     if kind == "gcra" then
@@ -51,18 +55,19 @@ for i = 1, #KEYS do
         local used = tonumber(redis.call("GET", KEYS[i]) or 0)
         if used + cost > a then
             -- Over the cap until it resets: nothing is reserved.
-            return {b - now, 0, i, string.rep("0", #KEYS)}
+            return {b - now, 0, i, string.rep("0", n)}
         end
     end
 end
 
 local wait = start - now
 if wait > 0 and hold_all_us < 0 then
-    return {wait, 0, binding, string.rep("0", #KEYS)}
+    return {wait, 0, binding, string.rep("0", n)}
 end
 
 local held = {}
-for i = 1, #KEYS do
+local minute = math.floor(math.max(start, now) / 60000000)
+for i = 1, n do
     local kind = ARGV[3 + 3 * i - 2]
     local a, b = tonumber(ARGV[3 + 3 * i - 1]), tonumber(ARGV[3 + 3 * i])
     local hold = wait <= hold_all_us or (earliest[i] ~= nil and earliest[i] - now > hold_all_us)
@@ -74,10 +79,14 @@ for i = 1, #KEYS do
         local new_tat = tat + cost * a
         -- Keep the key only while it still constrains anyone.
         redis.call("SET", KEYS[i], new_tat, "PX", math.ceil((new_tat - now) / 1000) + 1000)
+        redis.call("HINCRBY", KEYS[n + i], minute, cost)
+        redis.call("PEXPIRE", KEYS[n + i], 3600000)
         held[i] = "1"
     else
         redis.call("INCRBY", KEYS[i], cost)
         redis.call("PEXPIREAT", KEYS[i], math.ceil(b / 1000))
+        redis.call("HINCRBY", KEYS[n + i], minute, cost)
+        redis.call("PEXPIRE", KEYS[n + i], 3600000)
         held[i] = "1"
     end
 end

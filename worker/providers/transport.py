@@ -8,6 +8,7 @@ spends about a tenth of the CPU per request of httpx's default transport.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
@@ -16,6 +17,18 @@ from worker.errors import ProviderError, ProviderTimeout, ProviderUnreachable
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTIONS = 100
+
+
+class _NoCookies(httpx.Cookies):
+    """Provider APIs set no cookies sendq needs; parsing them cost ~6% of a send's CPU."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+def basic_auth_header(username: str, password: str) -> str:
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
 
 
 def make_client(
@@ -31,13 +44,22 @@ def make_client(
     )
     if transport is None:
         transport = _fast_transport(limits)
-    return httpx.AsyncClient(
+    headers = {}
+    if isinstance(auth, tuple):
+        # The same header httpx.BasicAuth would add, set once instead of by an
+        # auth flow on every request.
+        headers["Authorization"] = basic_auth_header(*auth)
+        auth = None
+    client = httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
         limits=limits,
         auth=auth,
+        headers=headers,
         transport=transport,
     )
+    client._cookies = _NoCookies()
+    return client
 
 
 def _fast_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
