@@ -71,8 +71,12 @@ class Bench:
         }
 
     def spawn(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
+        return self.spawn_env(argv, name, {})
+
+    def spawn_env(self, argv: list[str], name: str, extra: dict[str, str]) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(argv, env=self.env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        env = {**self.env(), **extra}
+        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
 
@@ -98,14 +102,16 @@ class Bench:
     def texts(self, n: int, tag: str) -> list[tuple[str, str]]:
         return [(number_for(CARRIERS[i % 3], i), f"bench {tag} #{i}") for i in range(n)]
 
-    def drain_dramatiq(self, queue: str, n: int, actor: str) -> float:
+    def drain_dramatiq(
+        self, queue: str, n: int, actor: str, texts: list[tuple[str, str]] | None = None
+    ) -> float:
         """Enqueue n messages for a plain dramatiq actor, then time workers draining them."""
         from dramatiq import Message
         from dramatiq.brokers.redis import RedisBroker
 
         broker = RedisBroker(url=self.redis_url)
         pipe = self.redis.pipeline(transaction=False)
-        for i, (to, body) in enumerate(self.texts(n, queue)):
+        for i, (to, body) in enumerate(texts or self.texts(n, queue)):
             msg: Message[Any] = Message(queue_name=queue, actor_name=actor, args=(to, body),
                                         kwargs={}, options={"redis_message_id": f"{queue}-{i}"})  # fmt: skip
             pipe.hset(f"dramatiq:{queue}.msgs", f"{queue}-{i}", msg.encode())
@@ -210,6 +216,108 @@ class Bench:
             raise RuntimeError(f"{campaign} sent {report['doubled']} texts twice")
         return n / elapsed
 
+    def ratelimit_accuracy(self) -> dict[str, float]:
+        """One sending number limited to 50/s for 20 s, 2 workers; the simulator 429s above 50 + burst."""
+        n = RL_RATE * RL_SECONDS
+        scenario = {"receipts": False, "number_mps": RL_RATE + RL_BURST}
+        httpx.post(f"{self.sim_url}/sim/scenario", json=scenario).raise_for_status()
+        out: dict[str, float] = {}
+        out |= self._sendq_limited(n)
+        out |= self._bucket_limited(n)
+        httpx.post(f"{self.sim_url}/sim/scenario", json={"receipts": False}).raise_for_status()
+        return out
+
+    def _sendq_limited(self, n: int) -> dict[str, float]:
+        from worker import keys
+        from worker.simulator.carriers import carrier_of
+
+        self.sim_reset()
+        texts = self.texts(n, "rl")
+        pipe = self.redis.pipeline(transaction=False)
+        for to, _ in texts:
+            pipe.set(keys.carrier(to), carrier_of(to), ex=3600)
+        pipe.execute()
+        producer = Producer(self.redis)
+        producer.enqueue_many({"to": to, "body": body, "campaign": "rl"} for to, body in texts)
+        env_extra = {
+            "SENDQ_PROVIDERS__TWILIO__NUMBERS": json.dumps([RL_SENDER]),
+            "SENDQ_LIMITS__NUMBERS": json.dumps({RL_SENDER: {"rate": RL_RATE, "burst": RL_BURST}}),
+        }
+        proc = self.spawn_env(
+            sendq_argv("worker", "--processes", "2", "--threads", str(DEFAULT_THREADS)), "rl-worker", env_extra
+        )
+        self._wait(lambda: _settled(producer, "rl") >= n, proc, limit_s=RL_SECONDS * 4)
+        stop_process(proc, 30)
+        report = httpx.get(f"{self.sim_url}/sim/report").json()
+        arrivals = _arrivals(self.sim_url, [to for to, _ in texts])
+        rate, busiest = _window_stats(arrivals)
+        # A separate, short run counts the limiter's Redis calls: MONITOR would
+        # itself disturb the timing measured above.
+        limiter_calls_per_text = self._limiter_calls(env_extra)
+        return {
+            "ratelimit_accuracy": round(rate / RL_RATE, 3),
+            "ratelimit_max_1s": busiest,
+            "ratelimit_429s": int(report.get("throttled_429", 0)),
+            "ratelimit_cmds_per_text": limiter_calls_per_text,
+        }
+
+    def _limiter_calls(self, env_extra: dict[str, str]) -> float:
+        from worker import lua
+
+        n = 200
+        producer = Producer(self.redis)
+        producer.enqueue_many(
+            {"to": to, "body": body, "campaign": "rlcount"} for to, body in self.texts(n, "rlcount")
+        )
+        counted = self._count_evalsha(self.redis.script_load(lua.source("ratelimit")))
+        proc = self.spawn_env(sendq_argv("worker", "--processes", "1", "--threads", "8"), "rl-count", env_extra)
+        self._wait(lambda: _settled(producer, "rlcount") >= n, proc, limit_s=60)
+        stop_process(proc, 30)
+        return round(counted() / n, 2)
+
+    def _bucket_limited(self, n: int) -> dict[str, float]:
+        self.sim_reset()
+        texts = self.texts(n, "bucket")
+        started = time.perf_counter()
+        self.drain_dramatiq("bench_bucket", n, "bucket_limited", texts=texts)
+        elapsed = time.perf_counter() - started
+        report = httpx.get(f"{self.sim_url}/sim/report").json()
+        rate, busiest = _window_stats(_arrivals(self.sim_url, [to for to, _ in texts]))
+        return {
+            "dramatiq_bucket_accuracy": round(rate / RL_RATE, 3),
+            "dramatiq_bucket_max_1s": busiest,
+            "dramatiq_bucket_429s": int(report.get("throttled_429", 0)),
+            "dramatiq_bucket_elapsed_s": round(elapsed, 1),
+        }
+
+    def _count_evalsha(self, sha: str) -> Callable[[], int]:
+        """Count EVALSHA calls of one script from now on (MONITOR, in a thread)."""
+        seen = {"n": 0}
+        stop = threading.Event()
+        ready = threading.Event()
+
+        def watch() -> None:
+            with redis.Redis.from_url(self.redis_url).monitor() as m:
+                ready.set()
+                for event in m.listen():
+                    if stop.is_set():
+                        return
+                    command = event.get("command", "")
+                    if event.get("client_type") != "lua" and sha in command and "EVALSHA" in command.upper():
+                        seen["n"] += 1
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        ready.wait(5)
+
+        def finish() -> int:
+            stop.set()
+            self.redis.ping()
+            thread.join(5)
+            return seen["n"]
+
+        return finish
+
     def redis_cmds_per_text(self) -> dict[str, float]:
         """Client round trips per text (MONITOR, excluding script-internal calls), and all ops."""
         n = 500
@@ -244,6 +352,34 @@ class Bench:
             "redis_cmds_per_text": round(counts["client"] / n, 2),
             "redis_ops_per_text": round((counts["client"] + counts["lua"]) / n, 2),
         }
+
+
+RL_RATE = 50
+RL_BURST = 2
+RL_SECONDS = 20
+RL_SENDER = "+12015550142"
+
+
+def _arrivals(sim_url: str, numbers: list[str]) -> list[float]:
+    """When each text reached its handset, from the simulator's inboxes."""
+    times: list[float] = []
+    with httpx.Client(base_url=sim_url, timeout=10) as client:
+        for number in numbers:
+            inbox = client.get(f"/sim/inbox/{number}").json()
+            texts = inbox["texts"] if isinstance(inbox, dict) else inbox
+            times += [float(t["at"]) for t in texts]
+    return sorted(times)
+
+
+def _window_stats(times: list[float]) -> tuple[float, int]:
+    """Achieved rate over the run, and the busiest sliding 1 s window."""
+    busiest, j = 0, 0
+    for i, start in enumerate(times):
+        while j < len(times) and times[j] < start + 1.0:
+            j += 1
+        busiest = max(busiest, j - i)
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    return ((len(times) - 1) / span if span else 0.0), busiest
 
 
 def _settled(producer: Producer, campaign: str) -> int:
@@ -283,6 +419,7 @@ FIGURES = [
     "e2e_per_s",
     "e2e_cold_lookup_per_s",
     "redis_cmds_per_text",
+    "ratelimit_accuracy",
 ]
 
 

@@ -60,3 +60,20 @@ def _shared_client() -> httpx.Client:
 def peer(to: str, body: str) -> None:
     # A careful plain-dramatiq sender: one pooled keep-alive client per process.
     _shared_client().post(PATH, data=_form(to, body)).raise_for_status()
+
+
+# dramatiq's own answer to "at most 50 per second": a bucket limiter that raises
+# when full, so the Retries middleware redelivers the message after a backoff.
+from dramatiq.rate_limits import BucketRateLimiter  # noqa: E402
+from dramatiq.rate_limits.backends import RedisBackend  # noqa: E402
+
+BUCKET_LIMIT = int(os.environ.get("BENCH_BUCKET_LIMIT", "50"))
+_bucket = BucketRateLimiter(
+    RedisBackend(url=os.environ["BENCH_REDIS_URL"]), "bench-number", limit=BUCKET_LIMIT, bucket=1000
+)
+
+
+@dramatiq.actor(queue_name="bench_bucket", max_retries=10_000, min_backoff=100, max_backoff=1000)
+def bucket_limited(to: str, body: str) -> None:
+    with _bucket.acquire():
+        _shared_client().post(PATH, data=_form(to, body)).raise_for_status()

@@ -164,3 +164,29 @@ def test_the_record_keeps_key_metadata_and_validity(
     assert record["key"] == "k"
     assert json.loads(record["metadata"]) == {"first": "Ana"}
     assert record["send_before_ms"] == "1893456000000"
+
+
+def test_the_fast_message_encoding_is_what_dramatiq_decodes() -> None:
+    from worker.enqueue import dramatiq_message, fresh_message
+
+    fast = Message.decode(fresh_message("abc123", "sendq").encoded.encode())
+    slow = Message.decode(dramatiq_message("abc123", "sendq").encoded.encode())
+    assert (fast.queue_name, fast.actor_name, fast.args, fast.kwargs) == (
+        slow.queue_name, slow.actor_name, slow.args, slow.kwargs,
+    )  # fmt: skip
+    assert fast.options == {"redis_message_id": "abc123"}
+
+
+def test_the_us_fast_path_agrees_with_phonenumbers() -> None:
+    import random
+
+    import phonenumbers
+
+    from worker.phone import _US_VALID
+
+    rng = random.Random(7)
+    for _ in range(20_000):
+        n = "+1" + "".join(rng.choice("0123456789") for _ in range(10))
+        parsed = phonenumbers.parse(n)
+        slow = phonenumbers.is_valid_number(parsed) and phonenumbers.region_code_for_number(parsed) == "US"
+        assert bool(_US_VALID.fullmatch(n[2:])) == slow, n

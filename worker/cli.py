@@ -506,8 +506,11 @@ def worker(
     from worker.broker import redis_url
 
     settings = _settings()
-    env = dict(os.environ, SENDQ_REDIS_URL=redis_url(settings))
     w = settings.worker
+    env = dict(os.environ, SENDQ_REDIS_URL=redis_url(settings))
+    # How often idle consumers wake, and so how late a delayed text can be
+    # requeued: dramatiq's default is a full second.
+    env.setdefault("dramatiq_worker_timeout", str(w.poll_ms))
     argv = [
         sys.executable, "-m", "dramatiq", "worker.actors",
         "--processes", str(processes or w.processes),

@@ -48,8 +48,11 @@ CRASH_RESEND_COUNTER = "crash_resends"
 # A timed-out request may have reached the provider: failing over may double it.
 TIMEOUT_FAILOVER_COUNTER = "failovers_after_timeout"
 NO_PROVIDER_CODE = "no_provider"
-# A delayed message may come back a little early; its slot still counts.
-SLOT_EARLY_MS = 50
+# A deferred text is redelivered this much before its slot and sleeps the rest,
+# so it goes at its slot, not whenever dramatiq next looks at its delay queue.
+SLOT_LEAD_MS = 250
+# A text back later than this has lost its slot: it asks the limiters again.
+SLOT_LATE_MS = 100
 
 # Answers about the text itself: never retried, never failed over (promise 4).
 FINAL_FOR: dict[Category, Status] = {
@@ -260,8 +263,10 @@ class Pipeline:
             self.config.limits, provider=provider, sender=sender,
             carrier=record.get("carrier") or None, campaign=record.get("campaign", ""),
         )  # fmt: skip
-        held = _held_slot(record)
+        held, slot_ms = _held_slot(record)
         limits = [limit for limit in limits if limit.name not in held]
+        if held and slot_ms > store.now_ms():
+            await (self.sleep or asyncio.sleep)((slot_ms - store.now_ms()) / 1000)
         hold_all_us = self.config.limits.short_wait_ms * 1000
         reservation = await self.limiter.reserve(
             limits, int(record.get("segments") or 1), hold_all_us=hold_all_us
@@ -277,9 +282,10 @@ class Pipeline:
         """Wait for a reserved slot as a delayed message: no retry spent, nothing logged as error."""
         assert routed.defer is not None
         r = routed.defer
-        delay_ms = max(1, r.wait_us // 1000)
+        wait_ms = max(1, r.wait_us // 1000)
+        delay_ms = max(1, wait_ms - SLOT_LEAD_MS) if r.reserved else wait_ms
         fields = {
-            "rl_slot_ms": store.now_ms() + delay_ms if r.reserved else "",
+            "rl_slot_ms": store.now_ms() + wait_ms if r.reserved else "",
             "rl_held": ",".join(r.held),
         }
         requeue = dramatiq_message(msg_id, self.config.queue, delay_ms=delay_ms)
@@ -393,12 +399,13 @@ class Pipeline:
             log.warning("text ended", status=status.value, reason=reason)
 
 
-def _held_slot(record: dict[str, str]) -> frozenset[str]:
-    """The limiters holding this text's reserved slot, once that slot has come."""
-    slot_ms = record.get("rl_slot_ms")
-    if not slot_ms or int(slot_ms) > store.now_ms() + SLOT_EARLY_MS:
-        return frozenset()
-    return frozenset(filter(None, record.get("rl_held", "").split(",")))
+def _held_slot(record: dict[str, str]) -> tuple[frozenset[str], int]:
+    """The limiters holding this text's reserved slot, and the slot, if it is still good."""
+    slot_ms = int(record.get("rl_slot_ms") or 0)
+    now = store.now_ms()
+    if not slot_ms or slot_ms > now + 2 * SLOT_LEAD_MS or slot_ms < now - SLOT_LATE_MS:
+        return frozenset(), 0
+    return frozenset(filter(None, record.get("rl_held", "").split(","))), slot_ms
 
 
 def _expired(record: dict[str, str]) -> bool:

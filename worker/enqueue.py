@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from worker import keys, store
 from worker.broker import SEND_ACTOR
-from worker.models import SendJob, Status, describe_validation_error
+from worker.models import SendJob, describe_validation_error
 
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_QUEUE = "sendq"
@@ -54,6 +54,25 @@ class EnqueueReport:
     @property
     def duplicates(self) -> int:
         return sum(1 for a in self.accepted if a.duplicate)
+
+
+def fresh_message(msg_id: str, queue: str) -> store.Requeue:
+    """A first send's dramatiq message, encoded without building a Message.
+
+    The bulk path spends most of its time here otherwise; the JSON is exactly
+    what ``Message.encode`` writes (a test decodes it with dramatiq), and the
+    ids are the message id, which is unique and never enqueued twice.
+    """
+    # Message ids are hex digits: safe in JSON as they are.
+    body = _MESSAGE_TEMPLATE % (json.dumps(queue), msg_id, msg_id, msg_id, store.now_ms())
+    return store.Requeue(queue, msg_id, body)
+
+
+_MESSAGE_TEMPLATE = (
+    '{"queue_name":%s,"actor_name":"' + SEND_ACTOR + '","args":["%s"],"kwargs":{},'
+    '"options":{"redis_message_id":"%s"},"message_id":"%s","message_timestamp":%d}'
+)
+_HISTORY_TEMPLATE = '{"at":%d,"from":"accepted","to":"queued","why":"accepted"}'
 
 
 def dramatiq_message(msg_id: str, queue: str, delay_ms: int | None = None) -> store.Requeue:
@@ -129,9 +148,9 @@ class Producer:
 
     def _script_args(self, job: SendJob) -> tuple[list[str], list[str]]:
         msg_id = store.new_message_id()
-        queued = dramatiq_message(msg_id, self.queue)
+        queued = fresh_message(msg_id, self.queue)
         now = store.now_ms()
-        history = json.dumps({"at": now, "from": Status.ACCEPTED, "to": Status.QUEUED})
+        history = _HISTORY_TEMPLATE % now
         script_keys = [
             keys.idempotency(job.key or "", self.ns),
             keys.message(msg_id, self.ns),

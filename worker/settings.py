@@ -62,6 +62,8 @@ class WorkerSettings(_Section):
     # another worker may take it over (and counts a possible double send).
     send_lease_s: float = Field(60.0, gt=0)
     shutdown_timeout_s: float = Field(30.0, gt=0)
+    # Idle consumers (and the delay queue) are checked this often.
+    poll_ms: int = Field(100, ge=10, le=5000)
 
 
 class WebhookSettings(_Section):
