@@ -161,3 +161,38 @@ def test_limits_status_shows_each_configured_limiter(cli_env, tmp_path: Path) ->
     assert rows["provider:twilio"]["rate"] == 50
     assert rows["number:+12015550100"]["rate"] == 1
     assert any(r["kind"] == "daily_cap" and r["cap"] == 2000 for r in rows.values())
+
+
+def test_a_file_loads_good_rows_and_lists_bad_ones_with_line_numbers(cli_env, tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(
+        "to,body,key\n+12015550123,hi,f1\n12,bad number,f2\n+12015550124,,f3\n"
+        "+12015550125,ok,f4\n+12015550125,ok,f4\n"
+    )
+    rejects = tmp_path / "rejects.csv"
+    done = sendq(cli_env, "enqueue", "--file", str(path), "--rejects", str(rejects), "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["accepted"], summary["duplicates"], summary["rejected"]) == (2, 1, 2)
+    assert [r["line"] for r in summary["rejects"]] == [3, 4]
+    assert "to:" in summary["rejects"][0]["reason"] and "body:" in summary["rejects"][1]["reason"]
+    assert rejects.read_text().splitlines()[0] == "line,reason"
+
+
+def test_a_file_summary_is_readable_without_json(cli_env, tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text("to,body\n+12015550126,hi\n12,bad\n")
+    done = sendq(cli_env, "enqueue", "--file", str(path))
+    assert "accepted 1, duplicates 0, rejected 1" in done.stdout
+    assert "line 3: to:" in done.stderr
+
+
+def test_stdin_jsonl_with_a_template(cli_env) -> None:
+    data = '{"to": "+12015550127", "name": "Ana"}\n'
+    done = sendq(cli_env, "enqueue", "--file", "-", "--template", "Hi {name}", "--json", stdin=data)
+    assert json.loads(done.stdout)["accepted"] == 1
+
+
+def test_an_unusable_file_is_a_clear_error(cli_env, tmp_path: Path) -> None:
+    done = sendq(cli_env, "enqueue", "--file", str(tmp_path / "missing.csv"))
+    assert done.returncode == 1 and "missing.csv: does not exist" in done.stderr

@@ -35,8 +35,8 @@ app.add_typer(messages_app, name="messages")
 app.add_typer(providers_app, name="providers")
 app.add_typer(redis_app, name="redis")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -135,7 +135,7 @@ def _enqueue_file(
         fail(f"--format must be csv or jsonl, not {fmt!r}", 2, as_json=as_json)
     producer = _producer()
     try:
-        rows = ingest.read_rows(source, fmt=fmt, template=template)
+        rows = ingest.read_rows(source, fmt=fmt, template=template)  # type: ignore[arg-type]
         first = next(rows, None)
     except InvalidInput as exc:
         fail(str(exc), 1, as_json=as_json)

@@ -29,6 +29,7 @@ def _us_pattern() -> re.Pattern[str]:
     descs = (meta.fixed_line, meta.mobile, meta.toll_free, meta.premium_rate,
              meta.shared_cost, meta.personal_number, meta.voip)  # fmt: skip
     patterns = [d.national_number_pattern for d in descs if d and d.national_number_pattern]
+    assert meta.general_desc is not None
     general = meta.general_desc.national_number_pattern
     return re.compile(f"(?=(?:{general})$)(?:{'|'.join(f'(?:{p})' for p in patterns)})")
 
