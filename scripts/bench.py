@@ -73,7 +73,9 @@ class Bench:
     def spawn(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
         return self.spawn_env(argv, name, {})
 
-    def spawn_env(self, argv: list[str], name: str, extra: dict[str, str]) -> subprocess.Popen[bytes]:
+    def spawn_env(
+        self, argv: list[str], name: str, extra: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115
         env = {**self.env(), **extra}
         proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -112,24 +114,41 @@ class Bench:
         broker = RedisBroker(url=self.redis_url)
         pipe = self.redis.pipeline(transaction=False)
         for i, (to, body) in enumerate(texts or self.texts(n, queue)):
-            msg: Message[Any] = Message(queue_name=queue, actor_name=actor, args=(to, body),
-                                        kwargs={}, options={"redis_message_id": f"{queue}-{i}"})  # fmt: skip
+            msg: Message[Any] = Message(
+                queue_name=queue,
+                actor_name=actor,
+                args=(to, body),
+                kwargs={},
+                options={"redis_message_id": f"{queue}-{i}"},
+            )
             pipe.hset(f"dramatiq:{queue}.msgs", f"{queue}-{i}", msg.encode())
             pipe.rpush(f"dramatiq:{queue}", f"{queue}-{i}")
         pipe.execute()
         del broker
         started = time.perf_counter()
         proc = self.spawn(
-            [sys.executable, "-m", "dramatiq", "scripts.bench_actors", "-Q", queue,
-             "-p", str(DEFAULT_PROCESSES), "-t", str(DEFAULT_THREADS)],
+            [
+                sys.executable,
+                "-m",
+                "dramatiq",
+                "scripts.bench_actors",
+                "-Q",
+                queue,
+                "-p",
+                str(DEFAULT_PROCESSES),
+                "-t",
+                str(DEFAULT_THREADS),
+            ],
             queue,
-        )  # fmt: skip
+        )
         self._wait(lambda: self.redis.hlen(f"dramatiq:{queue}.msgs") == 0, proc)
         elapsed = time.perf_counter() - started
         stop_process(proc, 10)
         return n / elapsed
 
-    def _wait(self, done: Callable[[], bool], proc: subprocess.Popen[bytes], limit_s: float = 600) -> None:
+    def _wait(
+        self, done: Callable[[], bool], proc: subprocess.Popen[bytes], limit_s: float = 600
+    ) -> None:
         deadline = time.monotonic() + limit_s
         while not done():
             if proc.poll() is not None:
@@ -204,10 +223,11 @@ class Bench:
         producer.enqueue_many({"to": to, "body": body, "campaign": campaign} for to, body in texts)
         started = time.perf_counter()
         proc = self.spawn(
-            sendq_argv("worker", "--processes", str(DEFAULT_PROCESSES),
-                       "--threads", str(DEFAULT_THREADS)),
+            sendq_argv(
+                "worker", "--processes", str(DEFAULT_PROCESSES), "--threads", str(DEFAULT_THREADS)
+            ),
             "sendq-worker",
-        )  # fmt: skip
+        )
         self._wait(lambda: _settled(producer, campaign) >= n, proc)
         elapsed = time.perf_counter() - started
         stop_process(proc, 30)
@@ -217,7 +237,7 @@ class Bench:
         return n / elapsed
 
     def ratelimit_accuracy(self) -> dict[str, float]:
-        """One sending number limited to 50/s for 20 s, 2 workers; the simulator 429s above 50 + burst."""
+        """One number limited to 50/s for 20 s on 2 workers; the simulator 429s above 50 + burst."""
         n = RL_RATE * RL_SECONDS
         scenario = {"receipts": False, "number_mps": RL_RATE + RL_BURST}
         httpx.post(f"{self.sim_url}/sim/scenario", json=scenario).raise_for_status()
@@ -244,7 +264,9 @@ class Bench:
             "SENDQ_LIMITS__NUMBERS": json.dumps({RL_SENDER: {"rate": RL_RATE, "burst": RL_BURST}}),
         }
         proc = self.spawn_env(
-            sendq_argv("worker", "--processes", "2", "--threads", str(DEFAULT_THREADS)), "rl-worker", env_extra
+            sendq_argv("worker", "--processes", "2", "--threads", str(DEFAULT_THREADS)),
+            "rl-worker",
+            env_extra,
         )
         self._wait(lambda: _settled(producer, "rl") >= n, proc, limit_s=RL_SECONDS * 4)
         stop_process(proc, 30)
@@ -270,7 +292,9 @@ class Bench:
             {"to": to, "body": body, "campaign": "rlcount"} for to, body in self.texts(n, "rlcount")
         )
         counted = self._count_evalsha(self.redis.script_load(lua.source("ratelimit")))
-        proc = self.spawn_env(sendq_argv("worker", "--processes", "1", "--threads", "8"), "rl-count", env_extra)
+        proc = self.spawn_env(
+            sendq_argv("worker", "--processes", "1", "--threads", "8"), "rl-count", env_extra
+        )
         self._wait(lambda: _settled(producer, "rlcount") >= n, proc, limit_s=60)
         stop_process(proc, 30)
         return round(counted() / n, 2)
@@ -303,7 +327,11 @@ class Bench:
                     if stop.is_set():
                         return
                     command = event.get("command", "")
-                    if event.get("client_type") != "lua" and sha in command and "EVALSHA" in command.upper():
+                    if (
+                        event.get("client_type") != "lua"
+                        and sha in command
+                        and "EVALSHA" in command.upper()
+                    ):
                         seen["n"] += 1
 
         thread = threading.Thread(target=watch, daemon=True)
@@ -439,10 +467,14 @@ def ratios(r: dict[str, float]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--only", choices=FIGURES, action="append", help="run only this figure")
-    parser.add_argument("--count", type=int, default=10_000, help="texts per figure (default 10000)")
+    parser.add_argument(
+        "--count", type=int, default=10_000, help="texts per figure (default 10000)"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="sendq-bench-"))
     bench = Bench(workdir, args.count)

@@ -36,7 +36,9 @@ def noop(to: str, body: str) -> None:
 @dramatiq.actor(queue_name="bench_naive", max_retries=0)
 def naive(to: str, body: str) -> None:
     # What a first attempt looks like: a new connection per text.
-    httpx.post(SIM_URL + PATH, data=_form(to, body), auth=(SID, TOKEN), timeout=10).raise_for_status()
+    httpx.post(
+        SIM_URL + PATH, data=_form(to, body), auth=(SID, TOKEN), timeout=10
+    ).raise_for_status()
 
 
 _client: httpx.Client | None = None

@@ -11,8 +11,15 @@ import redis.asyncio as aioredis
 from worker import breaker as breaker_mod
 from worker.breaker import FAILURE_WEIGHT, SUCCESS_WEIGHT, AsyncBreakers, Breakers, Policy, State
 
-POLICY = Policy(window_s=10, min_calls=10, failure_rate=0.5, consecutive=4, cooldown_s=0.2,
-                cooldown_max_s=1.0, probes=2)  # fmt: skip
+POLICY = Policy(
+    window_s=10,
+    min_calls=10,
+    failure_rate=0.5,
+    consecutive=4,
+    cooldown_s=0.2,
+    cooldown_max_s=1.0,
+    probes=2,
+)
 
 
 class Clock:

@@ -22,12 +22,18 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     embedded.stop(data_dir)
 
 
-def sendq(env: dict[str, str], *args: str, cwd: Path | None = None,
-          stdin: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def sendq(
+    env: dict[str, str], *args: str, cwd: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args], env=env, cwd=cwd, input=stdin,
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env,
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_enqueue_prints_the_message_id_and_show_finds_it(cli_env) -> None:
@@ -65,8 +71,17 @@ def test_an_unknown_message_is_a_clear_error(cli_env) -> None:
 
 
 def test_an_operator_pauses_and_resumes_a_provider_with_an_audit_trail(cli_env) -> None:
-    paused = sendq(cli_env, "providers", "pause", "twilio", "--reason", "billing issue",
-                   "--by", "maria", "--json")  # fmt: skip
+    paused = sendq(
+        cli_env,
+        "providers",
+        "pause",
+        "twilio",
+        "--reason",
+        "billing issue",
+        "--by",
+        "maria",
+        "--json",
+    )
     assert json.loads(paused.stdout) == {"name": "twilio", "state": "paused", "changed": True}
     status = json.loads(sendq(cli_env, "providers", "status", "--json").stdout)
     twilio = next(p for p in status["providers"] if p["name"] == "twilio")
@@ -125,17 +140,33 @@ def test_the_shipped_config_file_is_valid(cli_env) -> None:
 
 
 def test_an_operator_pauses_a_carrier_for_every_campaign_and_resumes_it(cli_env) -> None:
-    paused = sendq(cli_env, "carriers", "pause", "Verizon Wireless", "--reason", "30007 spike",
-                   "--by", "maria", "--json")  # fmt: skip
+    paused = sendq(
+        cli_env,
+        "carriers",
+        "pause",
+        "Verizon Wireless",
+        "--reason",
+        "30007 spike",
+        "--by",
+        "maria",
+        "--json",
+    )
     assert json.loads(paused.stdout)["changed"] == [
         {"name": "verizon:*", "state": "paused", "changed": True}
     ]
     status = json.loads(sendq(cli_env, "carriers", "status", "--json").stdout)
     wide = next(c for c in status["carriers"] if c["name"] == "verizon:*")
-    assert (wide["state"], wide["why"], wide["by"], wide["held"]) == ("paused", "30007 spike", "maria", 0)
+    assert (wide["state"], wide["why"], wide["by"], wide["held"]) == (
+        "paused",
+        "30007 spike",
+        "maria",
+        0,
+    )
     resumed = json.loads(sendq(cli_env, "carriers", "resume", "verizon", "--json").stdout)
     assert {c["name"]: c["state"] for c in resumed["changed"]}["verizon:*"] == "closed"
-    history = json.loads(sendq(cli_env, "carriers", "history", "verizon", "--json").stdout)["history"]
+    history = json.loads(sendq(cli_env, "carriers", "history", "verizon", "--json").stdout)[
+        "history"
+    ]
     assert [(h["from"], h["to"], h["who"]) for h in history][:2] == [
         ("paused", "closed", os.environ.get("USER") or os.environ.get("LOGNAME") or "operator"),
         ("closed", "paused", "maria"),
@@ -163,7 +194,9 @@ def test_limits_status_shows_each_configured_limiter(cli_env, tmp_path: Path) ->
     assert any(r["kind"] == "daily_cap" and r["cap"] == 2000 for r in rows.values())
 
 
-def test_a_file_loads_good_rows_and_lists_bad_ones_with_line_numbers(cli_env, tmp_path: Path) -> None:
+def test_a_file_loads_good_rows_and_lists_bad_ones_with_line_numbers(
+    cli_env, tmp_path: Path
+) -> None:
     path = tmp_path / "list.csv"
     path.write_text(
         "to,body,key\n+12015550123,hi,f1\n12,bad number,f2\n+12015550124,,f3\n"

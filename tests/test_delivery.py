@@ -177,9 +177,11 @@ async def limited(pipeline: Pipeline, aclient: aioredis.Redis, ns: str) -> Pipel
     from worker.settings import LimitsSettings
 
     pipeline.config.limits = LimitsSettings(
-        short_wait_ms=250, number_types={"slow": {"rate": 1}, "brisk": {"rate": 10}},
-        numbers={"+12015550100": "slow", "+12015550101": "slow"}, default_number_type="brisk",
-    )  # fmt: skip
+        short_wait_ms=250,
+        number_types={"slow": {"rate": 1}, "brisk": {"rate": 10}},
+        numbers={"+12015550100": "slow", "+12015550101": "slow"},
+        default_number_type="brisk",
+    )
     pipeline.limiter = AsyncLimiter(aclient, ns)
     return pipeline
 

@@ -37,15 +37,21 @@ async def no_sleep(_: float) -> None:
 
 def make_pipeline(aclient, ns, queue, primary_url: str, secondary_url: str) -> Pipeline:
     providers = {
-        "primary": TwilioProvider(account_sid=SID, auth_token=AUTH_TOKEN, base_url=primary_url, timeout_s=2),
-        "secondary": TwilioProvider(account_sid=SID, auth_token=AUTH_TOKEN, base_url=secondary_url, timeout_s=2),
-    }  # fmt: skip
+        "primary": TwilioProvider(
+            account_sid=SID, auth_token=AUTH_TOKEN, base_url=primary_url, timeout_s=2
+        ),
+        "secondary": TwilioProvider(
+            account_sid=SID, auth_token=AUTH_TOKEN, base_url=secondary_url, timeout_s=2
+        ),
+    }
     config = PipelineConfig(
-        queue=queue, public_url="http://127.0.0.1:9",
+        queue=queue,
+        public_url="http://127.0.0.1:9",
         routes={"default": ["primary", "secondary"]},
         numbers={"primary": ["+12015550100"], "secondary": ["+12015550199"]},
-        max_attempts=3, backoff=Backoff(base_ms=1000, cap_ms=10_000),
-    )  # fmt: skip
+        max_attempts=3,
+        backoff=Backoff(base_ms=1000, cap_ms=10_000),
+    )
     breakers = AsyncBreakers(aclient, "provider", POLICY, ns, cache_ms=0)
     return Pipeline(config, AsyncStore(aclient, ns), providers, breakers, sleep=no_sleep)
 

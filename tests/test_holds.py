@@ -26,8 +26,15 @@ from worker.simulator.carriers import number_for
 from worker.store import AsyncStore, Store
 
 SID = "AC" + "4" * 32
-CARRIER_POLICY = Policy(window_s=60, min_calls=20, failure_rate=0.05, consecutive=5,
-                        cooldown_s=0.3, cooldown_max_s=5, probes=2)  # fmt: skip
+CARRIER_POLICY = Policy(
+    window_s=60,
+    min_calls=20,
+    failure_rate=0.05,
+    consecutive=5,
+    cooldown_s=0.3,
+    cooldown_max_s=5,
+    probes=2,
+)
 
 
 async def no_sleep(_: float) -> None:
@@ -48,23 +55,34 @@ async def pipeline(sim, aclient: aioredis.Redis, ns, queue) -> AsyncIterator[Pip
     provider = TwilioProvider(account_sid=SID, auth_token=AUTH_TOKEN, base_url=sim, timeout_s=2)
     lookup = httpx.AsyncClient(base_url=sim, auth=(SID, AUTH_TOKEN))
     config = PipelineConfig(
-        queue=queue, public_url="http://127.0.0.1:9", routes={"default": ["twilio"]},
-        numbers={"twilio": ["+12015550100"]}, max_attempts=3, backoff=Backoff(1000, 10_000),
-    )  # fmt: skip
+        queue=queue,
+        public_url="http://127.0.0.1:9",
+        routes={"default": ["twilio"]},
+        numbers={"twilio": ["+12015550100"]},
+        max_attempts=3,
+        backoff=Backoff(1000, 10_000),
+    )
     yield Pipeline(
-        config, AsyncStore(aclient, ns), {"twilio": provider},
+        config,
+        AsyncStore(aclient, ns),
+        {"twilio": provider},
         AsyncBreakers(aclient, "provider", Policy(), ns, cache_ms=0),
         carriers=CarrierResolver(aclient, ns=ns, lookup=lookup),
         carrier_breakers=AsyncBreakers(aclient, "carrier", CARRIER_POLICY, ns, cache_ms=0),
-        alerter=Alerts(), sleep=no_sleep,
-    )  # fmt: skip
+        alerter=Alerts(),
+        sleep=no_sleep,
+    )
     await provider.aclose()
     await lookup.aclose()
 
 
-def enqueue(client: redis.Redis, ns: str, queue: str, carrier: str, n: int, **extra: Any) -> list[str]:
-    jobs = [{"to": number_for(carrier, i), "body": f"{carrier} #{i}", "campaign": "gotv", **extra}
-            for i in range(n)]  # fmt: skip
+def enqueue(
+    client: redis.Redis, ns: str, queue: str, carrier: str, n: int, **extra: Any
+) -> list[str]:
+    jobs = [
+        {"to": number_for(carrier, i), "body": f"{carrier} #{i}", "campaign": "gotv", **extra}
+        for i in range(n)
+    ]
     return [a.message_id for a in Producer(client, ns=ns, queue=queue).enqueue_many(jobs).accepted]
 
 
@@ -85,7 +103,9 @@ async def test_a_paused_carriers_texts_are_held_not_sent(pipeline, client, ns, q
     assert {Store(client, ns).get(i)["status"] for i in ids} == {"held"}  # type: ignore[index]
 
 
-async def test_other_carriers_keep_flowing_while_one_is_paused(pipeline, client, ns, queue, sim) -> None:
+async def test_other_carriers_keep_flowing_while_one_is_paused(
+    pipeline, client, ns, queue, sim
+) -> None:
     ops(client, ns).pause("verizon:gotv", who="maria", reason="complaints")
     att = enqueue(client, ns, queue, "att", 5)
     assert [await pipeline.deliver(i) for i in att] == ["sent"] * 5
@@ -102,8 +122,10 @@ async def test_pausing_a_carrier_for_all_campaigns_holds_every_campaign(
 async def test_synchronous_blocks_open_the_carrier_breaker_and_hold_the_rest(
     pipeline, client, ns, queue, sim
 ) -> None:
-    httpx.post(f"{sim}/sim/scenario", json={"rules": [
-        {"carrier": "verizon", "error_code": "30007", "mode": "sync"}]})  # fmt: skip
+    httpx.post(
+        f"{sim}/sim/scenario",
+        json={"rules": [{"carrier": "verizon", "error_code": "30007", "mode": "sync"}]},
+    )
     ids = enqueue(client, ns, queue, "verizon", 12)
     outcomes = [await pipeline.deliver(i) for i in ids]
     assert outcomes == ["failed"] * 5 + ["held"] * 7
@@ -132,7 +154,9 @@ async def test_release_sends_held_texts_oldest_first(pipeline, aclient, client, 
     assert client.llen(keys.hold("att:gotv", ns)) == 0
 
 
-async def test_a_manual_pause_is_never_released_by_the_keeper(pipeline, aclient, client, ns, queue) -> None:
+async def test_a_manual_pause_is_never_released_by_the_keeper(
+    pipeline, aclient, client, ns, queue
+) -> None:
     ops(client, ns).pause("att:gotv", who="maria", reason="check")
     ids = enqueue(client, ns, queue, "att", 3)
     for i in ids:
@@ -150,8 +174,12 @@ async def test_after_the_cool_down_probes_are_released_and_success_closes(
 ) -> None:
     import asyncio
 
-    httpx.post(f"{sim}/sim/scenario", json={"rules": [
-        {"carrier": "verizon", "error_code": "30007", "mode": "sync", "until_s": 0.5}]})  # fmt: skip
+    httpx.post(
+        f"{sim}/sim/scenario",
+        json={
+            "rules": [{"carrier": "verizon", "error_code": "30007", "mode": "sync", "until_s": 0.5}]
+        },
+    )
     httpx.post(f"{sim}/sim/reset")
     ids = enqueue(client, ns, queue, "verizon", 10)
     for i in ids:
@@ -172,7 +200,9 @@ async def test_after_the_cool_down_probes_are_released_and_success_closes(
     assert await keeper.tick() == 3  # the rest follow
 
 
-async def test_a_redelivered_message_for_a_held_text_changes_nothing(pipeline, client, ns, queue, sim) -> None:
+async def test_a_redelivered_message_for_a_held_text_changes_nothing(
+    pipeline, client, ns, queue, sim
+) -> None:
     ops(client, ns).pause("att:gotv", who="maria", reason="check")
     (msg_id,) = enqueue(client, ns, queue, "att", 1)
     assert await pipeline.deliver(msg_id) == "held"

@@ -172,8 +172,11 @@ def test_the_fast_message_encoding_is_what_dramatiq_decodes() -> None:
     fast = Message.decode(fresh_message("abc123", "sendq").encoded.encode())
     slow = Message.decode(dramatiq_message("abc123", "sendq").encoded.encode())
     assert (fast.queue_name, fast.actor_name, fast.args, fast.kwargs) == (
-        slow.queue_name, slow.actor_name, slow.args, slow.kwargs,
-    )  # fmt: skip
+        slow.queue_name,
+        slow.actor_name,
+        slow.args,
+        slow.kwargs,
+    )
     assert fast.options == {"redis_message_id": "abc123"}
 
 
@@ -188,5 +191,8 @@ def test_the_us_fast_path_agrees_with_phonenumbers() -> None:
     for _ in range(20_000):
         n = "+1" + "".join(rng.choice("0123456789") for _ in range(10))
         parsed = phonenumbers.parse(n)
-        slow = phonenumbers.is_valid_number(parsed) and phonenumbers.region_code_for_number(parsed) == "US"
+        slow = (
+            phonenumbers.is_valid_number(parsed)
+            and phonenumbers.region_code_for_number(parsed) == "US"
+        )
         assert bool(_US_VALID.fullmatch(n[2:])) == slow, n

@@ -23,7 +23,9 @@ GOOD = "+12015550123"
 def hooks(redis_url: str, ns: str) -> Iterator[TestClient]:
     import redis.asyncio as aioredis
 
-    provider = TwilioProvider(account_sid="AC" + "2" * 32, auth_token=TOKEN, base_url="http://127.0.0.1:9")
+    provider = TwilioProvider(
+        account_sid="AC" + "2" * 32, auth_token=TOKEN, base_url="http://127.0.0.1:9"
+    )
     app = create_app(
         store=AsyncStore(aioredis.Redis.from_url(redis_url), ns),
         providers={"twilio": provider},
@@ -39,8 +41,16 @@ def sending(client: redis.Redis, ns: str, queue: str) -> str:
     return msg.message_id
 
 
-def post(hooks: TestClient, msg_id: str, status: str, *, code: str = "", token: str = TOKEN,
-         tamper: dict[str, str] | None = None, sign: bool = True):  # fmt: skip
+def post(
+    hooks: TestClient,
+    msg_id: str,
+    status: str,
+    *,
+    code: str = "",
+    token: str = TOKEN,
+    tamper: dict[str, str] | None = None,
+    sign: bool = True,
+):
     path = f"/webhooks/twilio/status?mid={msg_id}"
     params = {"MessageSid": "SM" + "a" * 32, "MessageStatus": status, "AccountSid": "AC1"}
     if code:
@@ -70,8 +80,10 @@ def test_an_undelivered_receipt_keeps_its_error_code(hooks, client, ns, queue) -
     record = Store(client, ns).get(msg_id)
     assert record is not None
     assert (record["status"], record["receipt_error_code"], record["receipt_category"]) == (
-        "undelivered", "30007", "carrier_block",
-    )  # fmt: skip
+        "undelivered",
+        "30007",
+        "carrier_block",
+    )
 
 
 @pytest.mark.parametrize(
@@ -83,7 +95,9 @@ def test_an_undelivered_receipt_keeps_its_error_code(hooks, client, ns, queue) -
         ("added field", {"tamper": {"ErrorCode": "30007"}}),
     ],
 )
-def test_a_forged_receipt_is_refused_and_changes_nothing(hooks, client, ns, queue, why, kwargs) -> None:
+def test_a_forged_receipt_is_refused_and_changes_nothing(
+    hooks, client, ns, queue, why, kwargs
+) -> None:
     msg_id = sending(client, ns, queue)
     response = post(hooks, msg_id, "delivered", **kwargs)
     assert response.status_code == 403, why
@@ -96,9 +110,10 @@ def test_a_receipt_signed_for_another_message_is_refused(hooks, client, ns, queu
     params = {"MessageSid": "SM1", "MessageStatus": "undelivered"}
     sig = signature(PUBLIC + path, params.items(), TOKEN)
     response = hooks.post(
-        f"/webhooks/twilio/status?mid={other}", content=urlencode(params),
+        f"/webhooks/twilio/status?mid={other}",
+        content=urlencode(params),
         headers={"content-type": "application/x-www-form-urlencoded", "x-twilio-signature": sig},
-    )  # fmt: skip
+    )
     assert response.status_code == 403
     assert status(client, ns, other) == "sending"
 
@@ -135,8 +150,9 @@ def test_a_receipt_for_an_unknown_message_is_acknowledged_and_ignored(hooks) -> 
     ],
 )
 def test_garbage_is_refused_with_a_4xx(hooks, body: bytes, content_type: str, code: int) -> None:
-    response = hooks.post("/webhooks/twilio/status?mid=x", content=body,
-                          headers={"content-type": content_type})  # fmt: skip
+    response = hooks.post(
+        "/webhooks/twilio/status?mid=x", content=body, headers={"content-type": content_type}
+    )
     assert response.status_code == code
     assert "error" in response.json()
 
@@ -144,10 +160,14 @@ def test_garbage_is_refused_with_a_4xx(hooks, body: bytes, content_type: str, co
 def test_a_signed_but_malformed_receipt_is_a_400(hooks) -> None:
     path = "/webhooks/twilio/status?mid=x"
     params = {"Foo": "bar"}
-    response = hooks.post(path, content=urlencode(params), headers={
-        "content-type": "application/x-www-form-urlencoded",
-        "x-twilio-signature": signature(PUBLIC + path, params.items(), TOKEN),
-    })  # fmt: skip
+    response = hooks.post(
+        path,
+        content=urlencode(params),
+        headers={
+            "content-type": "application/x-www-form-urlencoded",
+            "x-twilio-signature": signature(PUBLIC + path, params.items(), TOKEN),
+        },
+    )
     assert response.status_code == 400
     assert "MessageSid" in response.json()["error"]
 
@@ -168,11 +188,15 @@ def test_carrier_block_receipts_open_the_carrier_breaker(redis_url, client, ns, 
 
     policy = Policy(consecutive=3, min_calls=100)
     aclient = aioredis.Redis.from_url(redis_url)
-    provider = TwilioProvider(account_sid="AC" + "2" * 32, auth_token=TOKEN, base_url="http://127.0.0.1:9")
+    provider = TwilioProvider(
+        account_sid="AC" + "2" * 32, auth_token=TOKEN, base_url="http://127.0.0.1:9"
+    )
     app = create_app(
-        store=AsyncStore(aclient, ns), providers={"twilio": provider}, public_url=PUBLIC,
+        store=AsyncStore(aclient, ns),
+        providers={"twilio": provider},
+        public_url=PUBLIC,
         carrier_feed=CarrierFeed(AsyncBreakers(aclient, "carrier", policy, ns, cache_ms=0)),
-    )  # fmt: skip
+    )
     ids = []
     for _ in range(4):
         msg_id = sending(client, ns, queue)

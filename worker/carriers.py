@@ -103,17 +103,21 @@ class CarrierResolver:
     async def remember(self, number: str, carrier_name: str | None) -> None:
         """Cache what a provider said about the number (Telnyx names it on every send)."""
         if carrier_name:
-            await self.client.set(keys.carrier(number, self.ns), normalise(carrier_name),
-                                  ex=self.cache_ttl_s)  # fmt: skip
+            await self.client.set(
+                keys.carrier(number, self.ns), normalise(carrier_name), ex=self.cache_ttl_s
+            )
 
     async def _lookup(self, number: str) -> str:
         if self.lookup_client is None:
             return UNKNOWN
         try:
             response = await transport.request(
-                self.lookup_client, "lookup", "GET", f"/v2/PhoneNumbers/{number}",
+                self.lookup_client,
+                "lookup",
+                "GET",
+                f"/v2/PhoneNumbers/{number}",
                 params={"Fields": "line_type_intelligence"},
-            )  # fmt: skip
+            )
             response.raise_for_status()
             info = response.json().get("line_type_intelligence") or {}
             carrier = normalise(info.get("carrier_name"))

@@ -291,8 +291,15 @@ def providers_status(as_json: JsonFlag = False) -> None:
         since = (
             time.strftime("%H:%M:%S", time.localtime(r["since_ms"] / 1000)) if r["since_ms"] else ""
         )
-        table.add_row(r["name"], r["state"], since, str(r["window_calls"]),
-                      str(r["window_failures"]), r["why"], r["by"])  # fmt: skip
+        table.add_row(
+            r["name"],
+            r["state"],
+            since,
+            str(r["window_calls"]),
+            str(r["window_failures"]),
+            r["why"],
+            r["by"],
+        )
     out.print(table)
 
 
@@ -423,8 +430,9 @@ def carriers_history(
     """Every transition of a carrier's breakers: who, why, when (newest first)."""
     breakers = _carrier_breakers()
     names = [name] if ":" in name else _carrier_targets(breakers, name, None)
-    entries = sorted((e for n in names for e in breakers.history(n, limit)),
-                     key=lambda e: e["id"], reverse=True)[:limit]  # fmt: skip
+    entries = sorted(
+        (e for n in names for e in breakers.history(n, limit)), key=lambda e: e["id"], reverse=True
+    )[:limit]
     if as_json:
         _emit({"history": entries})
         return
@@ -437,8 +445,13 @@ def carriers_history(
 
 def _carrier_results(results: list[tuple[str, Any]], as_json: bool) -> None:
     if as_json:
-        _emit({"changed": [{"name": n, "state": d.state.value, "changed": d.allowed}
-                           for n, d in results]})  # fmt: skip
+        _emit(
+            {
+                "changed": [
+                    {"name": n, "state": d.state.value, "changed": d.allowed} for n, d in results
+                ]
+            }
+        )
         return
     for n, d in results:
         print(f"{n}: {d.state.value}" + ("" if d.allowed else " (unchanged)"))
@@ -453,9 +466,12 @@ def _configured_limits(settings: Any, campaigns: list[str]) -> list[Any]:
             for carrier in settings.limits.carriers or {"": None}:
                 for campaign in campaigns or ["default"]:
                     found = limits_for(
-                        settings.limits, provider=provider, sender=number,
-                        carrier=carrier or None, campaign=campaign,
-                    )  # fmt: skip
+                        settings.limits,
+                        provider=provider,
+                        sender=number,
+                        carrier=carrier or None,
+                        campaign=campaign,
+                    )
                     for limit in found:
                         seen.setdefault(limit.name, limit)
     return list(seen.values())
@@ -471,14 +487,22 @@ def limits_status(as_json: JsonFlag = False) -> None:
     rows = []
     for limit in _configured_limits(settings, sorted(store.stats())):
         use = recent_use(store.client, limit.name)
-        row: dict[str, Any] = {"name": limit.name, "used_last_5m": sum(use.values()),
-                               "used_by_minute": use}  # fmt: skip
+        row: dict[str, Any] = {
+            "name": limit.name,
+            "used_last_5m": sum(use.values()),
+            "used_by_minute": use,
+        }
         if isinstance(limit, DailyCap):
             row |= {"kind": "daily_cap", "cap": limit.cap, "tz": limit.tz}
         else:
             ahead_s = round(booked_ahead_s(store.client, limit), 3)
-            row |= {"kind": "rate", "rate": limit.rate, "period_s": limit.period_s,
-                    "burst": limit.burst, "booked_ahead_s": ahead_s}  # fmt: skip
+            row |= {
+                "kind": "rate",
+                "rate": limit.rate,
+                "period_s": limit.period_s,
+                "burst": limit.burst,
+                "booked_ahead_s": ahead_s,
+            }
         rows.append(row)
     if as_json:
         _emit({"limits": rows})
@@ -488,8 +512,11 @@ def limits_status(as_json: JsonFlag = False) -> None:
         return
     table = Table("limiter", "setting", "booked ahead", "last minute", "last 5 min")
     for r in rows:
-        setting = (f"{r['cap']}/day ({r['tz']})" if r["kind"] == "daily_cap"
-                   else f"{r['rate']:g} per {r['period_s']:g} s, burst {r['burst']}")  # fmt: skip
+        setting = (
+            f"{r['cap']}/day ({r['tz']})"
+            if r["kind"] == "daily_cap"
+            else f"{r['rate']:g} per {r['period_s']:g} s, burst {r['burst']}"
+        )
         ahead = f"{r.get('booked_ahead_s', 0):.2f} s" if r["kind"] == "rate" else ""
         table.add_row(
             r["name"], setting, ahead, str(r["used_by_minute"]["-0m"]), str(r["used_last_5m"])
@@ -512,11 +539,17 @@ def worker(
     # requeued: dramatiq's default is a full second.
     env.setdefault("dramatiq_worker_timeout", str(w.poll_ms))
     argv = [
-        sys.executable, "-m", "dramatiq", "worker.actors",
-        "--processes", str(processes or w.processes),
-        "--threads", str(threads or w.threads),
-        "--worker-shutdown-timeout", str(int(w.shutdown_timeout_s * 1000)),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "worker.actors",
+        "--processes",
+        str(processes or w.processes),
+        "--threads",
+        str(threads or w.threads),
+        "--worker-shutdown-timeout",
+        str(int(w.shutdown_timeout_s * 1000)),
+    ]
     os.execvpe(argv[0], argv, env)
 
 

@@ -22,11 +22,10 @@ from worker.alerts import Alerter
 from worker.breaker import FAILURE_WEIGHT, SUCCESS_WEIGHT, AsyncBreakers, Decision
 from worker.carriers import UNKNOWN as UNKNOWN_CARRIER
 from worker.carriers import CarrierResolver
-from worker.holds import ALL_CAMPAIGNS, breaker_name
 from worker.enqueue import dramatiq_message
 from worker.errors import ProviderError, ProviderTimeout
+from worker.holds import ALL_CAMPAIGNS, breaker_name
 from worker.models import Category, Status
-from worker.store import Hold
 from worker.providers.base import OutboundText, Provider, SendResult
 from worker.ratelimit import AsyncLimiter, Reservation, limits_for
 from worker.retry import (
@@ -39,6 +38,7 @@ from worker.retry import (
 )
 from worker.routing import sticky_sender
 from worker.settings import LimitsSettings
+from worker.store import Hold
 
 log = structlog.get_logger("sendq.delivery")
 
@@ -146,9 +146,13 @@ class Pipeline:
         if decision.allowed:
             return name
         held = await self.store.transition(
-            msg_id, [Status.SENDING], Status.HELD, reason=f"carrier {name} is {decision.state}",
-            fields={"carrier": carrier}, hold=Hold(name),
-        )  # fmt: skip
+            msg_id,
+            [Status.SENDING],
+            Status.HELD,
+            reason=f"carrier {name} is {decision.state}",
+            fields={"carrier": carrier},
+            hold=Hold(name),
+        )
         if held.ok:
             log.info("text held", breaker=name, state=decision.state.value)
         return None
@@ -186,9 +190,13 @@ class Pipeline:
     async def _claim(self, msg_id: str) -> dict[str, str] | None:
         lease = {"lease_until_ms": store.now_ms() + self.config.lease_ms}
         claimed = await self.store.transition(
-            msg_id, [Status.QUEUED], Status.SENDING, reason="claimed",
-            fields=lease, return_record=True,
-        )  # fmt: skip
+            msg_id,
+            [Status.QUEUED],
+            Status.SENDING,
+            reason="claimed",
+            fields=lease,
+            return_record=True,
+        )
         if claimed.ok:
             return claimed.record
         if claimed.missing:
@@ -209,15 +217,21 @@ class Pipeline:
             # Its worker may still be sending: look again when the lease runs out.
             requeue = dramatiq_message(msg_id, self.config.queue, delay_ms=remaining_ms + 100)
             await self.store.transition(
-                msg_id, [Status.SENDING], Status.SENDING, reason="waiting for lease",
+                msg_id,
+                [Status.SENDING],
+                Status.SENDING,
+                reason="waiting for lease",
                 requeue=requeue,
-            )  # fmt: skip
+            )
             return None
         taken = await self.store.transition(
-            msg_id, [Status.SENDING], Status.SENDING,
+            msg_id,
+            [Status.SENDING],
+            Status.SENDING,
             reason="lease expired: resending (possible double send)",
-            fields=lease, return_record=True,
-        )  # fmt: skip
+            fields=lease,
+            return_record=True,
+        )
         if taken.ok:
             await self.store.count(CRASH_RESEND_COUNTER)
             log.warning("taking over a text whose worker died mid-send")
@@ -248,10 +262,15 @@ class Pipeline:
         if last is not None:
             return last
         wait_s = max(0.0, ((earliest_ms or 0) - store.now_ms()) / 1000) or 1.0
-        return Routed(None, SendResult(
-            Category.TRANSIENT, error_code=NO_PROVIDER_CODE,
-            error="every provider on the route is open or paused", retry_after_s=wait_s,
-        ))  # fmt: skip
+        return Routed(
+            None,
+            SendResult(
+                Category.TRANSIENT,
+                error_code=NO_PROVIDER_CODE,
+                error="every provider on the route is open or paused",
+                retry_after_s=wait_s,
+            ),
+        )
 
     async def _reserve(
         self, provider: str, sender: str, record: dict[str, str]
@@ -260,9 +279,12 @@ class Pipeline:
         if self.limiter is None:
             return None
         limits = limits_for(
-            self.config.limits, provider=provider, sender=sender,
-            carrier=record.get("carrier") or None, campaign=record.get("campaign", ""),
-        )  # fmt: skip
+            self.config.limits,
+            provider=provider,
+            sender=sender,
+            carrier=record.get("carrier") or None,
+            campaign=record.get("campaign", ""),
+        )
         held, slot_ms = _held_slot(record)
         limits = [limit for limit in limits if limit.name not in held]
         if held and slot_ms > store.now_ms():
@@ -279,7 +301,7 @@ class Pipeline:
         return reservation
 
     async def _defer(self, msg_id: str, routed: Routed) -> str:
-        """Wait for a reserved slot as a delayed message: no retry spent, nothing logged as error."""
+        """Wait for a reserved slot as a delayed message: no retry spent, no error logged."""
         assert routed.defer is not None
         r = routed.defer
         wait_ms = max(1, r.wait_us // 1000)
@@ -290,9 +312,13 @@ class Pipeline:
         }
         requeue = dramatiq_message(msg_id, self.config.queue, delay_ms=delay_ms)
         await self.store.transition(
-            msg_id, [Status.SENDING], Status.QUEUED,
-            reason=f"rate limit {r.binding}: slot in {delay_ms} ms", fields=fields, requeue=requeue,
-        )  # fmt: skip
+            msg_id,
+            [Status.SENDING],
+            Status.QUEUED,
+            reason=f"rate limit {r.binding}: slot in {delay_ms} ms",
+            fields=fields,
+            requeue=requeue,
+        )
         return "deferred"
 
     async def _send_via(self, name: str, sender: str, record: dict[str, str]) -> SendResult:
@@ -373,11 +399,19 @@ class Pipeline:
             delay_ms = max(delay_ms, int(result.retry_after_s * 1000))
         requeue = dramatiq_message(msg_id, self.config.queue, delay_ms=max(1, delay_ms))
         await self.store.transition(
-            msg_id, [Status.SENDING], Status.QUEUED,
-            reason=f"{result.category}: retry in {delay_ms} ms", fields=fields, requeue=requeue,
-        )  # fmt: skip
-        log.info("send will be retried", category=str(result.category), delay_ms=delay_ms,
-                 error_code=result.error_code)  # fmt: skip
+            msg_id,
+            [Status.SENDING],
+            Status.QUEUED,
+            reason=f"{result.category}: retry in {delay_ms} ms",
+            fields=fields,
+            requeue=requeue,
+        )
+        log.info(
+            "send will be retried",
+            category=str(result.category),
+            delay_ms=delay_ms,
+            error_code=result.error_code,
+        )
         return "retry"
 
     async def _finish(

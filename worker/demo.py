@@ -43,10 +43,15 @@ def scenario() -> dict[str, Any]:
     return {
         "dlr_delay_s": 0.05,
         "rules": [
-            {"carrier": BLOCKED, "from_s": FILTER_FROM_S, "error_code": "30007",
-             "mode": "receipt", "dlr_delay_s": RECEIPT_DELAY_S},
+            {
+                "carrier": BLOCKED,
+                "from_s": FILTER_FROM_S,
+                "error_code": "30007",
+                "mode": "receipt",
+                "dlr_delay_s": RECEIPT_DELAY_S,
+            },
         ],
-    }  # fmt: skip
+    }
 
 
 def jobs(count: int, run_id: str) -> list[dict[str, Any]]:
@@ -117,8 +122,14 @@ def _drive(stack: Stack, url: str, count: int, console: Console | None) -> dict[
     }
 
 
-def _wait(stack: Stack, producer: Producer, breakers: Breakers, expected: int, watch: Watch,
-          console: Console | None) -> int:  # fmt: skip
+def _wait(
+    stack: Stack,
+    producer: Producer,
+    breakers: Breakers,
+    expected: int,
+    watch: Watch,
+    console: Console | None,
+) -> int:
     name = f"{BLOCKED}:{CAMPAIGN}"
     deadline = time.monotonic() + DEFAULT_TIMEOUT_S
     last_print, final = 0.0, 0
@@ -133,14 +144,21 @@ def _wait(stack: Stack, producer: Producer, breakers: Breakers, expected: int, w
             _say(console, f"[red]{name} breaker OPEN[/red]: {state['why']}")
             # The carrier stops filtering (the operator called them, say).
             httpx.post(f"{stack.sim_url}/sim/scenario", json={"dlr_delay_s": 0.05})
-        if watch.opened_at_ms and watch.resumed_at_ms is None and \
-                time.time() * 1000 - watch.opened_at_ms > OPERATOR_PAUSE_S * 1000:  # fmt: skip
-            breakers.resume(name, who="demo-operator", reason="carrier confirmed the block is lifted")
+        if (
+            watch.opened_at_ms
+            and watch.resumed_at_ms is None
+            and time.time() * 1000 - watch.opened_at_ms > OPERATOR_PAUSE_S * 1000
+        ):
+            breakers.resume(
+                name, who="demo-operator", reason="carrier confirmed the block is lifted"
+            )
             watch.resumed_at_ms = int(time.time() * 1000)
             _say(console, f"[green]{name} resumed by the operator[/green]; releasing {held} held")
         if time.monotonic() - last_print > 1:
             last_print = time.monotonic()
-            _say(console, f"  {final}/{expected} final, {held} held  {dict(sorted(counts.items()))}")
+            _say(
+                console, f"  {final}/{expected} final, {held} held  {dict(sorted(counts.items()))}"
+            )
         if final >= expected:
             break
         time.sleep(0.1)
@@ -186,6 +204,17 @@ def _say(console: Console | None, text: str) -> None:
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:
     console.print("[bold]sendq demo[/bold]")
-    for key in ("enqueued", "delivered", "failed", "lost", "doubled", "texts_per_s", "elapsed_s",
-                "pause_latency_s", "sent_into_block", "held_peak", "sent_while_paused"):  # fmt: skip
+    for key in (
+        "enqueued",
+        "delivered",
+        "failed",
+        "lost",
+        "doubled",
+        "texts_per_s",
+        "elapsed_s",
+        "pause_latency_s",
+        "sent_into_block",
+        "held_peak",
+        "sent_while_paused",
+    ):
         console.print(f"  {key:<18} {summary[key]}")

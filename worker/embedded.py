@@ -82,20 +82,30 @@ def _start(data_dir: Path, appendfsync: str) -> str:
     subprocess.run(
         [
             str(server_binary()),
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--requirepass", password,
-            "--dir", str(data_dir),
-            "--appendonly", "yes",
-            "--appendfsync", appendfsync,
-            "--save", "",
-            "--daemonize", "yes",
-            "--pidfile", str(data_dir / PID_FILE),
-            "--logfile", str(data_dir / LOG_FILE),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--requirepass",
+            password,
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            appendfsync,
+            "--save",
+            "",
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(data_dir / PID_FILE),
+            "--logfile",
+            str(data_dir / LOG_FILE),
         ],
         check=True,
         stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     url = f"redis://:{password}@127.0.0.1:{port}/0"
     _wait_until_up(url, data_dir)
     url_file = data_dir / URL_FILE

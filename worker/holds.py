@@ -37,7 +37,9 @@ def split_name(name: str) -> tuple[str, str]:
 
 
 class AsyncHolds:
-    def __init__(self, client: aioredis.Redis, queue: str, ns: str = keys.DEFAULT_NAMESPACE) -> None:
+    def __init__(
+        self, client: aioredis.Redis, queue: str, ns: str = keys.DEFAULT_NAMESPACE
+    ) -> None:
         self.client = client
         self.queue = queue
         self.ns = ns
@@ -54,7 +56,9 @@ class AsyncHolds:
             batch = min(DEFAULT_RELEASE_BATCH, limit - released if limit else DEFAULT_RELEASE_BATCH)
             ids = [
                 i.decode() if isinstance(i, bytes) else str(i)
-                for i in await cast(Awaitable[list[Any]], self.client.lrange(hold_key, 0, batch - 1))
+                for i in await cast(
+                    Awaitable[list[Any]], self.client.lrange(hold_key, 0, batch - 1)
+                )
             ]
             if not ids:
                 break
@@ -65,9 +69,13 @@ class AsyncHolds:
         pipe = self.client.pipeline(transaction=False)
         for msg_id in ids:
             k, a = store.transition_args(
-                msg_id, [Status.HELD], Status.QUEUED, reason="released from hold",
-                requeue=dramatiq_message(msg_id, self.queue), ns=self.ns,
-            )  # fmt: skip
+                msg_id,
+                [Status.HELD],
+                Status.QUEUED,
+                reason="released from hold",
+                requeue=dramatiq_message(msg_id, self.queue),
+                ns=self.ns,
+            )
             await self._transition(keys=k, args=a, client=pipe)
         results = await pipe.execute()
         cleanup = self.client.pipeline(transaction=False)

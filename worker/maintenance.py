@@ -31,9 +31,13 @@ log = structlog.get_logger("sendq.maintenance")
 
 class HoldKeeper:
     def __init__(
-        self, client: aioredis.Redis, holds: AsyncHolds, *, probes: int,
+        self,
+        client: aioredis.Redis,
+        holds: AsyncHolds,
+        *,
+        probes: int,
         ns: str = keys.DEFAULT_NAMESPACE,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.client = client
         self.holds = holds
         self.probes = probes
@@ -72,7 +76,7 @@ class HoldKeeper:
         while True:
             try:
                 await self.tick()
-            except Exception as exc:  # noqa: BLE001 - a bad tick must not end the loop
+            except Exception as exc:
                 log.error("hold maintenance failed; retrying", error=str(exc)[:300])
             await asyncio.sleep(tick_s)
 

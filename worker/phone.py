@@ -26,8 +26,15 @@ def _us_pattern() -> re.Pattern[str]:
     """phonenumbers' own US metadata: the number types a valid US number may be."""
     meta = phonenumbers.PhoneMetadata.metadata_for_region("US")
     assert meta is not None
-    descs = (meta.fixed_line, meta.mobile, meta.toll_free, meta.premium_rate,
-             meta.shared_cost, meta.personal_number, meta.voip)  # fmt: skip
+    descs = (
+        meta.fixed_line,
+        meta.mobile,
+        meta.toll_free,
+        meta.premium_rate,
+        meta.shared_cost,
+        meta.personal_number,
+        meta.voip,
+    )
     patterns = [d.national_number_pattern for d in descs if d and d.national_number_pattern]
     assert meta.general_desc is not None
     general = meta.general_desc.national_number_pattern
@@ -41,9 +48,14 @@ def to_e164(raw: str, region: str = DEFAULT_REGION) -> str:
     """Parse ``raw`` into E.164, or raise InvalidNumber naming the reason."""
     # Fast path for the common case, a US number already in E.164: the same
     # metadata phonenumbers applies, without its general parsing (4x faster).
-    if isinstance(raw, str) and len(raw) == 12 and raw.startswith("+1") and raw[2:].isdigit():
-        if _US_VALID.fullmatch(raw[2:]):
-            return raw
+    if (
+        isinstance(raw, str)
+        and len(raw) == 12
+        and raw.startswith("+1")
+        and raw[2:].isdigit()
+        and _US_VALID.fullmatch(raw[2:])
+    ):
+        return raw
     if not isinstance(raw, str) or not raw.strip():
         raise InvalidNumber("to", "is empty")
     if len(raw) > 64:
@@ -57,8 +69,11 @@ def to_e164(raw: str, region: str = DEFAULT_REGION) -> str:
         if not phonenumbers.is_possible_number(parsed):
             raise InvalidNumber("to", f"{mask(raw)} is not a possible number (wrong length)")
         raise InvalidNumber("to", f"{mask(raw)} is not a valid number for its region")
-    return f"+{parsed.country_code}{parsed.national_number}" if not parsed.italian_leading_zero \
+    return (
+        f"+{parsed.country_code}{parsed.national_number}"
+        if not parsed.italian_leading_zero
         else phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    )
 
 
 def mask(number: str) -> str:

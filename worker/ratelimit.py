@@ -129,9 +129,13 @@ class AsyncLimiter:
         self._script: AsyncScript = client.register_script(lua.source("ratelimit"))
 
     async def reserve(
-        self, limits: Sequence[Limit], segments: int = 1, *, now_us: int | None = None,
+        self,
+        limits: Sequence[Limit],
+        segments: int = 1,
+        *,
+        now_us: int | None = None,
         hold_all_us: int = DEFAULT_HOLD_ALL_US,
-    ) -> Reservation:  # fmt: skip
+    ) -> Reservation:
         """Reserve; ``hold_all_us=-1`` only asks, changing nothing."""
         if not limits:
             return Reservation(0, False, None)
@@ -149,9 +153,13 @@ class Limiter:
         self._script: Script = client.register_script(lua.source("ratelimit"))
 
     def reserve(
-        self, limits: Sequence[Limit], segments: int = 1, *, now_us: int | None = None,
+        self,
+        limits: Sequence[Limit],
+        segments: int = 1,
+        *,
+        now_us: int | None = None,
         hold_all_us: int = DEFAULT_HOLD_ALL_US,
-    ) -> Reservation:  # fmt: skip
+    ) -> Reservation:
         """Reserve; ``hold_all_us=-1`` only asks, changing nothing."""
         if not limits:
             return Reservation(0, False, None)
@@ -172,15 +180,26 @@ def limits_for(
         out.append(Rate(f"number:{sender}", number.rate, number.period_s, number.burst))
     per_carrier = cfg.carriers.get(carrier) if carrier else None
     if per_carrier and per_carrier.rate:
-        out.append(Rate(f"carrier:{carrier}:{campaign}", per_carrier.rate, per_carrier.period_s,
-                        per_carrier.burst))  # fmt: skip
+        out.append(
+            Rate(
+                f"carrier:{carrier}:{campaign}",
+                per_carrier.rate,
+                per_carrier.period_s,
+                per_carrier.burst,
+            )
+        )
     if per_carrier and per_carrier.daily_cap:
         out.append(DailyCap(f"{carrier}:{campaign}", per_carrier.daily_cap, per_carrier.tz))
     return out
 
 
-def recent_use(client: redis.Redis, name: str, minutes: int = 5, ns: str = keys.DEFAULT_NAMESPACE,
-               now_us: int | None = None) -> dict[str, int]:  # fmt: skip
+def recent_use(
+    client: redis.Redis,
+    name: str,
+    minutes: int = 5,
+    ns: str = keys.DEFAULT_NAMESPACE,
+    now_us: int | None = None,
+) -> dict[str, int]:
     """Segments charged to a limiter in each of the last ``minutes`` minutes (newest first)."""
     import time
 

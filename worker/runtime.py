@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from worker.broker import redis_url
-from worker.delivery import Pipeline, PipelineConfig
 from worker.alerts import Alerter
 from worker.breaker import AsyncBreakers, Policy
+from worker.broker import redis_url
 from worker.carriers import CarrierResolver, load_overrides
+from worker.delivery import Pipeline, PipelineConfig
 from worker.providers import registry, transport
-from worker.ratelimit import AsyncLimiter
 from worker.providers.base import Provider
+from worker.ratelimit import AsyncLimiter
 from worker.retry import Backoff
 from worker.settings import BreakerSettings, Settings
 from worker.store import AsyncStore

@@ -133,9 +133,13 @@ async def _apply(
         fields["carrier"] = receipt.carrier
     why = f"receipt from {provider}" + (f": {receipt.error_code}" if receipt.error_code else "")
     done = await store.transition(
-        receipt.message_id, allowed, receipt.status, reason=why, fields=fields,
+        receipt.message_id,
+        allowed,
+        receipt.status,
+        reason=why,
+        fields=fields,
         return_record=True,
-    )  # fmt: skip
+    )
     if done.ok and done.record is not None and carrier_feed is not None:
         # Only the receipt that changed the state counts: duplicates never do.
         await carrier_feed.feed(done.record, receipt)
@@ -144,8 +148,13 @@ async def _apply(
         log.warning("receipt for an unknown message", message_id=receipt.message_id)
         return {"applied": False, "reason": "unknown message"}
     if done.ok and receipt.category is not Category.OK:
-        log.warning("text undelivered", message_id=receipt.message_id, provider=provider,
-                    error_code=receipt.error_code, category=receipt.category.value)  # fmt: skip
+        log.warning(
+            "text undelivered",
+            message_id=receipt.message_id,
+            provider=provider,
+            error_code=receipt.error_code,
+            category=receipt.category.value,
+        )
     return {"applied": done.ok, "status": done.current or receipt.status}
 
 

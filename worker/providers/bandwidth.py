@@ -223,9 +223,13 @@ class BandwidthProvider(Provider):
 
     async def send(self, text: OutboundText) -> SendResult:
         response = await transport.request(
-            self._client, NAME, "POST", self._path, json=self.payload(text),
+            self._client,
+            NAME,
+            "POST",
+            self._path,
+            json=self.payload(text),
             headers={"Accept": "application/json"},
-        )  # fmt: skip
+        )
         return self.result(response)
 
     def result(self, response: httpx.Response) -> SendResult:

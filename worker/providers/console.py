@@ -28,8 +28,12 @@ class ConsoleProvider(Provider):
     name = NAME
 
     async def send(self, text: OutboundText) -> SendResult:
-        log.info("text (console provider, not sent)", to=mask(text.to), sender=mask(text.sender),
-                 chars=len(text.body))  # fmt: skip
+        log.info(
+            "text (console provider, not sent)",
+            to=mask(text.to),
+            sender=mask(text.sender),
+            chars=len(text.body),
+        )
         return SendResult(Category.OK, provider_message_id=f"console-{secrets.token_hex(8)}")
 
     def verify_signature(self, request: WebhookRequest) -> bool:

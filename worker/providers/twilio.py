@@ -141,9 +141,13 @@ class TwilioProvider(Provider):
 
     async def send(self, text: OutboundText) -> SendResult:
         response = await transport.request(
-            self._client, NAME, "POST", self._path, data=self.form(text),
+            self._client,
+            NAME,
+            "POST",
+            self._path,
+            data=self.form(text),
             headers={"Accept": "application/json"},
-        )  # fmt: skip
+        )
         return self.result(response)
 
     def result(self, response: httpx.Response) -> SendResult:
