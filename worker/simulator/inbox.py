@@ -1,0 +1,84 @@
+"""Handset inboxes: what really arrived, so a run can count lost and doubled texts.
+
+Every accepted text that no carrier filtered lands in its recipient's inbox.
+A *double* is the same (recipient, body) arriving more than once; tests and
+benchmarks make each body unique, so any double is a duplicate send.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from worker.simulator.carriers import CARRIERS
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    sid: str
+    to: str
+    sender: str
+    body: str
+    carrier: str
+    at: float  # Unix time it reached the handset
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["from"] = data.pop("sender")
+        return data
+
+
+@dataclass(slots=True)
+class CarrierCounts:
+    delivered: int = 0
+    filtered: int = 0
+    doubled: int = 0
+
+
+@dataclass(slots=True)
+class Inboxes:
+    _by_number: dict[str, list[Text]] = field(default_factory=dict)
+    # (to, body) of every text that arrived; a repeat is a double.
+    _seen: set[tuple[str, str]] = field(default_factory=set)
+    delivered: int = 0
+    doubled: int = 0
+    by_carrier: dict[str, CarrierCounts] = field(
+        default_factory=lambda: {c: CarrierCounts() for c in CARRIERS}
+    )
+
+    def deliver(self, text: Text) -> bool:
+        """Put ``text`` in its recipient's inbox; True when it is a double."""
+        self._by_number.setdefault(text.to, []).append(text)
+        counts = self._counts(text.carrier)
+        self.delivered += 1
+        counts.delivered += 1
+        key = (text.to, text.body)
+        if key in self._seen:
+            self.doubled += 1
+            counts.doubled += 1
+            return True
+        self._seen.add(key)
+        return False
+
+    def filtered(self, carrier: str) -> None:
+        """A carrier dropped a text: it never reaches the handset, but the run counts it."""
+        self._counts(carrier).filtered += 1
+
+    @property
+    def unique(self) -> int:
+        return len(self._seen)
+
+    def texts(self, number: str) -> list[Text]:
+        return list(self._by_number.get(number, ()))
+
+    def clear(self) -> None:
+        self._by_number.clear()
+        self._seen.clear()
+        self.delivered = self.doubled = 0
+        self.by_carrier = {c: CarrierCounts() for c in CARRIERS}
+
+    def _counts(self, carrier: str) -> CarrierCounts:
+        counts = self.by_carrier.get(carrier)
+        if counts is None:
+            counts = self.by_carrier[carrier] = CarrierCounts()
+        return counts
