@@ -346,6 +346,16 @@ class Bench:
 
         return finish
 
+    def carrier_breaker(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, (rule, n) in CARRIER_SCENARIOS.items():
+            out |= carrier_scenario(self.workdir, name, rule, n)
+        return out
+
+    def failover(self) -> dict[str, float]:
+        """Primary refusing connections: the delay failover adds, and texts that hit it."""
+        return asyncio.run(_failover(self.redis_url, self.sim_url, n=600))
+
     def redis_cmds_per_text(self) -> dict[str, float]:
         """Client round trips per text (MONITOR, excluding script-internal calls), and all ops."""
         n = 500
@@ -410,6 +420,143 @@ def _window_stats(times: list[float]) -> tuple[float, int]:
     return ((len(times) - 1) / span if span else 0.0), busiest
 
 
+CARRIER_SCENARIOS = {
+    # name: (rule for Verizon from t = 1 s, texts)
+    "sync_100": ({"error_code": "30007", "mode": "sync"}, 3000),
+    "rate_10": ({"error_code": "30007", "mode": "receipt", "rate": 0.1}, 3000),
+    "receipts_late_100": ({"error_code": "30007", "mode": "receipt", "dlr_delay_s": 2.0}, 3000),
+}
+FILTER_FROM_S = 1.0
+
+
+def carrier_scenario(workdir: Path, name: str, rule: dict[str, Any], n: int) -> dict[str, Any]:
+    """One filtering scenario on a fresh stack; figures from records, audit and inboxes."""
+    from worker import keys
+    from worker.breaker import Breakers
+    from worker.runtime import breaker_policy
+    from worker.services import Stack
+    from worker.settings import CarrierBreakerSettings
+    from worker.simulator.carriers import carrier_of
+
+    data = workdir / f"carrier-{name}"
+    url = embedded.ensure(data)
+    client = redis.Redis.from_url(url)
+    producer = Producer(client)
+    campaign = f"c{name.replace('_', '')}"
+    breaker = f"verizon:{campaign}"
+    texts = [(number_for(CARRIERS[i % 3], i), f"{name} #{i}") for i in range(n)]
+    pipe = client.pipeline(transaction=False)
+    for to, _ in texts:
+        pipe.set(keys.carrier(to), carrier_of(to), ex=3600)
+    pipe.execute()
+    ops = Breakers(client, "carrier", breaker_policy(CarrierBreakerSettings()))
+    with Stack(
+        redis_url=url, workdir=data / "logs", extra_env={"SENDQ_LOG_LEVEL": "warning"}
+    ) as stack:
+        stack.start_simulator()
+        stack.start_webhooks()
+        scenario = {
+            "dlr_delay_s": 0.05,
+            "rules": [{"carrier": "verizon", "from_s": FILTER_FROM_S, **rule}],
+        }
+        httpx.post(f"{stack.sim_url}/sim/scenario", json=scenario).raise_for_status()
+        httpx.post(f"{stack.sim_url}/sim/reset").raise_for_status()
+        filter_from_ms = int(time.time() * 1000 + FILTER_FROM_S * 1000)
+        ids = [
+            a.message_id
+            for a in producer.enqueue_many(
+                {"to": to, "body": body, "campaign": campaign} for to, body in texts
+            ).accepted
+        ]
+        stack.start_workers()
+        opened_ms = _wait_open(ops, breaker, producer, campaign, len(ids))
+        httpx.post(f"{stack.sim_url}/sim/scenario", json={"dlr_delay_s": 0.05})
+        time.sleep(1.0)
+        ops.resume(breaker, who="bench", reason="scenario over")
+        resumed_ms = int(time.time() * 1000)
+        deadline = time.monotonic() + 120
+        while _final(producer, campaign) < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        sim = httpx.get(f"{stack.sim_url}/sim/report").json()
+    figures = _carrier_figures(producer, ids, filter_from_ms, opened_ms, resumed_ms)
+    lost = len(ids) - _final(producer, campaign)
+    embedded.stop(data)
+    return {
+        f"carrier_{name}_pause_latency_s": figures["pause_latency_s"],
+        f"carrier_{name}_sent_into_block": figures["sent_into_block"],
+        f"carrier_{name}_verizon_texts_before_pause": figures["verizon_sent_before_pause"],
+        f"carrier_{name}_sent_while_paused": figures["sent_while_paused"],
+        f"carrier_{name}_pause_after_filter_start_s": figures["pause_after_filter_start_s"],
+        f"carrier_{name}_lost": lost,
+        f"carrier_{name}_doubled": int(sim.get("doubled", 0)),
+    }
+
+
+def _final(producer: Producer, campaign: str) -> int:
+    from worker.models import FINAL_STATUSES
+
+    counts = producer.store.stats().get(campaign, {})
+    return sum(v for k, v in counts.items() if k in FINAL_STATUSES)
+
+
+def _wait_open(ops: Any, breaker: str, producer: Producer, campaign: str, n: int) -> int | None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status = ops.status(breaker)
+        if status["state"] == "open":
+            return int(status["since_ms"])
+        if _final(producer, campaign) >= n:
+            return None
+        time.sleep(0.05)
+    return None
+
+
+def _carrier_figures(
+    producer: Producer,
+    ids: list[str],
+    filter_from_ms: int,
+    opened_ms: int | None,
+    resumed_ms: int,
+) -> dict[str, Any]:
+    """From every Verizon text's history: when it was claimed, sent and rejected."""
+    first_block, into_block, before_pause, while_paused = None, 0, 0, 0
+    paused_from = opened_ms or 2**62
+    for msg_id in ids:
+        record = producer.store.get(msg_id) or {}
+        if record.get("carrier") != "verizon":
+            continue
+        claimed = blocked = None
+        last_claim = 0
+        for entry in producer.store.history(msg_id):
+            to, at = entry.get("to"), entry.get("at", 0)
+            if to == "sending":
+                claimed = at if claimed is None else claimed
+                last_claim = at
+            if to == "sent":
+                # Admitted to a provider while the breaker was open: a violation.
+                while_paused += paused_from < last_claim < resumed_ms
+            if to in ("undelivered", "failed") and "30007" in (entry.get("why") or ""):
+                blocked = at
+        if blocked is not None:
+            into_block += 1
+            first_block = blocked if first_block is None else min(first_block, blocked)
+        if claimed and claimed >= filter_from_ms and (opened_ms is None or claimed < opened_ms):
+            before_pause += 1
+    latency = None
+    if first_block is not None and opened_ms is not None:
+        # The breaker opens inside the call that records the first block's
+        # answer, a moment before its history entry is written: that is 0.
+        latency = round(max(0, opened_ms - first_block) / 1000, 3)
+    since_filter = None if opened_ms is None else round((opened_ms - filter_from_ms) / 1000, 3)
+    return {
+        "pause_latency_s": latency,
+        "sent_into_block": into_block,
+        "verizon_sent_before_pause": before_pause,
+        "sent_while_paused": while_paused,
+        "pause_after_filter_start_s": since_filter,
+    }
+
+
 def _settled(producer: Producer, campaign: str) -> int:
     counts = producer.store.stats().get(campaign, {})
     return sum(v for k, v in counts.items() if k not in ("queued", "sending"))
@@ -437,6 +584,71 @@ async def _ceiling(sim_url: str, texts: list[tuple[str, str]]) -> float:
     return len(texts) / elapsed
 
 
+async def _failover(redis_url: str, sim_url: str, n: int) -> dict[str, float]:
+    import socket
+    import statistics
+
+    import redis.asyncio as aioredis
+
+    from worker.breaker import AsyncBreakers, Breakers
+    from worker.delivery import Pipeline, PipelineConfig
+    from worker.providers.twilio import TwilioProvider
+    from worker.retry import Backoff
+    from worker.runtime import breaker_policy
+    from worker.settings import BreakerSettings
+    from worker.store import AsyncStore
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    client = aioredis.Redis.from_url(redis_url)
+    policy = breaker_policy(BreakerSettings())
+
+    def pipeline(route: list[str], ns: str) -> Pipeline:
+        providers = {
+            "primary": TwilioProvider(account_sid=SID, auth_token=AUTH_TOKEN, base_url=dead),
+            "secondary": TwilioProvider(account_sid=SID, auth_token=AUTH_TOKEN, base_url=sim_url),
+        }
+        config = PipelineConfig(
+            queue=f"{ns}q",
+            public_url="http://127.0.0.1:9",
+            routes={"default": route},
+            numbers={"primary": ["+12015550100"], "secondary": ["+12015550101"]},
+            max_attempts=8,
+            backoff=Backoff(1000, 10_000),
+        )
+        breakers = AsyncBreakers(client, "provider", policy, ns, cache_ms=0)
+        return Pipeline(config, AsyncStore(client, ns), providers, breakers)
+
+    async def run(route: list[str], ns: str) -> list[float]:
+        producer = Producer(redis.Redis.from_url(redis_url), ns=ns, queue=f"{ns}q")
+        ids = [
+            a.message_id
+            for a in producer.enqueue_many(
+                {"to": to, "body": f"{ns} {i}"}
+                for i, to in enumerate(number_for(CARRIERS[i % 3], i) for i in range(n))
+            ).accepted
+        ]
+        p = pipeline(route, ns)
+        latencies = []
+        for msg_id in ids:  # one at a time: the delay each text sees
+            t = time.perf_counter()
+            await p.deliver(msg_id)
+            latencies.append((time.perf_counter() - t) * 1000)
+        return latencies
+
+    base = await run(["secondary"], "fobase")
+    fail = await run(["primary", "secondary"], "foover")
+    ops = Breakers(redis.Redis.from_url(redis_url), "provider", policy, "foover")
+    hit_dead = ops.status("primary")["window_failures"]
+    q = statistics.quantiles
+    return {
+        "failover_added_p50_ms": round(q(fail, n=100)[49] - q(base, n=100)[49], 2),
+        "failover_added_p99_ms": round(q(fail, n=100)[98] - q(base, n=100)[98], 2),
+        "failover_texts_hit_dead_provider": hit_dead,
+    }
+
+
 FIGURES = [
     "enqueue_bulk_per_s",
     "enqueue_send_per_s",
@@ -448,6 +660,8 @@ FIGURES = [
     "e2e_cold_lookup_per_s",
     "redis_cmds_per_text",
     "ratelimit_accuracy",
+    "carrier_breaker",
+    "failover",
 ]
 
 

@@ -233,9 +233,10 @@ class CarrierBreakerSettings(BreakerSettings):
     cooldown_s: float = Field(60.0, gt=0)
     cooldown_max_s: float = Field(1800.0, gt=0)
     probes: int = Field(3, ge=1)
-    # Workers trust a "closed" answer this long: a pause or an open reaches every
-    # worker within it (the worker that opens a breaker knows at once).
-    cache_ms: int = Field(50, ge=0, le=5000)
+    # Workers may trust a "closed" answer this long (saves a Redis call a text),
+    # but then a pause reaches them only within it. 0: no text is ever admitted
+    # after a carrier opens or is paused.
+    cache_ms: int = Field(0, ge=0, le=5000)
     # How much an ambiguous result (Twilio 30008/30003, ...) counts as a block.
     ambiguous_weight: float = Field(0.3, ge=0, le=1)
 

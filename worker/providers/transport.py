@@ -75,6 +75,10 @@ async def request(
 ) -> httpx.Response:
     try:
         return await client.request(method, url, **kwargs)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        # The request never left: failing over cannot double it. (The aiohttp
+        # transport reports a refused connection as ConnectTimeout.)
+        raise ProviderUnreachable(provider, f"cannot connect ({exc!r})") from exc
     except httpx.TimeoutException as exc:
         raise ProviderTimeout(provider, f"no answer within the timeout ({exc!r})") from exc
     except httpx.TransportError as exc:
