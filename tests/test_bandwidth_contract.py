@@ -386,7 +386,7 @@ async def test_a_validation_error_names_the_fields_bandwidth_refused() -> None:
     [
         (httpx.ConnectError, ProviderUnreachable),
         (httpx.ReadTimeout, ProviderTimeout),
-        (httpx.ConnectTimeout, ProviderTimeout),
+        (httpx.ConnectTimeout, ProviderUnreachable),
     ],
 )
 async def test_network_faults_become_provider_errors(

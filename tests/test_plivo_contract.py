@@ -436,7 +436,7 @@ async def test_a_long_error_is_cut_short() -> None:
         (httpx.ConnectError, ProviderUnreachable),
         (httpx.RemoteProtocolError, ProviderUnreachable),
         (httpx.ReadTimeout, ProviderTimeout),
-        (httpx.ConnectTimeout, ProviderTimeout),
+        (httpx.ConnectTimeout, ProviderUnreachable),
     ],
 )
 async def test_network_faults_become_provider_errors(

@@ -385,7 +385,7 @@ async def test_an_unknown_400_code_is_permanent() -> None:
     [
         (httpx.ConnectError, ProviderUnreachable),
         (httpx.ReadTimeout, ProviderTimeout),
-        (httpx.ConnectTimeout, ProviderTimeout),
+        (httpx.ConnectTimeout, ProviderUnreachable),
     ],
 )
 async def test_network_faults_become_provider_errors(
