@@ -15,6 +15,8 @@ import httpx
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from worker.logs import mask_text, safe_url
+
 log = structlog.get_logger("sendq.alerts")
 
 DEFAULT_ATTEMPTS = 4
@@ -64,7 +66,11 @@ class Alerter:
                 with attempt:
                     (await self._client.post(url, json=payload)).raise_for_status()
         except httpx.HTTPError as exc:
-            log.warning("alert could not be delivered", url=url, error=str(exc)[:200])
+            log.warning(
+                "alert could not be delivered",
+                url=safe_url(url),
+                error=mask_text(type(exc).__name__),
+            )
 
     async def drain(self) -> None:
         """Wait for alerts in flight (tests, shutdown)."""

@@ -25,6 +25,7 @@ from worker.carriers import CarrierResolver
 from worker.enqueue import dramatiq_message
 from worker.errors import ProviderError, ProviderTimeout
 from worker.holds import ALL_CAMPAIGNS, breaker_name
+from worker.logs import mask_text
 from worker.models import Category, Status
 from worker.providers.base import OutboundText, Provider, SendResult
 from worker.ratelimit import AsyncLimiter, Reservation, limits_for
@@ -258,7 +259,7 @@ class Pipeline:
             last = Routed(name, result)
             if result.error_code == ProviderTimeout.__name__:
                 await self.store.count(TIMEOUT_FAILOVER_COUNTER)
-            log.warning("provider fault", provider=name, error=result.error)
+            log.warning("provider fault", provider=name, error=mask_text(result.error or ""))
         if last is not None:
             return last
         wait_s = max(0.0, ((earliest_ms or 0) - store.now_ms()) / 1000) or 1.0

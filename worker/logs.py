@@ -24,6 +24,14 @@ SECRET_KEYS = frozenset(
 _configured = False
 
 
+def safe_url(url: str) -> str:
+    """Scheme and host only: webhook URLs (Slack's, say) carry their secret in the path."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '?'}/..."
+
+
 def mask_text(text: str) -> str:
     from worker.phone import mask
 

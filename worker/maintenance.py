@@ -24,6 +24,7 @@ from dramatiq.middleware import Middleware
 from worker import keys
 from worker.breaker import State
 from worker.holds import AsyncHolds
+from worker.logs import mask_text
 from worker.store import now_ms
 
 log = structlog.get_logger("sendq.maintenance")
@@ -77,7 +78,7 @@ class HoldKeeper:
             try:
                 await self.tick()
             except Exception as exc:
-                log.error("hold maintenance failed; retrying", error=str(exc)[:300])
+                log.error("hold maintenance failed; retrying", error=mask_text(str(exc))[:300])
             await asyncio.sleep(tick_s)
 
 
