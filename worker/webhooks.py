@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from worker.admin import Admin
 from worker.alerts import Alerter
 from worker.breaker import FAILURE_WEIGHT, SUCCESS_WEIGHT, AsyncBreakers
 from worker.carriers import UNKNOWN as UNKNOWN_CARRIER
@@ -67,6 +68,8 @@ def create_app(
     providers: Mapping[str, Provider],
     public_url: str,
     carrier_feed: CarrierFeed | None = None,
+    admin: Admin | None = None,
+    admin_token: str | None = None,
 ) -> Starlette:
     async def status(request: Request) -> Response:
         provider = providers.get(request.path_params["provider"])
@@ -108,6 +111,7 @@ def create_app(
         routes=[
             Route("/webhooks/{provider}/status", status, methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),
+            *(admin.routes(admin_token) if admin is not None else []),
         ],
         lifespan=lifespan,
     )
@@ -190,10 +194,20 @@ def app_from_settings() -> Starlette:
 
     settings = get_settings()
     logs.configure(settings.log_level)
+    import redis
+
+    from worker.broker import redis_url
+
     client = runtime.async_redis(settings)
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
     return create_app(
         store=AsyncStore(client),
         providers=runtime.providers(settings),
         public_url=settings.webhooks.public_url,
         carrier_feed=runtime.carrier_feed(settings, client),
+        admin=Admin(
+            redis.Redis.from_url(redis_url(settings)),
+            runtime.breaker_policy(settings.breakers.carrier),
+        ),
+        admin_token=token,
     )
