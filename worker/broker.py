@@ -23,10 +23,10 @@ def redis_url(settings: Settings) -> str:
     return embedded.ensure(settings.data_dir)
 
 
-def make_broker(url: str) -> RedisBroker:
+def make_broker(url: str, heartbeat_timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS) -> RedisBroker:
     broker = RedisBroker(  # type: ignore[no-untyped-call]
         url=url,
-        heartbeat_timeout=DEFAULT_HEARTBEAT_TIMEOUT_MS,
+        heartbeat_timeout=heartbeat_timeout_ms,
         maintenance_chance=DEFAULT_MAINTENANCE_CHANCE,
         health_check_interval=15,
         retry_on_timeout=True,
@@ -36,6 +36,8 @@ def make_broker(url: str) -> RedisBroker:
 
 
 def install(settings: Settings) -> RedisBroker:
-    broker = make_broker(redis_url(settings))
+    broker = make_broker(
+        redis_url(settings), int(settings.worker.heartbeat_timeout_s * 1000)
+    )
     dramatiq.set_broker(broker)
     return broker

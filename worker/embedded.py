@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import redis
 
@@ -65,6 +66,16 @@ def running_url(data_dir: Path) -> str | None:
     return url
 
 
+def restart(data_dir: Path, *, appendfsync: str = DEFAULT_APPENDFSYNC) -> str:
+    """Start the data directory's server again on its old port and password (fault drills)."""
+    data_dir = data_dir.resolve()
+    url = (data_dir / URL_FILE).read_text().strip()
+    parsed = urlsplit(url)
+    _launch(data_dir, int(parsed.port or 6379), str(parsed.password), appendfsync)
+    _wait_until_up(url, data_dir)
+    return url
+
+
 def stop(data_dir: Path) -> bool:
     """Shut the server down (it rewrites nothing: the AOF is already on disk)."""
     url = running_url(data_dir.resolve())
@@ -79,6 +90,16 @@ def stop(data_dir: Path) -> bool:
 def _start(data_dir: Path, appendfsync: str) -> str:
     password = secrets.token_urlsafe(24)
     port = _free_port()
+    _launch(data_dir, port, password, appendfsync)
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    _wait_until_up(url, data_dir)
+    url_file = data_dir / URL_FILE
+    url_file.touch(mode=0o600)
+    url_file.write_text(url + "\n")
+    return url
+
+
+def _launch(data_dir: Path, port: int, password: str, appendfsync: str) -> None:
     subprocess.run(
         [
             str(server_binary()),
@@ -106,12 +127,6 @@ def _start(data_dir: Path, appendfsync: str) -> str:
         check=True,
         stdin=subprocess.DEVNULL,
     )
-    url = f"redis://:{password}@127.0.0.1:{port}/0"
-    _wait_until_up(url, data_dir)
-    url_file = data_dir / URL_FILE
-    url_file.touch(mode=0o600)
-    url_file.write_text(url + "\n")
-    return url
 
 
 def _wait_until_up(url: str, data_dir: Path) -> None:
