@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import dramatiq
+import structlog
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO
 
 from worker import embedded
 from worker.settings import Settings
 
+log = structlog.get_logger("sendq.redis")
+
 SEND_ACTOR = "send_text"
+# About three minutes of retries with backoff capped at 5 s: a Redis restart
+# is waited out, and then every command goes on where it stopped.
+DEFAULT_RECONNECT_RETRIES = 40
+DEFAULT_RECONNECT_CAP_S = 5.0
 # dramatiq requeues a dead worker's unacked texts only when queue maintenance
 # runs; these make that happen within seconds rather than minutes.
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 15_000
@@ -23,9 +33,28 @@ def redis_url(settings: Settings) -> str:
     return embedded.ensure(settings.data_dir)
 
 
+class ReconnectBackoff(ExponentialWithJitterBackoff):
+    """redis-py's backoff, saying so each time it waits for Redis to come back."""
+
+    def compute(self, failures: int) -> float:
+        delay_s = float(super().compute(failures))
+        log.warning("redis unavailable; reconnecting", attempt=failures, retry_in_s=round(delay_s, 2))
+        return delay_s
+
+
+def reconnect_retry(retries: int = DEFAULT_RECONNECT_RETRIES) -> Retry:
+    """For long-running processes: ride out a Redis restart instead of failing sends."""
+    return Retry(ReconnectBackoff(cap=DEFAULT_RECONNECT_CAP_S, base=0.1), retries)
+
+
+def async_reconnect_retry(retries: int = DEFAULT_RECONNECT_RETRIES) -> AsyncRetry:
+    return AsyncRetry(ReconnectBackoff(cap=DEFAULT_RECONNECT_CAP_S, base=0.1), retries)
+
+
 def make_broker(url: str, heartbeat_timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS) -> RedisBroker:
     broker = RedisBroker(  # type: ignore[no-untyped-call]
         url=url,
+        retry=reconnect_retry(),
         heartbeat_timeout=heartbeat_timeout_ms,
         maintenance_chance=DEFAULT_MAINTENANCE_CHANCE,
         health_check_interval=15,

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from worker.alerts import Alerter
 from worker.breaker import AsyncBreakers, Policy
-from worker.broker import redis_url
+from worker.broker import async_reconnect_retry, redis_url
 from worker.carriers import CarrierResolver, load_overrides
 from worker.delivery import Pipeline, PipelineConfig
 from worker.providers import registry, transport
@@ -29,7 +29,7 @@ def async_redis(settings: Settings) -> aioredis.Redis:
         redis_url(settings),
         max_connections=DEFAULT_REDIS_POOL_SIZE,
         health_check_interval=15,
-        retry_on_timeout=True,
+        retry=async_reconnect_retry(),
     )
 
 
