@@ -602,7 +602,7 @@ def redis_stop(as_json: JsonFlag = False) -> None:
 
 @app.command()
 def demo(
-    count: Annotated[int, typer.Option(help="Texts to send.", min=1, max=1_000_000)] = 2000,
+    count: Annotated[int, typer.Option(help="Texts to send.", min=1, max=1_000_000)] = 5000,
     as_json: JsonFlag = False,
 ) -> None:
     """Run sendq end to end against the simulator, on embedded defaults."""
