@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dramatiq
 import structlog
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import AsyncIO
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
-from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import AsyncIO
 
 from worker import embedded
 from worker.settings import Settings
@@ -38,7 +38,9 @@ class ReconnectBackoff(ExponentialWithJitterBackoff):
 
     def compute(self, failures: int) -> float:
         delay_s = float(super().compute(failures))
-        log.warning("redis unavailable; reconnecting", attempt=failures, retry_in_s=round(delay_s, 2))
+        log.warning(
+            "redis unavailable; reconnecting", attempt=failures, retry_in_s=round(delay_s, 2)
+        )
         return delay_s
 
 
@@ -65,8 +67,6 @@ def make_broker(url: str, heartbeat_timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_
 
 
 def install(settings: Settings) -> RedisBroker:
-    broker = make_broker(
-        redis_url(settings), int(settings.worker.heartbeat_timeout_s * 1000)
-    )
+    broker = make_broker(redis_url(settings), int(settings.worker.heartbeat_timeout_s * 1000))
     dramatiq.set_broker(broker)
     return broker
