@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -170,7 +171,9 @@ def test_rejects_are_written_as_csv(tmp_path: Path) -> None:
 
 
 @settings(
-    max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None
+    max_examples=int(os.environ.get("SENDQ_FUZZ_EXAMPLES", "2000")),
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    deadline=None,
 )
 @given(data=st.binary(max_size=400), name=st.sampled_from(["f.csv", "f.jsonl"]))
 def test_arbitrary_bytes_never_crash_the_reader(tmp_path: Path, data: bytes, name: str) -> None:
@@ -181,3 +184,9 @@ def test_arbitrary_bytes_never_crash_the_reader(tmp_path: Path, data: bytes, nam
         return
     for row in got:
         assert (row.fields is None) != (row.error is None)
+
+
+def test_a_header_csv_cannot_parse_is_a_file_error(tmp_path: Path) -> None:
+    # Found by the fuzzer: a bare carriage return inside the header line.
+    with pytest.raises(FileError, match="the header is not valid CSV"):
+        rows(write(tmp_path, "t.csv", b"to,\rbody\x00\n"))

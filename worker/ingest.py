@@ -161,7 +161,10 @@ def _csv_header(
             raise FileError(name, f"the header is {text.error}")
         if not text.strip():
             continue
-        header = [h.strip() for h in next(csv.reader([text]))]
+        try:
+            header = [h.strip() for h in next(csv.reader([text]))]
+        except csv.Error as exc:
+            raise FileError(name, f"the header is not valid CSV ({exc})") from None
         header = [h.lower() if h.lower() in KNOWN_FIELDS else h for h in header]
         dupes = sorted({h for h in header if header.count(h) > 1})
         if dupes:
