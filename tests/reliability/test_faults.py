@@ -154,3 +154,117 @@ def test_redis_crashing_mid_stream_loses_nothing_with_aof_always(
     if appendfsync == "always":
         assert settled == TEXTS
         assert sim["delivered_to_handsets"] - sim["doubled"] == TEXTS
+
+
+def test_held_texts_survive_a_worker_kill_and_go_only_after_resume(tmp_path: Path) -> None:
+    from worker.breaker import Breakers
+    from worker.runtime import breaker_policy
+    from worker.settings import CarrierBreakerSettings
+
+    data = tmp_path / "redis"
+    url = embedded.ensure(data)
+    client = redis.Redis.from_url(url)
+    producer = Producer(client)
+    ops = Breakers(client, "carrier", breaker_policy(CarrierBreakerSettings()))
+    n = 900
+    ops.pause("verizon:held", who="drill", reason="carrier complaint")
+    with Stack(redis_url=url, workdir=tmp_path / "logs", extra_env=FAST_RECOVERY) as stack:
+        stack.start_simulator()
+        stack.start_webhooks()
+        assert enqueue(producer, "held", n) == n
+        workers = stack.start_workers("first")
+        wait_for(lambda: counts(producer, "held").get("held", 0) == n // 3, 120)
+        kill_group(workers)
+        stack.start_workers("second")
+        time.sleep(3)  # past the drills' heartbeat timeout: any redelivery has happened
+        sim = httpx.get(f"{stack.sim_url}/sim/report").json()
+        held_after_kill = counts(producer, "held").get("held", 0)
+        verizon_before_resume = sim["by_carrier"]["verizon"]["delivered"]
+        ops.resume("verizon:held", who="drill")
+        wait_for(lambda: final(producer, "held") >= n, 120)
+        sim = httpx.get(f"{stack.sim_url}/sim/report").json()
+    embedded.stop(data)
+    figures = {
+        "held_after_kill": held_after_kill,
+        "verizon_sent_before_resume": verizon_before_resume,
+        "lost": n - (sim["delivered_to_handsets"] - sim["doubled"]),
+        "doubled": sim["doubled"],
+    }
+    report("worker kill -9 while texts are held", figures)
+    assert held_after_kill == n // 3 and verizon_before_resume == 0
+    assert figures["lost"] == 0 and sim["doubled"] == 0
+
+
+def test_receipts_sent_while_the_webhook_app_is_down_land_later_exactly_once(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "redis"
+    url = embedded.ensure(data)
+    producer = Producer(redis.Redis.from_url(url))
+    n = 300
+    with Stack(redis_url=url, workdir=tmp_path / "logs", extra_env=FAST_RECOVERY) as stack:
+        stack.start_simulator()
+        assert enqueue(producer, "hooks", n) == n
+        stack.start_workers()
+        wait_for(lambda: counts(producer, "hooks").get("sent", 0) == n, 60)
+        time.sleep(1.0)  # receipts are failing and being retried now
+        stack.start_webhooks()
+        late_s = wait_for(lambda: counts(producer, "hooks").get("delivered", 0) == n, 90)
+    applied = [
+        sum(1 for h in producer.store.history(m) if h["to"] == "delivered")
+        for m in _ids(producer, "hooks")
+    ]
+    embedded.stop(data)
+    report(
+        "webhook app down",
+        {
+            "texts": n,
+            "all_delivered_after_s": round(late_s, 1),
+            "receipts_applied_twice": sum(1 for a in applied if a != 1),
+        },
+    )
+    assert applied == [1] * n
+
+
+def test_a_provider_outage_under_load_delays_texts_and_loses_none(tmp_path: Path) -> None:
+    data = tmp_path / "redis"
+    url = embedded.ensure(data)
+    producer = Producer(redis.Redis.from_url(url))
+    n = 1500
+    with Stack(redis_url=url, workdir=tmp_path / "logs", extra_env=FAST_RECOVERY) as stack:
+        stack.start_simulator()
+        stack.start_webhooks()
+        scenario = {
+            "dlr_delay_s": 0.05,
+            "rules": [{"from_s": 1.0, "until_s": 4.0, "http_status": 503}],
+        }
+        httpx.post(f"{stack.sim_url}/sim/scenario", json=scenario).raise_for_status()
+        httpx.post(f"{stack.sim_url}/sim/reset").raise_for_status()
+        assert enqueue(producer, "outage", n) == n
+        stack.start_workers()
+        wait_for(lambda: final(producer, "outage") >= n, 180)
+        sim = httpx.get(f"{stack.sim_url}/sim/report").json()
+    by_status = counts(producer, "outage")
+    embedded.stop(data)
+    report(
+        "provider 503s for 3 s under load",
+        {
+            "texts": n,
+            "faulted_requests": sim["faulted"],
+            "by_status": by_status,
+            "doubled": sim["doubled"],
+        },
+    )
+    assert by_status == {"delivered": n}
+    assert sim["delivered_to_handsets"] == n and sim["doubled"] == 0
+
+
+def _ids(producer: Producer, campaign: str) -> list[str]:
+    ids = []
+    for key in producer.store.client.scan_iter("sendq:msg:*", count=1000):
+        name = key.decode()
+        if name.endswith(":h"):
+            continue
+        if producer.store.client.hget(name, "campaign") == campaign.encode():
+            ids.append(name.rsplit(":", 1)[1])
+    return ids
