@@ -537,7 +537,7 @@ def _carrier_figures(
                 # Admitted to a provider while the breaker was open: a violation.
                 # Timestamps are taken as a call is built, before Redis runs it,
                 # so a claim within IN_FLIGHT_MS of the open may have been admitted first.
-                while_paused += paused_from + IN_FLIGHT_MS < last_claim < resumed_ms
+                while_paused += paused_from + IN_FLIGHT_MS < last_claim < resumed_ms - IN_FLIGHT_MS
             if to in ("undelivered", "failed") and "30007" in (entry.get("why") or ""):
                 blocked = at
         if blocked is not None:

@@ -187,9 +187,10 @@ def _sent_while_paused(producer: Producer, ids: list[str], watch: Watch) -> int:
         for entry in producer.store.history(msg_id):
             if entry.get("to") == "sending":
                 claimed_at = entry.get("at", 0)
-            # Call timestamps are taken as a call is built, before Redis runs it:
-            # a claim within IN_FLIGHT_MS of the open may have been admitted first.
-            if entry.get("to") == "sent" and watch.opened_at_ms + IN_FLIGHT_MS < claimed_at < until:
+            # Call timestamps are taken as a call is built, before Redis runs it: a claim
+            # within IN_FLIGHT_MS of the open or the resume may have been admitted outside.
+            paused = watch.opened_at_ms + IN_FLIGHT_MS < claimed_at < until - IN_FLIGHT_MS
+            if entry.get("to") == "sent" and paused:
                 count += (producer.store.get(msg_id) or {}).get("carrier") == BLOCKED
     return count
 
