@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from tests.conftest import AUTH_TOKEN
 from worker import keys
 from worker.breaker import AsyncBreakers, Policy
-from worker.delivery import CRASH_RESEND_COUNTER, Pipeline, PipelineConfig
+from worker.delivery import CRASH_RESEND_COUNTER, Pipeline, PipelineConfig, timed_queue
 from worker.enqueue import Producer
 from worker.providers.twilio import TwilioProvider
 from worker.retry import Backoff
@@ -200,7 +200,9 @@ async def test_a_text_over_its_numbers_limit_waits_for_its_slot_without_spending
     assert record is not None
     assert (record["status"], record.get("failures", "0")) == ("queued", "0")
     assert record["rl_held"].startswith("number:")
-    assert client.llen(keys.dramatiq_queue(keys.dramatiq_delay_queue_name(queue))) == 1
+    # It waits on its own queue, not behind the backlog of the main one.
+    timed = keys.dramatiq_delay_queue_name(timed_queue(queue))
+    assert client.llen(keys.dramatiq_queue(timed)) == 1
     assert report(sim)["requests"] == 1
 
 

@@ -12,6 +12,7 @@ import dramatiq
 
 from worker import logs, runtime
 from worker.broker import SEND_ACTOR, install
+from worker.delivery import timed_queue
 from worker.holds import AsyncHolds
 from worker.maintenance import HoldKeeper, HoldMaintenance
 from worker.settings import get_settings
@@ -40,6 +41,8 @@ def _keeper() -> HoldKeeper:
 
 
 broker.add_middleware(HoldMaintenance(_keeper, settings.breakers.tick_s))
+# Texts coming back for a reserved rate-limit slot: consumed beside the main queue.
+broker.declare_queue(timed_queue(settings.worker.queue))
 
 # Unexpected errors (Redis away, a bug) are retried by dramatiq; provider
 # outcomes are retried by the pipeline itself and never raise.

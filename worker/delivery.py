@@ -53,7 +53,7 @@ NO_PROVIDER_CODE = "no_provider"
 # so it goes at its slot, not whenever dramatiq next looks at its delay queue.
 SLOT_LEAD_MS = 250
 # A text back later than this has lost its slot: it asks the limiters again.
-SLOT_LATE_MS = 100
+SLOT_LATE_MS = 60
 
 # Answers about the text itself: never retried, never failed over (promise 4).
 FINAL_FOR: dict[Category, Status] = {
@@ -311,7 +311,9 @@ class Pipeline:
             "rl_slot_ms": store.now_ms() + wait_ms if r.reserved else "",
             "rl_held": ",".join(r.held),
         }
-        requeue = dramatiq_message(msg_id, self.config.queue, delay_ms=delay_ms)
+        # Its own queue: back on the main one it would wait behind the whole backlog
+        # and miss its slot.
+        requeue = dramatiq_message(msg_id, timed_queue(self.config.queue), delay_ms=delay_ms)
         await self.store.transition(
             msg_id,
             [Status.SENDING],
@@ -432,6 +434,11 @@ class Pipeline:
             )
         if status in (Status.FAILED, Status.DEAD, Status.SUPPRESSED, Status.EXPIRED):
             log.warning("text ended", status=status.value, reason=reason)
+
+
+def timed_queue(queue: str) -> str:
+    """The queue for texts that hold a rate-limit slot."""
+    return f"{queue}-timed"
 
 
 def _held_slot(record: dict[str, str]) -> tuple[frozenset[str], int]:

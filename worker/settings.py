@@ -63,7 +63,7 @@ class WorkerSettings(_Section):
     send_lease_s: float = Field(60.0, gt=0)
     shutdown_timeout_s: float = Field(30.0, gt=0)
     # Idle consumers (and the delay queue) are checked this often.
-    poll_ms: int = Field(100, ge=10, le=5000)
+    poll_ms: int = Field(50, ge=10, le=5000)
     # A worker silent this long is dead: its unacked texts go back on the queue.
     heartbeat_timeout_s: float = Field(15.0, ge=1, le=600)
 
