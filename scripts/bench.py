@@ -693,6 +693,10 @@ def main() -> None:
         "--count", type=int, default=10_000, help="texts per figure (default 10000)"
     )
     args = parser.parse_args()
+    from worker import logs
+
+    # In-process figures (failover) log through structlog: keep stdout for the JSON.
+    logs.configure("error", json=True)
     workdir = Path(tempfile.mkdtemp(prefix="sendq-bench-"))
     bench = Bench(workdir, args.count)
     results: dict[str, float] = {}
