@@ -73,3 +73,36 @@ def test_sigterm_finishes_in_flight_sends_and_a_new_worker_takes_the_rest(
         sim = httpx.get(f"{stack.sim_url}/sim/report").json()
     assert counts(producer, "term") == {"delivered": 600}
     assert sim["doubled"] == 0 and sim["delivered_to_handsets"] == 600
+
+
+def test_rate_limited_texts_are_all_delivered_once_and_never_throttled(
+    private_redis, tmp_path: Path
+) -> None:
+    import json
+
+    url, _ = private_redis
+    producer = Producer(redis.Redis.from_url(url))
+    sender = "+12015550177"
+    limits = {
+        "SENDQ_PROVIDERS__TWILIO__NUMBERS": json.dumps([sender]),
+        "SENDQ_LIMITS__NUMBERS": json.dumps({sender: {"rate": 25, "burst": 1}}),
+    }
+    with Stack(redis_url=url, workdir=tmp_path / "logs", extra_env=limits) as stack:
+        stack.start_simulator()
+        stack.start_webhooks()
+        httpx.post(f"{stack.sim_url}/sim/scenario", json={"number_mps": 26}).raise_for_status()
+        producer.enqueue_many(jobs(150, "limited"))
+        stack.start_workers()
+        wait_until(lambda: final(producer, "limited") == 150)
+        sim = httpx.get(f"{stack.sim_url}/sim/report").json()
+    assert counts(producer, "limited") == {"delivered": 150}
+    assert (sim["delivered_to_handsets"], sim["doubled"], sim["throttled_429"]) == (150, 0, 0)
+    # Deferrals spend no retry budget.
+    assert all(
+        (producer.store.get(a) or {}).get("failures", "0") == "0"
+        for a in [
+            k.decode().split(":")[2]
+            for k in producer.store.client.scan_iter("sendq:msg:*")
+            if not k.decode().endswith(":h")
+        ]
+    )
