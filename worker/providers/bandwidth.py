@@ -55,6 +55,7 @@ from worker.providers.base import (
     Receipt,
     SendResult,
     WebhookRequest,
+    json_object,
     retry_after_s,
 )
 
@@ -233,7 +234,7 @@ class BandwidthProvider(Provider):
         return self.result(response)
 
     def result(self, response: httpx.Response) -> SendResult:
-        payload = _json_object(response)
+        payload = json_object(response)
         if 200 <= response.status_code < 300:
             message_id = payload.get("id")
             return SendResult(
@@ -349,11 +350,3 @@ def _describe(payload: dict[str, object], fallback: str) -> str:
         if details:
             text = f"{text} ({'; '.join(details)})"
     return text
-
-
-def _json_object(response: httpx.Response) -> dict[str, object]:
-    try:
-        payload = response.json()
-    except ValueError:
-        return {}
-    return payload if isinstance(payload, dict) else {}

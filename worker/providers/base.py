@@ -103,3 +103,28 @@ def retry_after_s(response: httpx.Response) -> float | None:
         return max(0.0, float(raw))
     except ValueError:
         return None
+
+
+def json_object(response: httpx.Response) -> dict[str, object]:
+    """The response's JSON object, or {} for anything else (providers' error pages vary)."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def classify_by_table(
+    table: Mapping[str, Category], error_code: str | None, http_status: int
+) -> Category:
+    """The common rule: 429 throttles; the provider's table; 5xx and auth are the
+    provider's fault; a 2xx without a code is OK; any other 4xx is permanent."""
+    if http_status == 429:
+        return Category.THROTTLED
+    if error_code and error_code in table:
+        return table[error_code]
+    if http_status >= 500 or http_status in (401, 403):
+        return Category.TRANSIENT
+    if 200 <= http_status < 300 and not error_code:
+        return Category.OK
+    return Category.PERMANENT

@@ -55,6 +55,8 @@ from worker.providers.base import (
     Receipt,
     SendResult,
     WebhookRequest,
+    classify_by_table,
+    json_object,
     retry_after_s,
 )
 
@@ -120,15 +122,7 @@ RECEIPT_STATUSES: dict[str, Status] = {
 
 
 def classify(error_code: str | None, http_status: int) -> Category:
-    if http_status == 429:
-        return Category.THROTTLED
-    if error_code and error_code in ERROR_CATEGORIES:
-        return ERROR_CATEGORIES[error_code]
-    if http_status >= 500 or http_status in (401, 403):
-        return Category.TRANSIENT
-    if 200 <= http_status < 300 and not error_code:
-        return Category.OK
-    return Category.PERMANENT
+    return classify_by_table(ERROR_CATEGORIES, error_code, http_status)
 
 
 def message_expiry(validity_s: int | None) -> int | None:
@@ -254,7 +248,7 @@ class PlivoProvider(Provider):
         return self.result(response)
 
     def result(self, response: httpx.Response) -> SendResult:
-        payload = _json_object(response)
+        payload = json_object(response)
         if 200 <= response.status_code < 300:
             return SendResult(Category.OK, provider_message_id=_first_uuid(payload))
         error = _error_text(payload) or response.reason_phrase
@@ -326,14 +320,6 @@ def _mid(url: str) -> str | None:
     except ValueError as exc:
         raise InvalidWebhook("the callback URL cannot be parsed") from exc
     return dict(parse_qsl(query)).get("mid")
-
-
-def _json_object(response: httpx.Response) -> dict[str, object]:
-    try:
-        payload = response.json()
-    except ValueError:
-        return {}
-    return payload if isinstance(payload, dict) else {}
 
 
 def _first_uuid(payload: Mapping[str, object]) -> str | None:

@@ -26,6 +26,8 @@ from worker.providers.base import (
     Receipt,
     SendResult,
     WebhookRequest,
+    classify_by_table,
+    json_object,
     retry_after_s,
 )
 
@@ -61,15 +63,7 @@ RECEIPT_STATUSES: dict[str, Status] = {
 
 
 def classify(error_code: str | None, http_status: int) -> Category:
-    if http_status == 429:
-        return Category.THROTTLED
-    if error_code and error_code in ERROR_CATEGORIES:
-        return ERROR_CATEGORIES[error_code]
-    if http_status >= 500 or http_status in (401, 403):
-        return Category.TRANSIENT
-    if 200 <= http_status < 300 and not error_code:
-        return Category.OK
-    return Category.PERMANENT
+    return classify_by_table(ERROR_CATEGORIES, error_code, http_status)
 
 
 def signature(url: str, params: Iterable[tuple[str, str]], auth_token: str) -> str:
@@ -151,7 +145,7 @@ class TwilioProvider(Provider):
         return self.result(response)
 
     def result(self, response: httpx.Response) -> SendResult:
-        payload = _json_object(response)
+        payload = json_object(response)
         code = payload.get("code") or payload.get("error_code")
         code = str(code) if code is not None else None
         category = classify(code, response.status_code)
@@ -208,11 +202,3 @@ class TwilioProvider(Provider):
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-def _json_object(response: httpx.Response) -> dict[str, object]:
-    try:
-        payload = response.json()
-    except ValueError:
-        return {}
-    return payload if isinstance(payload, dict) else {}
