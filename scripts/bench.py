@@ -427,7 +427,6 @@ CARRIER_SCENARIOS = {
     "receipts_late_100": ({"error_code": "30007", "mode": "receipt", "dlr_delay_s": 2.0}, 3000),
 }
 FILTER_FROM_S = 1.0
-IN_FLIGHT_MS = 50
 
 
 def carrier_scenario(workdir: Path, name: str, rule: dict[str, Any], n: int) -> dict[str, Any]:
@@ -534,10 +533,9 @@ def _carrier_figures(
                 claimed = at if claimed is None else claimed
                 last_claim = at
             if to == "sent":
-                # Admitted to a provider while the breaker was open: a violation.
-                # Timestamps are taken as a call is built, before Redis runs it,
-                # so a claim within IN_FLIGHT_MS of the open may have been admitted first.
-                while_paused += paused_from + IN_FLIGHT_MS < last_claim < resumed_ms - IN_FLIGHT_MS
+                # Admission runs between the claim and the "sent": a claim stamped after
+                # the open and a "sent" stamped before the resume prove it ran while open.
+                while_paused += paused_from < last_claim and at < resumed_ms
             if to in ("undelivered", "failed") and "30007" in (entry.get("why") or ""):
                 blocked = at
         if blocked is not None:
