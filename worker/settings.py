@@ -140,6 +140,12 @@ class VonageSettings(ProviderSettings):
     base_url: str = "https://rest.nexmo.com"
     api_key: str = "00000000"
     tolerance_s: float = Field(300.0, gt=0)
+    # Must match the account's signature setting in Vonage's dashboard.
+    signature_method: Literal["md5hash", "md5hmac", "sha1hmac", "sha256hmac", "sha512hmac"] = (
+        "md5hash"
+    )
+    # Sign sends with the signature secret instead of sending the API secret.
+    sign_requests: bool = False
 
 
 class ConsoleSettings(ProviderSettings):

@@ -109,7 +109,8 @@ def create_app(
 
     return Starlette(
         routes=[
-            Route("/webhooks/{provider}/status", status, methods=["POST"]),
+            # Vonage can deliver receipts by GET (its account setting); the others POST.
+            Route("/webhooks/{provider}/status", status, methods=["GET", "POST"]),
             Route("/healthz", health, methods=["GET"]),
             *(admin.routes(admin_token) if admin is not None else []),
         ],

@@ -62,6 +62,28 @@ def _plivo(s: Settings) -> Provider:
     )
 
 
+def _vonage(s: Settings) -> Provider:
+    from worker.providers.vonage import VonageProvider
+
+    c = s.providers.vonage
+    api_secret = None
+    if not c.sign_requests:
+        api_secret = _secret(s.vonage_api_secret, "SENDQ_VONAGE_API_SECRET", "vonage")
+    return VonageProvider(
+        api_key=c.api_key,
+        api_secret=api_secret,
+        signature_secret=_secret(
+            s.vonage_signature_secret, "SENDQ_VONAGE_SIGNATURE_SECRET", "vonage"
+        ),
+        signature_method=c.signature_method,
+        sign_requests=c.sign_requests,
+        tolerance_s=c.tolerance_s,
+        base_url=c.base_url,
+        timeout_s=c.timeout_s,
+        max_connections=c.max_connections,
+    )
+
+
 def _console(s: Settings) -> Provider:
     from worker.providers.console import ConsoleProvider
 
@@ -72,6 +94,7 @@ BUILDERS: dict[str, Callable[[Settings], Provider]] = {
     "twilio": _twilio,
     "bandwidth": _bandwidth,
     "plivo": _plivo,
+    "vonage": _vonage,
     "console": _console,
 }
 
