@@ -226,3 +226,24 @@ async def test_a_held_text_past_its_window_expires_when_released(
     await HoldKeeper(aclient, AsyncHolds(aclient, queue, ns), probes=2, ns=ns).tick()
     assert await pipeline.deliver(msg_id) == "expired"
     assert sim_report(sim)["requests"] == 0
+
+
+async def test_a_text_whose_message_was_lost_gets_a_new_one(aclient, client, ns, queue) -> None:
+    (msg_id,) = enqueue(client, ns, queue, "att", 1)
+    client.delete(keys.dramatiq_queue(queue))  # dramatiq stranded its message
+    keeper = HoldKeeper(aclient, AsyncHolds(aclient, queue, ns), probes=2, ns=ns, orphan_after_s=1)
+    assert await keeper.sweep() == 0  # not overdue yet
+    client.hset(keys.message(msg_id, ns), "created_ms", 1)
+    assert await keeper.sweep() == 1
+    assert client.llen(keys.dramatiq_queue(queue)) == 1
+    assert await keeper.sweep() == 0  # a message is waiting again: nothing is lost
+
+
+async def test_the_sweeper_leaves_texts_alone_while_their_queue_has_messages(
+    aclient, client, ns, queue
+) -> None:
+    ids = enqueue(client, ns, queue, "att", 2)
+    for msg_id in ids:
+        client.hset(keys.message(msg_id, ns), "created_ms", 1)
+    keeper = HoldKeeper(aclient, AsyncHolds(aclient, queue, ns), probes=2, ns=ns, orphan_after_s=1)
+    assert await keeper.sweep() == 0

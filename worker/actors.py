@@ -37,6 +37,8 @@ def _keeper() -> HoldKeeper:
         client,
         AsyncHolds(client, settings.worker.queue),
         probes=settings.breakers.carrier.probes,
+        orphan_after_s=settings.worker.orphan_after_s,
+        sweep_s=settings.worker.sweep_s,
     )
 
 

@@ -79,13 +79,14 @@ def dramatiq_message(msg_id: str, queue: str, delay_ms: int | None = None) -> st
     """Encode the send actor's message as dramatiq's RedisBroker would."""
     redis_message_id = str(uuid.uuid4())
     options: dict[str, Any] = {"redis_message_id": redis_message_id}
+    eta_ms = store.now_ms() + (delay_ms or 0)
     if delay_ms is not None:
         queue = keys.dramatiq_delay_queue_name(queue)
-        options["eta"] = store.now_ms() + delay_ms
+        options["eta"] = eta_ms
     message: Message[Any] = Message(
         queue_name=queue, actor_name=SEND_ACTOR, args=(msg_id,), kwargs={}, options=options
     )
-    return store.Requeue(queue, redis_message_id, message.encode().decode())
+    return store.Requeue(queue, redis_message_id, message.encode().decode(), eta_ms)
 
 
 def coerce(job: SendJob | Mapping[str, Any]) -> SendJob:

@@ -43,7 +43,7 @@ class AsyncHolds:
         self.client = client
         self.queue = queue
         self.ns = ns
-        self._transition = client.register_script(lua.source("transition"))
+        self.transition_script = client.register_script(lua.source("transition"))
 
     async def count(self, name: str) -> int:
         return int(await self.client.llen(keys.hold(name, self.ns)))
@@ -76,7 +76,7 @@ class AsyncHolds:
                 requeue=dramatiq_message(msg_id, self.queue),
                 ns=self.ns,
             )
-            await self._transition(keys=k, args=a, client=pipe)
+            await self.transition_script(keys=k, args=a, client=pipe)
         results = await pipe.execute()
         cleanup = self.client.pipeline(transaction=False)
         for msg_id in ids:

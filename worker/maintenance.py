@@ -7,6 +7,14 @@ Every ``tick_s`` each worker process looks at every carrier breaker:
   own admission turns the breaker half-open and makes them the probes.
 Paused breakers are left alone: only an operator lifts a pause. Several
 workers doing this at once is harmless: every release is a compare-and-set.
+
+Every ``sweep_s`` it also looks for orphans. dramatiq can strand a message in
+a live worker's unacked set when Redis drops mid-fetch (a retried fetch pops
+again; the first reply is lost), and only a dead worker's set is ever
+requeued. So when every sendq queue list is empty, a text still ``queued``
+long past its due time, or ``sending`` long past its lease, has no message
+coming: it gets a fresh one. A duplicate message would be harmless anyway:
+the claim is a compare-and-set.
 """
 
 from __future__ import annotations
@@ -30,6 +38,11 @@ from worker.store import now_ms
 log = structlog.get_logger("sendq.maintenance")
 
 
+DEFAULT_ORPHAN_AFTER_S = 60.0
+DEFAULT_SWEEP_S = 30.0
+ORPHAN_COUNTER = "orphans_requeued"
+
+
 class HoldKeeper:
     def __init__(
         self,
@@ -38,11 +51,16 @@ class HoldKeeper:
         *,
         probes: int,
         ns: str = keys.DEFAULT_NAMESPACE,
+        orphan_after_s: float = DEFAULT_ORPHAN_AFTER_S,
+        sweep_s: float = DEFAULT_SWEEP_S,
     ) -> None:
         self.client = client
         self.holds = holds
         self.probes = probes
         self.ns = ns
+        self.orphan_after_ms = int(orphan_after_s * 1000)
+        self.sweep_s = sweep_s
+        self._last_sweep = 0.0
 
     async def tick(self) -> int:
         """One pass over every carrier breaker; returns how many texts it released."""
@@ -73,9 +91,68 @@ class HoldKeeper:
                 return await self.holds.release(name, self.probes)
         return 0
 
+    async def sweep(self) -> int:
+        """Give a fresh message to texts that have none coming; returns how many."""
+        queue = self.holds.queue
+        lists = [queue, f"{queue}-timed"]
+        lists += [keys.dramatiq_delay_queue_name(q) for q in list(lists)]
+        pipe = self.client.pipeline(transaction=False)
+        for name in lists:
+            pipe.llen(keys.dramatiq_queue(name))
+        if any(await pipe.execute()):
+            return 0  # messages are still waiting their turn: none can be called lost
+        if not await self._any_in_flight():
+            return 0  # the usual idle case: every text is final or held, nothing to scan
+        requeued = 0
+        async for key in self.client.scan_iter(match=f"{self.ns}:msg:*", count=1000):
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            if not name.endswith(":h"):
+                requeued += await self._maybe_requeue(name.rsplit(":", 1)[1])
+        if requeued:
+            await self.client.hincrby(keys.counters(self.ns), ORPHAN_COUNTER, requeued)
+            log.warning("requeued texts that had no message coming", count=requeued)
+        return requeued
+
+    async def _any_in_flight(self) -> bool:
+        stats = await cast(Awaitable[dict[bytes, bytes]], self.client.hgetall(keys.stats(self.ns)))
+        return any(
+            int(count) > 0
+            for field, count in stats.items()
+            if field.decode().rpartition(keys.STATS_FIELD_SEP)[2] in ("queued", "sending")
+        )
+
+    async def _maybe_requeue(self, msg_id: str) -> int:
+        from worker import store
+        from worker.enqueue import dramatiq_message
+
+        raw = await self.client.hmget(
+            keys.message(msg_id, self.ns), ["status", "eta_ms", "created_ms", "lease_until_ms"]
+        )
+        status, eta, created, lease = (
+            v.decode() if isinstance(v, bytes) else str(v or "") for v in raw
+        )
+        now = now_ms()
+        due = int(eta or created or now) if status == "queued" else int(lease or now)
+        if status not in ("queued", "sending") or now - due < self.orphan_after_ms:
+            return 0
+        k, a = store.transition_args(
+            msg_id,
+            [status],
+            status,
+            reason="swept: no message was coming",
+            requeue=dramatiq_message(msg_id, self.holds.queue),
+            ns=self.ns,
+        )
+        result = await self.holds.transition_script(keys=k, args=a)
+        return 1 if int(result[0]) == 1 else 0
+
     async def run(self, tick_s: float) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             try:
+                if loop.time() - self._last_sweep >= self.sweep_s:
+                    self._last_sweep = loop.time()
+                    await self.sweep()
                 await self.tick()
             except Exception as exc:
                 log.error("hold maintenance failed; retrying", error=mask_text(str(exc))[:300])

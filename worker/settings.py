@@ -66,6 +66,9 @@ class WorkerSettings(_Section):
     poll_ms: int = Field(50, ge=10, le=5000)
     # A worker silent this long is dead: its unacked texts go back on the queue.
     heartbeat_timeout_s: float = Field(15.0, ge=1, le=600)
+    # With every queue empty, a text this overdue has no message coming: it gets one.
+    orphan_after_s: float = Field(60.0, ge=1)
+    sweep_s: float = Field(30.0, ge=1)
 
 
 class WebhookSettings(_Section):

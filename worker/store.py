@@ -55,6 +55,8 @@ class Requeue:
     queue: str
     redis_message_id: str
     encoded: str
+    # When dramatiq should hand it to a worker: the sweeper's measure of "overdue".
+    eta_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,8 @@ def transition_args(
     ]
     for name, value in (fields or {}).items():
         argv += [name, "" if value is None else str(value)]
+    if requeue is not None:
+        argv += ["eta_ms", str(requeue.eta_ms or now_ms())]
     return script_keys, argv
 
 

@@ -34,6 +34,8 @@ CARRIERS = ("att", "tmobile", "verizon")
 FAST_RECOVERY = {
     "SENDQ_WORKER__SEND_LEASE_S": "5",
     "SENDQ_WORKER__HEARTBEAT_TIMEOUT_S": "3",
+    "SENDQ_WORKER__ORPHAN_AFTER_S": "10",
+    "SENDQ_WORKER__SWEEP_S": "5",
     "SENDQ_LOG_LEVEL": "warning",
 }
 
