@@ -171,7 +171,7 @@ def test_rejects_are_written_as_csv(tmp_path: Path) -> None:
 
 
 @settings(
-    max_examples=int(os.environ.get("SENDQ_FUZZ_EXAMPLES", "2000")),
+    max_examples=int(os.environ.get("SENDQ_FUZZ_EXAMPLES", "10000")),
     suppress_health_check=[HealthCheck.function_scoped_fixture],
     deadline=None,
 )

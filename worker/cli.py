@@ -42,11 +42,15 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable J
 
 
 def fail(message: str, code: int = 1, *, as_json: bool = False) -> NoReturn:
+    say_error(message, as_json=as_json)
+    raise typer.Exit(code)
+
+
+def say_error(message: str, *, as_json: bool = False) -> None:
     if as_json:
         print(json.dumps({"error": message}))
     else:
         err.print(f"[red]sendq:[/red] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 def _settings() -> Any:
@@ -630,5 +634,34 @@ def _register_simulator() -> None:
 
 _register_simulator()
 
+
+def main() -> None:
+    """The console entry point: trouble reaching Redis is one clear line, not a traceback."""
+    import redis
+
+    try:
+        app()
+    except redis.RedisError as exc:
+        say_error(_redis_trouble(exc), as_json="--json" in sys.argv)
+        sys.exit(1)
+
+
+def _redis_trouble(exc: Exception) -> str:
+    from worker.logs import mask_text
+
+    try:
+        from worker.settings import get_settings
+
+        settings = get_settings()
+        where = settings.redis_url or f"the embedded server in {settings.data_dir}"
+    except ConfigError:
+        where = "the configured URL"
+    reason = str(exc) or type(exc).__name__
+    hint = ""
+    if "certificate" in reason.lower() or "ssl" in reason.lower():
+        hint = " (for rediss://, name the CA with ?ssl_ca_certs=/path/ca.pem)"
+    return mask_text(f"cannot reach Redis at {where}: {reason}{hint}")
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()
