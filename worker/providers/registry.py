@@ -30,6 +30,27 @@ def _twilio(s: Settings) -> Provider:
     )
 
 
+def _telnyx(s: Settings) -> Provider:
+    from worker.providers.telnyx import TelnyxProvider
+
+    c = s.providers.telnyx
+    api_key = _secret(s.telnyx_api_key, "SENDQ_TELNYX_API_KEY", "telnyx")
+    if not c.public_key.strip():
+        # Receipts are refused without it, so no text sent through Telnyx could complete.
+        raise ConfigError(
+            "providers.telnyx.public_key: empty; set it (or SENDQ_PROVIDERS__TELNYX__PUBLIC_KEY) "
+            "to the base64 public key Telnyx signs webhooks with"
+        )
+    return TelnyxProvider(
+        api_key=api_key,
+        public_key=c.public_key,
+        tolerance_s=c.tolerance_s,
+        base_url=c.base_url,
+        timeout_s=c.timeout_s,
+        max_connections=c.max_connections,
+    )
+
+
 def _bandwidth(s: Settings) -> Provider:
     from worker.providers.bandwidth import BandwidthProvider
 
@@ -92,6 +113,7 @@ def _console(s: Settings) -> Provider:
 
 BUILDERS: dict[str, Callable[[Settings], Provider]] = {
     "twilio": _twilio,
+    "telnyx": _telnyx,
     "bandwidth": _bandwidth,
     "plivo": _plivo,
     "vonage": _vonage,

@@ -1,0 +1,461 @@
+"""Telnyx: Messaging API v2.
+
+Send: ``POST /v2/messages`` on api.telnyx.com, JSON ``{"from", "to", "text",
+"webhook_url"}``, ``Authorization: Bearer {api_key}``: the exact request
+telnyx-python 4.x's ``client.messages.send`` puts on the wire for the same
+text (the tests compare them). ``webhook_url`` is per message, so sendq's
+message id rides in its ``mid`` query parameter. The SDK's
+``MessageSendParams`` has no validity or expiry field (``valid_until`` appears
+only in Telnyx's answers, never as a parameter), so ``OutboundText.validity_s``
+is not sent: sendq's own deadline check before each attempt is what expires a
+text. The SDK also offers an ``Idempotency-Key``
+header; how long Telnyx keeps a key and what it answers to a repeat are not
+documented, so sendq does not send one.
+
+Success is ``200 {"data": {"record_type": "message", "id", "to":
+[{"phone_number", "status": "queued", "carrier", "line_type"}], ...}}``
+(SDK ``MessageSendResponse`` / ``OutboundMessagePayload``); ``to[0].carrier``
+names the recipient's carrier ("T-MOBILE USA, INC."), kept raw here and
+normalised by worker/carriers.py. Failures are an HTTP error with
+``{"errors": [{"code": "40300", "title", "detail", "source", "meta"}]}``
+(SDK ``MessagingError``; developers.telnyx.com "API error codes" and
+"Messaging Error Code Reference"). A 429 carries ``x-ratelimit-reset``,
+documented as the seconds until the limit resets (developers.telnyx.com,
+"Rate limiting"); an epoch timestamp is accepted too, in case it is one.
+
+Receipts: Telnyx POSTs JSON to ``webhook_url``: ``{"data": {"record_type":
+"event", "id", "event_type": "message.sent" | "message.finalized" |
+"message.read", "occurred_at", "payload": <the message, as above, with
+"errors">}, "meta": {"attempt", "delivered_to"}}`` (SDK
+``DeliveryUpdateWebhookEvent``). ``payload.to[0].status`` is one of queued,
+sending, sent, expired, sending_failed, delivery_unconfirmed, delivered,
+delivery_failed, read; ``payload.errors[0].code`` says why a text failed.
+
+Webhook authentication: ed25519. ``telnyx-signature-ed25519`` is the base64
+signature of ``f"{telnyx-timestamp}|"`` followed by the raw body, under the
+account's public key, which Mission Control shows as base64 of the 32-byte raw
+key (the form the SDK's ``public_key`` takes). ``telnyx-timestamp`` (Unix
+seconds) must be within ``tolerance_s`` of now in either direction (the SDK's
+300 s), so a captured receipt cannot be replayed later. This is the SDK's
+``telnyx.lib.webhook_verification.verify_webhook_signature`` (what
+``client.webhooks.unwrap`` runs), which the tests check ours against, with two
+deliberate differences: the SDK decodes the signature with a lenient base64
+decoder that skips stray characters and parses the timestamp with ``int()``
+(which takes "+1700000000", " 1700000000" or "1_700_000_000"); sendq takes
+only canonical base64 and plain ASCII digits. Telnyx signs what it sends, so
+neither refuses a genuine receipt as far as the docs show. The SDK verifies
+with PyNaCl (libsodium), sendq with ``cryptography`` (OpenSSL); both refuse
+non-canonical signatures, but their edge cases for crafted keys were not
+compared.
+
+The signature covers the body, not the URL. So the ``mid`` that names sendq's
+text is read from the signed ``payload.webhook_url`` (Telnyx echoes the URL it
+was given), and a receipt whose URL names another ``mid`` is refused; the
+URL's ``mid`` is used only when the payload carries no webhook URL.
+
+Not verified (no account, no network): whether Telnyx ever sends a timestamp
+that is not plain digits; the full list of 403xx configuration codes (only
+40300 could be read; the rest fall to the default rule, permanent in 4xx);
+whether ``to[].carrier`` is present on every send answer (it is optional in
+the SDK's model).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from worker.errors import ConfigError
+from worker.models import Category, Status
+from worker.providers import transport
+from worker.providers.base import (
+    InvalidWebhook,
+    OutboundText,
+    Provider,
+    Receipt,
+    SendResult,
+    WebhookRequest,
+    classify_by_table,
+    json_object,
+    retry_after_s,
+)
+
+NAME = "telnyx"
+DEFAULT_BASE_URL = "https://api.telnyx.com"
+SEND_PATH = "/v2/messages"
+JSON = "application/json"
+SIGNATURE_HEADER = "telnyx-signature-ed25519"
+TIMESTAMP_HEADER = "telnyx-timestamp"
+RATELIMIT_RESET_HEADER = "x-ratelimit-reset"
+# The SDK's TIMESTAMP_TOLERANCE_SECONDS.
+DEFAULT_TOLERANCE_S = 300.0
+PUBLIC_KEY_SETTING = "providers.telnyx.public_key (env SENDQ_PROVIDERS__TELNYX__PUBLIC_KEY)"
+PUBLIC_KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+# Unix seconds have had 10 digits since 2001; 12 leaves room and bounds int().
+MAX_TIMESTAMP_DIGITS = 12
+# x-ratelimit-reset above this is a Unix time, not a wait (10^9 s is 31 years);
+# above the second bound it is one in milliseconds.
+EPOCH_S_THRESHOLD = 1_000_000_000
+EPOCH_MS_THRESHOLD = 1_000_000_000_000
+# sendq's own query parameter in the webhook URL.
+MID_PARAM = "mid"
+
+# Every Telnyx messaging code sendq could read a meaning for; anything else in
+# 4xx is permanent. 400xx are delivery errors (receipts, sometimes the send
+# answer), 10xxx general API errors at send time, 403xx configuration errors.
+ERROR_CATEGORIES: dict[str, Category] = {
+    # Spam filtering: pause that carrier (DESIGN.md); failing over would be snowshoeing.
+    "40002": Category.CARRIER_BLOCK,  # blocked as spam, temporary: carrier filter
+    "40003": Category.CARRIER_BLOCK,  # blocked as spam, permanent: sending number blocked
+    # Telnyx's own filter on the carrier's behalf, as Bandwidth 4470 is treated.
+    "40015": Category.CARRIER_BLOCK,  # internal spam filter
+    # The recipient's number cannot take texts.
+    "40001": Category.BAD_NUMBER,  # not routable: landline or non-routable wireless
+    "40008": Category.BAD_NUMBER,  # undeliverable: the carrier did not accept it
+    "40012": Category.BAD_NUMBER,  # invalid destination number, per the carrier
+    # The recipient replied STOP; only they can undo it.
+    "40300": Category.OPTED_OUT,  # blocked due to STOP message (a block rule)
+    # Volume limits: back off and retry later.
+    "40011": Category.THROTTLED,  # too many requests upstream (carrier throughput)
+    "10011": Category.THROTTLED,  # too many requests (the API's own limit)
+    # Telnyx's or a network's failure: retry, or fail over to another provider.
+    "40006": Category.TRANSIENT,  # recipient's carrier server unavailable
+    # Sat in Telnyx's queue past its validity: Telnyx's backlog, not the carrier's
+    # answer; sendq's own deadline check decides whether a retry is still due.
+    "40014": Category.TRANSIENT,  # expired in queue
+    "10007": Category.TRANSIENT,  # unexpected error, "a temporary issue on our end"
+    "10008": Category.TRANSIENT,  # request timeout
+    "10009": Category.TRANSIENT,  # authentication failed: a provider fault, not the text's
+    "10010": Category.TRANSIENT,  # authorization failed: the account's fault, not the text's
+    # No clear reason: counts toward the carrier breaker at a lower weight.
+    "40004": Category.AMBIGUOUS,  # rejected by destination for an unknown reason
+    # Expired after leaving Telnyx, en route: the handset out of reach, or a
+    # carrier sitting on it, as Twilio 30003 and Vonage's expired receipts.
+    "40005": Category.AMBIGUOUS,  # message expired during transmission
+    # Something about our text or account that no retry can fix.
+    "40007": Category.PERMANENT,  # loop detected
+    "40009": Category.PERMANENT,  # invalid message body (content the carrier refuses)
+    "40013": Category.PERMANENT,  # invalid source number: ours, not the recipient's
+}
+
+# to[].status -> sendq status. Others (queued, sending, delivery_unconfirmed,
+# read, anything newer) are progress: an unconfirmed text stays "sent", as a
+# Twilio text without a receipt does, rather than being called undelivered.
+RECEIPT_STATUSES: dict[str, Status] = {
+    "delivered": Status.DELIVERED,
+    "delivery_failed": Status.UNDELIVERED,
+    "sending_failed": Status.UNDELIVERED,
+    "expired": Status.UNDELIVERED,
+    "sent": Status.SENT,
+}
+# A failed receipt without a code: an expired one timed out in Telnyx's queue
+# (as 40014); a failed one gives no reason to retry.
+NO_CODE_CATEGORIES: dict[str, Category] = {"expired": Category.TRANSIENT}
+# Outbound message events; inbound texts (message.received) are not receipts.
+RECEIPT_EVENTS = frozenset({"message.sent", "message.finalized", "message.read"})
+
+
+def classify(error_code: str | None, http_status: int) -> Category:
+    return classify_by_table(ERROR_CATEGORIES, error_code, http_status)
+
+
+# -- signatures ----------------------------------------------------------------------
+
+
+def load_public_key(encoded: str) -> Ed25519PublicKey:
+    """The webhook public key from its Mission Control form: base64 of the raw 32 bytes."""
+    try:
+        raw = base64.b64decode(encoded.strip(), validate=True)
+    except ValueError:  # binascii.Error, or a non-ASCII character
+        raise ConfigError(f"{PUBLIC_KEY_SETTING}: not base64") from None
+    if len(raw) != PUBLIC_KEY_BYTES:
+        raise ConfigError(
+            f"{PUBLIC_KEY_SETTING}: an ed25519 public key is {PUBLIC_KEY_BYTES} bytes, "
+            f"this is {len(raw)}"
+        )
+    try:
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{PUBLIC_KEY_SETTING}: not an ed25519 public key ({exc})") from None
+
+
+def signed_bytes(timestamp: str, body: bytes) -> bytes:
+    """What Telnyx signs: the timestamp header as sent, ``|``, and the raw body."""
+    return f"{timestamp}|".encode() + body
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header by name in any case, from a case-insensitive mapping or a plain dict."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for key, item in headers.items():
+        if key.lower() == name:
+            return item
+    return None
+
+
+def _signature(raw: str | None) -> bytes | None:
+    """The 64 signature bytes, from canonical base64 only."""
+    if not raw or not raw.isascii():
+        return None
+    try:
+        decoded = base64.b64decode(raw, validate=True)
+    except binascii.Error:
+        return None
+    return decoded if len(decoded) == SIGNATURE_BYTES else None
+
+
+def _fresh(raw: str | None, now: float, tolerance_s: float) -> bool:
+    # isascii() first: str.isdigit() also says yes to other scripts' digits.
+    if not raw or not raw.isascii() or not raw.isdigit() or len(raw) > MAX_TIMESTAMP_DIGITS:
+        return False
+    return abs(now - int(raw)) <= tolerance_s
+
+
+# -- throttling ----------------------------------------------------------------------
+
+
+def ratelimit_reset_s(raw: str | None, now: float) -> float | None:
+    """Seconds until ``x-ratelimit-reset``: documented as a wait in seconds; a value
+    that can only be a Unix time (in s or ms) is turned into one. Never negative."""
+    if raw is None:
+        return None
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        return None
+    if not math.isfinite(value):
+        return None
+    if value >= EPOCH_MS_THRESHOLD:
+        value = value / 1000 - now
+    elif value >= EPOCH_S_THRESHOLD:
+        value -= now
+    return max(0.0, value)
+
+
+# -- send answers ----------------------------------------------------------------------
+
+
+def _first_object(items: object) -> Mapping[str, Any] | None:
+    if isinstance(items, list) and items and isinstance(items[0], dict):
+        return items[0]
+    return None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _code(raw: object) -> str | None:
+    """An error code as Telnyx spells it ("40002"); an integer is read as its digits."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return str(raw)
+    if isinstance(raw, str) and raw.strip():
+        return raw.strip()
+    return None
+
+
+def _describe(error: Mapping[str, Any] | None, fallback: str) -> str:
+    if error is None:
+        return fallback
+    parts = [_text(error.get("title")), _text(error.get("detail"))]
+    return ": ".join(p for p in parts if p) or fallback
+
+
+# -- receipts ------------------------------------------------------------------------------
+
+
+def _event(request: WebhookRequest) -> Mapping[str, Any]:
+    """The callback's ``data`` object."""
+    if "json" not in request.content_type.lower():
+        raise InvalidWebhook("Telnyx webhooks are JSON")
+    try:
+        body = json.loads(request.body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InvalidWebhook("body is not UTF-8") from exc
+    except ValueError as exc:
+        raise InvalidWebhook("body is not JSON") from exc
+    if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
+        raise InvalidWebhook('expected an object with a "data" object')
+    data: Mapping[str, Any] = body["data"]
+    kind = data.get("event_type")
+    if kind not in RECEIPT_EVENTS:
+        raise InvalidWebhook(f"event_type {kind!r} is not an outbound message event")
+    if not isinstance(data.get("payload"), dict):
+        raise InvalidWebhook("data.payload must be an object")
+    return data
+
+
+def _recipient(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    recipient = _first_object(payload.get("to"))
+    if recipient is None:
+        raise InvalidWebhook("payload.to must be a non-empty array of objects")
+    if _text(recipient.get("status")) is None:
+        raise InvalidWebhook("payload.to[0].status is required")
+    return recipient
+
+
+def _mid(url: object) -> str | None:
+    if not isinstance(url, str):
+        return None
+    try:
+        query = urlsplit(url).query
+    except ValueError as exc:
+        raise InvalidWebhook("a webhook URL cannot be parsed") from exc
+    return dict(parse_qsl(query)).get(MID_PARAM) or None
+
+
+def _message_id(url: str, payload: Mapping[str, Any]) -> str | None:
+    """sendq's id: the signed ``webhook_url``'s ``mid``, else the (unsigned) URL's."""
+    signed = _mid(payload.get("webhook_url"))
+    given = _mid(url)
+    if signed and given and signed != given:
+        raise InvalidWebhook("the URL's mid differs from the signed webhook_url's")
+    return signed or given
+
+
+class TelnyxProvider(Provider):
+    name = NAME
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        public_key: str,
+        tolerance_s: float = DEFAULT_TOLERANCE_S,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout_s: float = transport.DEFAULT_TIMEOUT_S,
+        max_connections: int = transport.DEFAULT_MAX_CONNECTIONS,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not api_key:
+            raise ValueError("Telnyx needs an API key")
+        # Loaded once: a key that cannot verify anything stops start-up, not receipts.
+        self._public_key = load_public_key(public_key)
+        self._tolerance_s = tolerance_s
+        self._clock = clock
+        # Per request, so an injected client (tests, the simulator) needs no set-up.
+        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": JSON}
+        self._client = client or transport.make_client(
+            base_url=base_url, timeout_s=timeout_s, max_connections=max_connections
+        )
+
+    # -- sending ---------------------------------------------------------------------
+
+    def payload(self, text: OutboundText) -> dict[str, str]:
+        return {
+            "from": text.sender,
+            "to": text.to,
+            "text": text.body,
+            "webhook_url": text.status_callback_url,
+        }
+
+    async def send(self, text: OutboundText) -> SendResult:
+        response = await transport.request(
+            self._client, NAME, "POST", SEND_PATH, json=self.payload(text), headers=self._headers
+        )
+        return self.result(response)
+
+    def result(self, response: httpx.Response) -> SendResult:
+        body = json_object(response)
+        if response.is_success:
+            return _accepted(body, response)
+        error = _first_object(body.get("errors"))
+        code = _code(error.get("code")) if error else None
+        category = classify(code, response.status_code)
+        return SendResult(
+            category,
+            error_code=code or f"http_{response.status_code}",
+            error=_describe(error, response.reason_phrase)[:300],
+            retry_after_s=self._retry_after_s(response, category),
+        )
+
+    def _retry_after_s(self, response: httpx.Response, category: Category) -> float | None:
+        """Retry-After if sent; for a throttled answer, else the rate limit's reset."""
+        standard = retry_after_s(response)
+        if standard is not None or category is not Category.THROTTLED:
+            return standard
+        return ratelimit_reset_s(response.headers.get(RATELIMIT_RESET_HEADER), self._clock())
+
+    # -- receipts --------------------------------------------------------------------
+
+    def verify_signature(self, request: WebhookRequest) -> bool:
+        signature = _signature(_header(request.headers, SIGNATURE_HEADER))
+        timestamp = _header(request.headers, TIMESTAMP_HEADER)
+        if signature is None or timestamp is None:
+            return False
+        if not _fresh(timestamp, self._clock(), self._tolerance_s):
+            return False
+        try:
+            # The SDK reads the body as UTF-8 text; a body that is not cannot be a receipt.
+            request.body.decode("utf-8")
+            self._public_key.verify(signature, signed_bytes(timestamp, request.body))
+        except (UnicodeDecodeError, InvalidSignature):
+            return False
+        return True
+
+    def parse_receipt(self, request: WebhookRequest) -> Receipt:
+        payload = _event(request)["payload"]
+        telnyx_id = _text(payload.get("id"))
+        if telnyx_id is None:
+            raise InvalidWebhook("payload.id is required")
+        recipient = _recipient(payload)
+        raw_status: str = recipient["status"]
+        common: dict[str, Any] = {
+            "provider_message_id": telnyx_id,
+            "message_id": _message_id(request.url, payload),
+            "carrier": _text(recipient.get("carrier")),
+        }
+        status = RECEIPT_STATUSES.get(raw_status)
+        if status is None:
+            return Receipt(status=raw_status, **common)
+        if status is not Status.UNDELIVERED:
+            return Receipt(status=status.value, **common)
+        error = _first_object(payload.get("errors"))
+        code = _code(error.get("code")) if error else None
+        category = classify(code, 400) if code else NO_CODE_CATEGORIES.get(raw_status)
+        return Receipt(
+            status=status.value,
+            error_code=code,
+            category=category or Category.PERMANENT,
+            **common,
+        )
+
+    def classify(self, error_code: str | None, http_status: int) -> Category:
+        return classify(error_code, http_status)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _accepted(body: Mapping[str, Any], response: httpx.Response) -> SendResult:
+    """A 2xx: Telnyx took the text if the answer is its ``data`` message object."""
+    data = body.get("data")
+    if not isinstance(data, dict):
+        # Not Telnyx's answer (a proxy's page): nothing says the text was taken.
+        return SendResult(
+            Category.TRANSIENT,
+            error_code=f"http_{response.status_code}",
+            error=response.reason_phrase[:300],
+        )
+    recipient = _first_object(data.get("to"))
+    return SendResult(
+        Category.OK,
+        provider_message_id=_text(data.get("id")),
+        carrier=_text(recipient.get("carrier")) if recipient else None,
+    )
