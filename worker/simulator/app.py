@@ -1,14 +1,27 @@
-"""The simulator's HTTP face: Twilio's Messages and Lookup v2 APIs, plus ``/sim/*``.
+"""The simulator's HTTP face: five providers' send APIs, Twilio Lookup v2, and ``/sim/*``.
 
-Routes:
+Routes (each dialect module documents its request and answer shapes):
 
-* ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``: send a text
-* ``GET  /v2/PhoneNumbers/{number}``: Lookup v2 (``?Fields=line_type_intelligence``)
-* ``GET  /sim/report``: counters, per carrier too
-* ``GET  /sim/inbox/{number}``: what a handset received
+* ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``: Twilio (twilio_api)
+* ``GET  /v2/PhoneNumbers/{number}``: Twilio Lookup v2 (``?Fields=line_type_intelligence``)
+* ``POST /v2/messages``: Telnyx (telnyx_api)
+* ``POST /api/v2/users/{accountId}/messages``: Bandwidth (bandwidth_api)
+* ``POST /v1/Account/{auth_id}/Message/``: Plivo (plivo_api)
+* ``POST /sms/json``: Vonage SMS API (vonage_api)
+* ``GET  /sim/report``: counters, per carrier and per provider too
+* ``GET  /sim/inbox/{number}``: what a handset received (and through which provider)
 * ``POST /sim/reset``: clear inboxes and counters, restart the scenario clock
 * ``GET|POST /sim/scenario``: show or replace the scenario (JSON)
+* ``GET  /sim/keys``: public keys sendq needs (Telnyx's ed25519 webhook key)
+* ``GET  /sim/providers``: each provider's send route, own port, limits, refusal state
 * ``GET  /sim/health``: liveness
+
+Every provider is also reachable on the main port. A provider given its own
+port (``SimulatorConfig.provider_ports``) is reachable there too, through a
+gate (gate.py) that a ``refuse`` rule really closes. On the main port a
+refuse rule cannot close the socket for one provider alone, so that
+provider's requests are cut off instead: the connection is aborted (RST)
+without an answer, which a client sees as a reset connection.
 
 Handlers stay thin (parse, call the engine, answer) because the send route
 must sustain thousands of requests a second on one core.
@@ -17,88 +30,203 @@ must sustain thousands of requests a second on one core.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hmac
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
 
 from worker.simulator import twilio_api
-from worker.simulator.config import SimulatorConfig
+from worker.simulator.bandwidth_api import BandwidthDialect
+from worker.simulator.config import SimulatorConfig, telnyx_public_key, telnyx_signing_key
+from worker.simulator.dialect import Dialect, Outcome
 from worker.simulator.engine import Simulator
+from worker.simulator.gate import Gate, GateKeeper, upstream_host
+from worker.simulator.plivo_api import PlivoDialect
 from worker.simulator.receipts import ReceiptPoster
-from worker.simulator.scenario import ScenarioError, from_data
+from worker.simulator.scenario import PROVIDERS, ScenarioError, from_data
+from worker.simulator.telnyx_api import TelnyxDialect
+from worker.simulator.twilio_api import TwilioDialect
+from worker.simulator.vonage_api import VonageDialect
 
-UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Basic realm="Twilio API"'}
+log = logging.getLogger("sendq.simulator")
+
+TELNYX_PUBLIC_KEY_ENV = "SENDQ_PROVIDERS__TELNYX__PUBLIC_KEY"
+LOOKUP_PATH_PREFIX = "/v2/PhoneNumbers/"
 
 
-def create_app(config: SimulatorConfig) -> Starlette:
+def dialects(config: SimulatorConfig) -> dict[str, Dialect]:
+    """Every provider's dialect, with the configured credentials."""
+    found: list[Dialect] = [
+        TwilioDialect(config.auth_token, config.account_sid),
+        TelnyxDialect(config.telnyx_api_key, telnyx_signing_key(config.telnyx_seed)),
+        BandwidthDialect(
+            username=config.bandwidth_username,
+            password=config.bandwidth_password,
+            callback_username=config.bandwidth_callback_username,
+            callback_password=config.bandwidth_callback_password,
+            account_id=config.bandwidth_account_id,
+        ),
+        PlivoDialect(config.plivo_auth_token, config.plivo_auth_id),
+        VonageDialect(
+            api_secret=config.vonage_api_secret,
+            signature_secret=config.vonage_signature_secret,
+            signature_method=config.vonage_signature_method,
+            api_key=config.vonage_api_key,
+            dlr_method=config.vonage_dlr_method,
+        ),
+    ]
+    return {d.name: d for d in found}
+
+
+class SimulatorApp(Starlette):
+    """Starlette, plus the main port's refusals: they need the raw connection,
+    which only the outermost ASGI callable (uvicorn's own ``send``) can reach."""
+
+    def __init__(self, sim: Simulator, prefixes: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sim = sim
+        # (path prefix, provider), to tell whose request a refusal applies to.
+        self._prefixes = prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.sim.has_refusals and scope["type"] == "http":
+            provider = self._provider_of(scope["path"])
+            if provider is not None and self.sim.refusing(provider):
+                self.sim.count_refused(provider)
+                await _abort(scope, receive, send)
+                return
+        # Starlette.__call__'s body, inlined: one coroutine less on every request.
+        scope["app"] = self
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        await self.middleware_stack(scope, receive, send)
+
+    def _provider_of(self, path: str) -> str | None:
+        for prefix, provider in self._prefixes:
+            if path.startswith(prefix):
+                return provider
+        return None
+
+
+async def _abort(scope: Scope, receive: Receive, send: Send) -> None:
+    """Drop the connection without an answer (RST), as a provider that went away."""
+    cycle = getattr(send, "__self__", None)  # uvicorn's per-request cycle
+    transport = getattr(cycle, "transport", None)
+    if transport is None:  # not under uvicorn: the nearest thing is a bare 503
+        await JSONResponse({"error": "refused"}, 503)(scope, receive, send)
+        return
+    transport.abort()
+    message: Message = {"type": ""}
+    while message["type"] != "http.disconnect":
+        # Waiting for the disconnect tells uvicorn not to answer (nor log) itself.
+        message = await receive()
+
+
+def create_app(config: SimulatorConfig) -> SimulatorApp:
     poster = ReceiptPoster(
-        config.auth_token,
         workers=config.receipt_workers,
         max_tries=config.receipt_max_tries,
         retry_base_s=config.receipt_retry_base_s,
         timeout_s=config.receipt_timeout_s,
     )
-    handlers = _Handlers(Simulator(config, poster))
+    sim = Simulator(config, poster)
+    by_name = dialects(config)
+    keeper = GateKeeper(_gates(config), sim.refusing, sim.count_refused)
+    handlers = _Handlers(sim, by_name, config, keeper)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # The receipt client and its workers live on the server's own loop.
+        # The receipt client, its workers and the gates live on the server's own loop.
         await poster.start()
+        await keeper.start()
         try:
             yield
         finally:
+            await keeper.aclose()
             await poster.aclose()
 
     routes = [
-        Route(
-            "/2010-04-01/Accounts/{account_sid}/Messages.json",
-            handlers.send,
-            methods=["POST"],
-        ),
-        Route("/v2/PhoneNumbers/{number}", handlers.lookup, methods=["GET"]),
+        *(Route(d.send_path, _send_endpoint(sim, d), methods=["POST"]) for d in by_name.values()),
+        Route(LOOKUP_PATH_PREFIX + "{number}", handlers.lookup, methods=["GET"]),
         Route("/sim/report", handlers.report, methods=["GET"]),
         Route("/sim/inbox/{number}", handlers.inbox, methods=["GET"]),
         Route("/sim/reset", handlers.reset, methods=["POST"]),
         Route("/sim/scenario", handlers.get_scenario, methods=["GET"]),
         Route("/sim/scenario", handlers.set_scenario, methods=["POST"]),
+        Route("/sim/keys", handlers.keys, methods=["GET"]),
+        Route("/sim/providers", handlers.providers, methods=["GET"]),
         Route("/sim/health", handlers.health, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.simulator = handlers.sim
+    app = SimulatorApp(sim, _prefixes(by_name), routes=routes, lifespan=lifespan)
+    app.state.simulator = sim
+    app.state.gates = {gate.provider: gate for gate in keeper.gates}
     return app
 
 
-class _Handlers:
-    def __init__(self, sim: Simulator) -> None:
-        self.sim = sim
-        self.config = sim.config
+def _gates(config: SimulatorConfig) -> list[Gate]:
+    unknown = sorted(set(config.provider_ports) - set(PROVIDERS))
+    if unknown:
+        raise ValueError(f"provider_ports: unknown provider {unknown[0]!r}; known: {PROVIDERS}")
+    upstream = (upstream_host(config.host), config.port)
+    return [
+        Gate(provider, config.host, port, upstream)
+        for provider, port in sorted(config.provider_ports.items())
+    ]
 
-    async def send(self, request: Request) -> Response:
-        account_sid: str = request.path_params["account_sid"]
-        if not self._authorized(request, account_sid):
-            return _unauthorized()
+
+def _prefixes(by_name: dict[str, Dialect]) -> list[tuple[str, str]]:
+    prefixes = [(d.send_path.split("{", 1)[0], name) for name, d in by_name.items()]
+    return [*prefixes, (LOOKUP_PATH_PREFIX, "twilio")]
+
+
+def _respond(outcome: Outcome) -> Response:
+    return JSONResponse(outcome.body, outcome.status, outcome.headers)
+
+
+def _send_endpoint(sim: Simulator, dialect: Dialect) -> Callable[[Request], Awaitable[Response]]:
+    """The send route of one dialect: parse, let the engine decide, answer."""
+
+    async def send(request: Request) -> Response:
         raw = await request.body()
-        form = dict(parse_qsl(raw.decode("utf-8", "replace")))
-        outcome = self.sim.send(account_sid, form)
+        parsed = dialect.parse(request.path_params, request.headers, raw)
+        if isinstance(parsed, Outcome):
+            sim.unparsed(dialect, parsed)
+            return _respond(parsed)
+        outcome = sim.send(dialect, parsed)
         if outcome.hang_s:
             # A provider that stops answering: the client's timeout fires first.
             await asyncio.sleep(outcome.hang_s)
-        return JSONResponse(outcome.body, outcome.status, outcome.headers)
+        return _respond(outcome)
+
+    return send
+
+
+class _Handlers:
+    def __init__(
+        self,
+        sim: Simulator,
+        by_name: dict[str, Dialect],
+        config: SimulatorConfig,
+        keeper: GateKeeper,
+    ) -> None:
+        self.sim = sim
+        self.by_name = by_name
+        self.config = config
+        self.keeper = keeper
+        twilio = by_name["twilio"]
+        assert isinstance(twilio, TwilioDialect)
+        self.twilio = twilio
 
     async def lookup(self, request: Request) -> Response:
-        if not self._authorized(request, self.config.account_sid):
-            return _unauthorized()
+        if not self.twilio.authorized(request.headers, None):
+            return _respond(self.twilio.unauthorized())
         fields = request.query_params.get("Fields", "")
         country = request.query_params.get("CountryCode", "US")
         body = twilio_api.lookup(
@@ -136,36 +264,26 @@ class _Handlers:
         self.sim.scenario = scenario
         return JSONResponse(scenario.model_dump(mode="json"))
 
+    async def keys(self, request: Request) -> Response:
+        public_key = telnyx_public_key(self.config.telnyx_seed)
+        telnyx = {"algorithm": "ed25519", "public_key": public_key, "env": TELNYX_PUBLIC_KEY_ENV}
+        return JSONResponse({"telnyx": telnyx})
+
+    async def providers(self, request: Request) -> Response:
+        gates = {gate.provider: gate for gate in self.keeper.gates}
+        out = {}
+        for name, dialect in self.by_name.items():
+            gate = gates.get(name)
+            account_mps, number_mps = self.sim.scenario.limits(name)
+            out[name] = {
+                "send": f"POST {dialect.send_path}",
+                "port": gate.port if gate is not None else None,
+                "refusing": self.sim.refusing(name),
+                "account_mps": account_mps,
+                "number_mps": number_mps,
+                "callback_url": self.sim.callback_urls.get(name),
+            }
+        return JSONResponse(out)
+
     async def health(self, request: Request) -> Response:
         return JSONResponse({"ok": True})
-
-    def _authorized(self, request: Request, account_sid: str | None) -> bool:
-        """HTTP Basic: username the account SID, password the auth token."""
-        credentials = _credentials(request.headers.get("authorization", ""))
-        if credentials is None:
-            return False
-        user, password = credentials
-        expected_sid = self.config.account_sid
-        if expected_sid is not None and user != expected_sid:
-            return False
-        if account_sid is not None and user != account_sid:
-            return False
-        return hmac.compare_digest(password.encode(), self.config.auth_token.encode())
-
-
-@lru_cache(maxsize=256)
-def _credentials(header: str) -> tuple[str, str] | None:
-    """(user, password) of a Basic Authorization header; cached, clients reuse one."""
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, sep, password = decoded.partition(":")
-    return (user, password) if sep else None
-
-
-def _unauthorized() -> Response:
-    return JSONResponse(twilio_api.error(20003, 401), 401, UNAUTHORIZED_HEADERS)

@@ -14,6 +14,12 @@ line number             carrier      display name (Lookup v2)        MCC / MNC
 ``9000``-``9999``       ``unknown``  Pinnacle Regional Wireless      311 / 990
 ======================  ===========  ==============================  ==========
 
+Telnyx names carriers as number-portability data spells them, so its send
+answers and receipts carry a *raw* name (``raw_name``): "AT&T Wireless",
+"T-MOBILE USA, INC.", "Cellco Partnership dba Verizon Wireless" and
+"PINNACLE REGIONAL WIRELESS". sendq's worker/carriers.py normalises each to
+the same key as the display name above.
+
 So ``+12125550123`` is on AT&T, ``+12125554567`` on T-Mobile, ``+12125557890``
 on Verizon and ``+12125559999`` on the made-up regional carrier. Numbers
 outside the US (Canada and the other +1 countries included) are ``unknown``.
@@ -38,6 +44,14 @@ DISPLAY_NAMES: dict[str, str] = {
     TMOBILE: "T-Mobile USA, Inc.",
     VERIZON: "Verizon Wireless",
     UNKNOWN: "Pinnacle Regional Wireless",
+}
+
+# The names Telnyx reports in ``to[].carrier``: the same carriers, spelt raw.
+RAW_NAMES: dict[str, str] = {
+    ATT: "AT&T Wireless",
+    TMOBILE: "T-MOBILE USA, INC.",
+    VERIZON: "Cellco Partnership dba Verizon Wireless",
+    UNKNOWN: "PINNACLE REGIONAL WIRELESS",
 }
 
 # (mobile country code, mobile network code) as Lookup v2 reports them.
@@ -79,6 +93,11 @@ def carrier_of(e164: str, region: str | None = None) -> str:
 def display_name(carrier: str) -> str:
     """The name Lookup reports for a carrier key (``att`` -> ``AT&T Wireless``)."""
     return DISPLAY_NAMES.get(carrier, DISPLAY_NAMES[UNKNOWN])
+
+
+def raw_name(carrier: str) -> str:
+    """The raw name Telnyx reports for a carrier key (``verizon`` -> ``Cellco ...``)."""
+    return RAW_NAMES.get(carrier, RAW_NAMES[UNKNOWN])
 
 
 def network_codes(carrier: str) -> tuple[str, str]:

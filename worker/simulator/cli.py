@@ -1,6 +1,12 @@
 """``sendq simulator``: serve the simulator, or print a running one's report.
 
 The lead registers it with ``app.command("simulator")(simulator_command)``.
+
+    sendq simulator --port 8700 --scenario drill.toml \
+        --provider-port telnyx=8701 --provider-port twilio=8702 \
+        --callback-url bandwidth=http://127.0.0.1:8600/webhooks/bandwidth/status
+    sendq simulator --telnyx-public-key     # for SENDQ_PROVIDERS__TELNYX__PUBLIC_KEY
+    sendq simulator --report [--json] [--url http://127.0.0.1:8700]
 """
 
 from __future__ import annotations
@@ -14,9 +20,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from worker.errors import ConfigError
 from worker.simulator import scenario as scenario_file
-from worker.simulator.config import SimulatorConfig
-from worker.simulator.scenario import Scenario, ScenarioError
+from worker.simulator.config import (
+    ACCOUNT_CALLBACK_PROVIDERS,
+    SimulatorConfig,
+    default_callback_urls,
+    parse_assignments,
+    telnyx_public_key,
+)
+from worker.simulator.scenario import PROVIDERS, Scenario, ScenarioError
 
 
 def simulator_command(
@@ -35,16 +48,99 @@ def simulator_command(
     url: Annotated[
         str, typer.Option(help="With --report: the running simulator's base URL.")
     ] = "http://127.0.0.1:8700",
+    provider_port: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="PROVIDER=PORT: also serve a provider on a port of its own, which "
+            "refuse rules close (repeatable).",
+        ),
+    ] = None,
+    callback_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="PROVIDER=URL: the account's receipt URL for "
+            f"{', '.join(ACCOUNT_CALLBACK_PROVIDERS)} (repeatable; default: "
+            "sendq's webhook route on SENDQ_WEBHOOKS__PUBLIC_URL).",
+        ),
+    ] = None,
+    vonage_dlr_method: Annotated[
+        str, typer.Option(help="How Vonage DLRs are sent: POST, POST-JSON or GET.")
+    ] = "POST",
+    print_telnyx_key: Annotated[
+        bool,
+        typer.Option(
+            "--telnyx-public-key",
+            help="Print the Telnyx webhook public key (base64) and exit.",
+        ),
+    ] = False,
 ) -> None:
-    """Run the provider-and-carrier simulator (Twilio API), or show its report."""
+    """Run the provider-and-carrier simulator (five providers' APIs), or show its report."""
     if report:
         _print_report(_fetch_report(url), json_output=json_output)
         return
+    try:
+        if print_telnyx_key:
+            typer.echo(telnyx_public_key())
+            return
+        config = SimulatorConfig(
+            host=host,
+            port=port,
+            scenario=_load_scenario(scenario),
+            provider_ports=_ports(provider_port or []),
+            callback_urls={**default_callback_urls(), **_callbacks(callback_url or [])},
+            vonage_dlr_method=vonage_dlr_method,
+        )
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    _serve(config)
+
+
+def _serve(config: SimulatorConfig) -> None:
     from worker.simulator.server import serve  # uvicorn only when serving
 
-    config = SimulatorConfig(host=host, port=port, scenario=_load_scenario(scenario))
-    typer.echo(f"sendq simulator on http://{host}:{port} (Twilio API; report at /sim/report)")
-    serve(config)
+    def announce(bound: SimulatorConfig) -> None:
+        own = "".join(
+            f", {p} on :{n}" if n else f", {p} on a free port (GET /sim/providers)"
+            for p, n in sorted(bound.provider_ports.items())
+        )
+        typer.echo(
+            f"sendq simulator on http://{bound.host}:{bound.port} "
+            f"(Twilio, Telnyx, Bandwidth, Plivo, Vonage{own}; report at /sim/report)"
+        )
+
+    try:
+        serve(config, announce)
+    except ValueError as exc:  # a bad Vonage method or provider name, found at start-up
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _known(option: str, values: dict[str, str], known: tuple[str, ...]) -> dict[str, str]:
+    for name in values:
+        if name not in known:
+            raise ConfigError(f"{option}: unknown provider {name!r}; expected one of {known}")
+    return values
+
+
+def _ports(pairs: list[str]) -> dict[str, int]:
+    values = _known(
+        "--provider-port", parse_assignments(pairs, option="--provider-port"), PROVIDERS
+    )
+    ports = {}
+    for name, raw in values.items():
+        if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+            raise ConfigError(f"--provider-port: {raw!r} is not a port number")
+        ports[name] = int(raw)
+    return ports
+
+
+def _callbacks(pairs: list[str]) -> dict[str, str]:
+    values = parse_assignments(pairs, option="--callback-url")
+    for name, value in _known("--callback-url", values, ACCOUNT_CALLBACK_PROVIDERS).items():
+        if not value.startswith(("http://", "https://")):
+            raise ConfigError(f"--callback-url: {name}'s URL must start with http:// or https://")
+    return values
 
 
 def _load_scenario(path: Path | None) -> Scenario:
@@ -87,7 +183,7 @@ def _print_report(data: dict[str, Any], *, json_output: bool) -> None:
     totals.add_column("counter")
     totals.add_column("value", justify="right")
     for key, value in data.items():
-        if key != "by_carrier":
+        if not isinstance(value, dict):
             totals.add_row(key.replace("_", " "), str(value))
     console.print(totals)
     carriers = Table(title="by carrier")
@@ -98,3 +194,18 @@ def _print_report(data: dict[str, Any], *, json_output: bool) -> None:
             name, *(str(counts.get(k, 0)) for k in ("delivered", "filtered", "doubled"))
         )
     console.print(carriers)
+    _print_providers(console, data.get("by_provider") or {})
+
+
+def _print_providers(console: Console, by_provider: dict[str, dict[str, int]]) -> None:
+    """One column per provider (five fit a terminal; a dozen counters would not)."""
+    if not by_provider:
+        return
+    table = Table(title="by provider")
+    table.add_column("counter")
+    for name in by_provider:
+        table.add_column(name, justify="right")
+    for counter in next(iter(by_provider.values())):
+        cells = (str(counts.get(counter, 0)) for counts in by_provider.values())
+        table.add_row(counter.replace("_", " "), *cells)
+    console.print(table)

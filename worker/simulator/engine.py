@@ -1,12 +1,20 @@
-"""The simulated provider and carriers, without HTTP: what happens to each send.
+"""The simulated providers and carriers, without HTTP: what happens to each send.
 
-``Simulator.send`` takes a send request's form and returns an ``Outcome``
-(HTTP status, JSON body, headers). The web layer only parses and answers, so
-this is where throttling, scenario rules, inboxes and receipts meet.
+``Simulator.send(dialect, request)`` takes a send any provider's dialect has
+read and returns that dialect's ``Outcome`` (HTTP status, JSON body,
+headers). It knows no provider by name; every send takes the same steps:
+
+    throttle (the provider's MPS) -> fields valid? -> To valid? -> scenario fate
+    (fault, sync rejection, or a carrier filter) -> handset inbox -> receipt
+    scheduled -> the dialect's success answer
+
+The web layer only parses and answers, so this is where throttling, scenario
+rules, inboxes and receipts meet.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,53 +22,35 @@ from typing import Any
 import phonenumbers
 
 from worker.phone import count_segments
-from worker.simulator import twilio_api
 from worker.simulator.carriers import carrier_of
 from worker.simulator.config import SimulatorConfig
+from worker.simulator.dialect import RETRY_AFTER_S, Dialect, Outcome, SendRequest
 from worker.simulator.inbox import Inboxes, Text
-from worker.simulator.receipts import ReceiptPoster, status_params
-from worker.simulator.scenario import Rule, Scenario
+from worker.simulator.receipts import ReceiptPoster
+from worker.simulator.scenario import PROVIDERS, Rule, Scenario
+from worker.simulator.throttle import Throttle
 
-MAX_BODY_CHARS = 1600  # Twilio's limit on a concatenated body (21617)
-RETRY_AFTER = {"Retry-After": "1"}  # windows are one second long
+__all__ = ["Counters", "Outcome", "ProviderCounters", "Simulator", "Throttle"]
 
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] | None = None
-    # > 0: a fault that hangs; the web layer sleeps this long before answering.
-    hang_s: float = 0.0
+# A rule that hangs but names no status answers this one when it finally does.
+DEFAULT_HANG_STATUS = 503
 
 
-class Throttle:
-    """Fixed one-second windows per account and per From number."""
+@dataclass(slots=True)
+class ProviderCounters:
+    requests: int = 0
+    accepted: int = 0
+    rejected_sync: int = 0
+    rejected_invalid: int = 0
+    throttled_429: int = 0
+    faulted: int = 0
+    # Requests cut off (main port) or connections cut (a gate closing) by refuse rules.
+    refused: int = 0
+    unauthorized: int = 0
 
-    def __init__(self) -> None:
-        self._second = -1
-        self._counts: dict[str, int] = {}
 
-    def admit(
-        self, account: str, sender: str, account_mps: int | None, number_mps: int | None
-    ) -> bool:
-        second = int(time.monotonic())
-        if second != self._second:
-            self._second, self._counts = second, {}
-        counts = self._counts
-        # Separate key spaces: account SIDs start with letters, numbers with "+".
-        used_account = counts.get(account, 0)
-        used_number = counts.get(sender, 0)
-        if account_mps is not None and used_account >= account_mps:
-            return False
-        if number_mps is not None and used_number >= number_mps:
-            return False
-        counts[account] = used_account + 1
-        counts[sender] = used_number + 1
-        return True
-
-    def reset(self) -> None:
-        self._second, self._counts = -1, {}
+def _by_provider() -> dict[str, ProviderCounters]:
+    return {name: ProviderCounters() for name in PROVIDERS}
 
 
 @dataclass(slots=True)
@@ -72,20 +62,32 @@ class Counters:
     throttled_429: int = 0
     faulted: int = 0
     filtered: int = 0
+    by_provider: dict[str, ProviderCounters] = field(default_factory=_by_provider)
 
 
-@dataclass(slots=True)
 class Simulator:
-    config: SimulatorConfig
-    receipts: ReceiptPoster
-    scenario: Scenario = field(init=False)
-    inboxes: Inboxes = field(default_factory=Inboxes)
-    counters: Counters = field(default_factory=Counters)
-    throttle: Throttle = field(default_factory=Throttle)
-    epoch: float = field(default_factory=time.monotonic)
+    def __init__(self, config: SimulatorConfig, receipts: ReceiptPoster) -> None:
+        self.config = config
+        self.receipts = receipts
+        self.inboxes = Inboxes()
+        self.counters = Counters()
+        self.throttle = Throttle()
+        self.epoch = time.monotonic()
+        self.callback_urls = dict(config.callback_urls)
+        self.scenario = config.scenario
 
-    def __post_init__(self) -> None:
-        self.scenario = self.config.scenario
+    @property
+    def scenario(self) -> Scenario:
+        return self._scenario
+
+    @scenario.setter
+    def scenario(self, scenario: Scenario) -> None:
+        # Worked out once per scenario, not on every send.
+        self._scenario = scenario
+        self._limits = {name: scenario.limits(name) for name in PROVIDERS}
+        self._refusals = scenario.refusals()
+        # Read on every request (app.py): a plain attribute is the cheapest check.
+        self.has_refusals = bool(self._refusals)
 
     def clock(self) -> float:
         """Seconds on the scenario clock: since start or the last reset."""
@@ -98,71 +100,103 @@ class Simulator:
         self.throttle.reset()
         self.receipts.reset()
 
-    def send(self, account_sid: str, form: dict[str, str]) -> Outcome:
-        self.counters.requests += 1
-        scenario = self.scenario
-        sender = form.get("From", "")
-        if not self.throttle.admit(account_sid, sender, scenario.account_mps, scenario.number_mps):
-            self.counters.throttled_429 += 1
-            return Outcome(429, twilio_api.error(20429, 429), RETRY_AFTER)
-        invalid = _invalid(form)
-        if invalid is not None:
-            self.counters.rejected_invalid += 1
-            return invalid
-        parsed = _parse_to(form["To"])
-        if parsed is None:
-            self.counters.rejected_invalid += 1
-            message = f"The 'To' number {form['To']} is not a valid phone number."
-            return Outcome(400, twilio_api.error(21211, 400, message))
-        to, region = parsed
-        return self._route(account_sid, to, carrier_of(to, region), sender, form)
+    # -- connections -------------------------------------------------------------------
 
-    def _route(
-        self, account_sid: str, to: str, carrier: str, sender: str, form: dict[str, str]
-    ) -> Outcome:
-        body = form["Body"]
+    def refusing(self, provider: str) -> bool:
+        """Whether a refuse rule is closing ``provider``'s connections right now."""
+        if not self._refusals:
+            return False
         t = self.clock()
-        rule = self.scenario.fate(t, carrier, to, body)
-        if rule is not None and rule.is_fault:
-            self.counters.faulted += 1
-            return _fault(rule)
-        if rule is not None and rule.mode == "sync":
-            self.counters.rejected_sync += 1
-            return Outcome(400, twilio_api.error(int(rule.error_code or 30008), 400))
-        text = Text(twilio_api.new_sid(), to, sender, body, carrier, time.time())
-        self.counters.accepted += 1
-        error_code = rule.error_code if rule is not None else None
-        if error_code:
-            self.counters.filtered += 1
-            self.inboxes.filtered(carrier)
+        return any(
+            rule.in_window(t) and rule.provider in (None, provider) for rule in self._refusals
+        )
+
+    def count_refused(self, provider: str, n: int = 1) -> None:
+        self.counters.by_provider[provider].refused += n
+
+    def unparsed(self, dialect: Dialect, outcome: Outcome) -> None:
+        """Count a request the dialect could not take (bad credentials, unreadable body)."""
+        counts = self.counters.by_provider[dialect.name]
+        if outcome.auth_failed:
+            counts.unauthorized += 1
+            return
+        counts.requests += 1
+        counts.rejected_invalid += 1
+        self.counters.requests += 1
+        self.counters.rejected_invalid += 1
+
+    # -- sends -------------------------------------------------------------------------
+
+    def send(self, dialect: Dialect, request: SendRequest) -> Outcome:
+        totals = self.counters
+        counts = totals.by_provider[dialect.name]
+        totals.requests += 1
+        counts.requests += 1
+        account_mps, number_mps = self._limits[dialect.name]
+        if not self.throttle.admit(
+            dialect.name, request.account, request.sender, account_mps, number_mps
+        ):
+            totals.throttled_429 += 1
+            counts.throttled_429 += 1
+            return dialect.throttled(RETRY_AFTER_S)
+        invalid = dialect.invalid(request)
+        if invalid is None:
+            parsed = _parse_to(request.to)
+            if parsed is not None:
+                to, region = parsed
+                return self._route(dialect, request, to, carrier_of(to, region))
+            invalid = dialect.invalid_to(request)
+        totals.rejected_invalid += 1
+        counts.rejected_invalid += 1
+        return invalid
+
+    def _route(self, dialect: Dialect, request: SendRequest, to: str, carrier: str) -> Outcome:
+        name, body, scenario = dialect.name, request.body, self._scenario
+        t = self.clock()
+        totals = self.counters
+        counts = totals.by_provider[name]
+        code = None
+        rule = scenario.fate(t, carrier, to, body, name) if scenario.rules else None
+        if rule is not None:
+            if rule.is_fault:
+                totals.faulted += 1
+                counts.faulted += 1
+                return _fault(dialect, rule)
+            code = _code(dialect, rule)
+            if rule.mode == "sync":
+                totals.rejected_sync += 1
+                counts.rejected_sync += 1
+                return dialect.rejected(code)
+        text = Text(dialect.new_id(), to, request.sender, body, carrier, time.time(), name)
+        totals.accepted += 1
+        counts.accepted += 1
+        if code:
+            totals.filtered += 1
+            self.inboxes.filtered(carrier, name)
         else:
             self.inboxes.deliver(text)
-        callback = form.get("StatusCallback")
-        if callback and self.scenario.receipts:
-            self._schedule_receipt(account_sid, text, callback, error_code, t)
-        resource = twilio_api.message(
-            sid=text.sid,
-            account_sid=account_sid,
-            to=to,
-            sender=sender,
-            body=body,
-            segments=count_segments(body),
-        )
-        return Outcome(201, resource)
+        segments = count_segments(body)
+        if scenario.receipts:
+            self._schedule_receipts(dialect, request, text, code, segments, t)
+        return dialect.accepted(text, request, segments)
 
-    def _schedule_receipt(
-        self, account_sid: str, text: Text, callback: str, error_code: str | None, t: float
+    def _schedule_receipts(
+        self,
+        dialect: Dialect,
+        request: SendRequest,
+        text: Text,
+        code: str | None,
+        segments: int,
+        t: float,
     ) -> None:
-        params = status_params(
-            sid=text.sid,
-            account_sid=account_sid,
-            sender=text.sender,
-            to=text.to,
-            status="undelivered" if error_code else "delivered",
-            error_code=error_code,
-        )
-        delay = self.scenario.receipt_delay_s(t, text.carrier, text.to, text.body)
-        self.receipts.schedule(callback, params, delay)
+        url = request.callback or self.callback_urls.get(dialect.name)
+        if not url:
+            return  # nowhere to send it, as with a provider given no callback
+        delay = self._scenario.receipt_delay_s(t, text.carrier, text.to, text.body, dialect.name)
+        for build in dialect.receipts(text, request, url, code, segments):
+            self.receipts.schedule(build, delay)
+
+    # -- report ------------------------------------------------------------------------
 
     def report(self) -> dict[str, Any]:
         c, inboxes, receipts = self.counters, self.inboxes, self.receipts
@@ -185,20 +219,32 @@ class Simulator:
                 name: {"delivered": n.delivered, "filtered": n.filtered, "doubled": n.doubled}
                 for name, n in inboxes.by_carrier.items()
             },
+            "by_provider": {name: self._provider_report(name) for name in PROVIDERS},
         }
 
+    def _provider_report(self, name: str) -> dict[str, int]:
+        report = dataclasses.asdict(self.counters.by_provider[name])
+        inbox = self.inboxes.by_provider.get(name)
+        report["filtered"] = inbox.filtered if inbox else 0
+        report["delivered"] = inbox.delivered if inbox else 0
+        report["doubled"] = inbox.doubled if inbox else 0
+        return report
 
-def _invalid(form: dict[str, str]) -> Outcome | None:
-    """Twilio's answer to a send missing a field, or None when all are present."""
-    for name, code in (("To", 21604), ("From", 21603), ("Body", 21602)):
-        if not form.get(name):
-            return Outcome(400, twilio_api.error(code, 400))
-    if len(form["Body"]) > MAX_BODY_CHARS:
-        return Outcome(400, twilio_api.error(21617, 400))
-    callback = form.get("StatusCallback")
-    if callback and not callback.startswith(("http://", "https://")):
-        return Outcome(400, twilio_api.error(21609, 400))
-    return None
+
+def _code(dialect: Dialect, rule: Rule) -> str:
+    """The rule's literal code, else its category in the dialect's codes."""
+    if rule.error_code:
+        return rule.error_code
+    assert rule.error is not None, "fate() returns only rules with an error or a fault"
+    return dialect.code_for(rule.error, sync=rule.mode == "sync")
+
+
+def _fault(dialect: Dialect, rule: Rule) -> Outcome:
+    code = rule.error_code
+    if code is None and rule.error is not None:
+        code = dialect.code_for(rule.error, sync=True)
+    outcome = dialect.fault(rule.http_status or DEFAULT_HANG_STATUS, code)
+    return dataclasses.replace(outcome, hang_s=rule.hang_s) if rule.hang else outcome
 
 
 def _parse_to(raw: str) -> tuple[str, str] | None:
@@ -211,10 +257,3 @@ def _parse_to(raw: str) -> tuple[str, str] | None:
     if region is None or not phonenumbers.is_valid_number_for_region(number, region):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), region
-
-
-def _fault(rule: Rule) -> Outcome:
-    status = rule.http_status or 503
-    code = int(rule.error_code) if rule.error_code else 20000 + status
-    headers = RETRY_AFTER if status == 429 else None
-    return Outcome(status, twilio_api.error(code, status), headers, rule.hang_s if rule.hang else 0)

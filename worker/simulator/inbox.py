@@ -1,7 +1,9 @@
 """Handset inboxes: what really arrived, so a run can count lost and doubled texts.
 
-Every accepted text that no carrier filtered lands in its recipient's inbox.
-A *double* is the same (recipient, body) arriving more than once; tests and
+Every accepted text that no carrier filtered lands in its recipient's inbox,
+noting which provider delivered it. A *double* is the same (recipient, body)
+arriving more than once, through one provider or several (a failover that
+resent a text the first provider had taken is a double too); tests and
 benchmarks make each body unique, so any double is a duplicate send.
 """
 
@@ -21,6 +23,7 @@ class Text:
     body: str
     carrier: str
     at: float  # Unix time it reached the handset
+    provider: str = "twilio"
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -36,6 +39,13 @@ class CarrierCounts:
 
 
 @dataclass(slots=True)
+class ProviderCounts:
+    delivered: int = 0
+    filtered: int = 0
+    doubled: int = 0
+
+
+@dataclass(slots=True)
 class Inboxes:
     _by_number: dict[str, list[Text]] = field(default_factory=dict)
     # (to, body) of every text that arrived; a repeat is a double.
@@ -45,24 +55,29 @@ class Inboxes:
     by_carrier: dict[str, CarrierCounts] = field(
         default_factory=lambda: {c: CarrierCounts() for c in CARRIERS}
     )
+    by_provider: dict[str, ProviderCounts] = field(default_factory=dict)
 
     def deliver(self, text: Text) -> bool:
         """Put ``text`` in its recipient's inbox; True when it is a double."""
         self._by_number.setdefault(text.to, []).append(text)
         counts = self._counts(text.carrier)
+        via = self._via(text.provider)
         self.delivered += 1
         counts.delivered += 1
+        via.delivered += 1
         key = (text.to, text.body)
         if key in self._seen:
             self.doubled += 1
             counts.doubled += 1
+            via.doubled += 1
             return True
         self._seen.add(key)
         return False
 
-    def filtered(self, carrier: str) -> None:
+    def filtered(self, carrier: str, provider: str = "twilio") -> None:
         """A carrier dropped a text: it never reaches the handset, but the run counts it."""
         self._counts(carrier).filtered += 1
+        self._via(provider).filtered += 1
 
     @property
     def unique(self) -> int:
@@ -76,9 +91,16 @@ class Inboxes:
         self._seen.clear()
         self.delivered = self.doubled = 0
         self.by_carrier = {c: CarrierCounts() for c in CARRIERS}
+        self.by_provider = {}
 
     def _counts(self, carrier: str) -> CarrierCounts:
         counts = self.by_carrier.get(carrier)
         if counts is None:
             counts = self.by_carrier[carrier] = CarrierCounts()
+        return counts
+
+    def _via(self, provider: str) -> ProviderCounts:
+        counts = self.by_provider.get(provider)
+        if counts is None:
+            counts = self.by_provider[provider] = ProviderCounts()
         return counts

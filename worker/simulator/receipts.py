@@ -1,4 +1,9 @@
-"""Delivery receipts: signed status callbacks, posted late and retried like Twilio's.
+"""Delivery receipts: signed requests, posted late and retried like a provider's.
+
+The poster knows no provider: a dialect hands it a ``ReceiptBuilder`` that
+makes the signed request (method, URL, headers, body) for each attempt, so a
+signature that covers a timestamp (Telnyx, Vonage) is fresh when it is sent,
+and an attempt counter in the body (Telnyx's ``meta.attempt``) is right.
 
 Sending a text only schedules its receipt (``loop.call_later`` onto a queue);
 a few worker tasks drain the queue over one pooled client, so request
@@ -18,43 +23,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from urllib.parse import urlencode
 
 import aiohttp
 from yarl import URL
 
-from worker.providers.twilio import signature
-from worker.simulator.twilio_api import API_VERSION
+from worker.simulator.dialect import ReceiptBuilder
 
-FORM = "application/x-www-form-urlencoded"
-USER_AGENT = "TwilioProxy/1.1"
+DEFAULT_WORKERS = 32
+DEFAULT_MAX_TRIES = 6
+DEFAULT_RETRY_BASE_S = 1.0
+DEFAULT_TIMEOUT_S = 5.0
+MAX_CONNECT_TIMEOUT_S = 5.0
 
 
 @dataclass(slots=True)
 class Receipt:
-    url: str
-    params: list[tuple[str, str]]
+    build: ReceiptBuilder
     generation: int
     tries: int = 0
-
-
-def status_params(
-    *, sid: str, account_sid: str, sender: str, to: str, status: str, error_code: str | None
-) -> list[tuple[str, str]]:
-    """The form fields of a Twilio status callback."""
-    params = [
-        ("MessageSid", sid),
-        ("SmsSid", sid),
-        ("MessageStatus", status),
-        ("SmsStatus", status),
-        ("AccountSid", account_sid),
-        ("From", sender),
-        ("To", to),
-        ("ApiVersion", API_VERSION),
-    ]
-    if error_code:
-        params.append(("ErrorCode", error_code))
-    return params
 
 
 class ReceiptPoster:
@@ -62,14 +48,12 @@ class ReceiptPoster:
 
     def __init__(
         self,
-        auth_token: str,
         *,
-        workers: int = 32,
-        max_tries: int = 6,
-        retry_base_s: float = 1.0,
-        timeout_s: float = 5.0,
+        workers: int = DEFAULT_WORKERS,
+        max_tries: int = DEFAULT_MAX_TRIES,
+        retry_base_s: float = DEFAULT_RETRY_BASE_S,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
-        self.auth_token = auth_token
         self.workers = workers
         self.max_tries = max_tries
         self.retry_base_s = retry_base_s
@@ -87,8 +71,11 @@ class ReceiptPoster:
         self._loop = asyncio.get_running_loop()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.workers),
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s, connect=min(self.timeout_s, 5)),
-            headers={"User-Agent": USER_AGENT},
+            timeout=aiohttp.ClientTimeout(
+                total=self.timeout_s, connect=min(self.timeout_s, MAX_CONNECT_TIMEOUT_S)
+            ),
+            # Each dialect names its own User-Agent; none by default.
+            skip_auto_headers=("User-Agent",),
         )
         self._tasks = [asyncio.create_task(self._work()) for _ in range(self.workers)]
 
@@ -101,10 +88,10 @@ class ReceiptPoster:
         if self._session is not None:
             await self._session.close()
 
-    def schedule(self, url: str, params: list[tuple[str, str]], delay_s: float) -> None:
-        """Post a receipt ``delay_s`` from now; returns at once."""
+    def schedule(self, build: ReceiptBuilder, delay_s: float) -> None:
+        """Post the receipt ``build`` makes ``delay_s`` from now; returns at once."""
         self.pending += 1
-        self._later(delay_s, Receipt(url, params, self._generation))
+        self._later(delay_s, Receipt(build, self._generation))
 
     def reset(self) -> None:
         self._generation += 1
@@ -138,16 +125,14 @@ class ReceiptPoster:
         self._settle(receipt, ok=ok)
 
     async def _deliver(self, receipt: Receipt) -> int:
-        """POST one receipt; returns the HTTP status."""
+        """Send one attempt of a receipt; returns the HTTP status."""
         assert self._session is not None, "start() the poster first"
-        headers = {
-            "Content-Type": FORM,
-            "X-Twilio-Signature": signature(receipt.url, receipt.params, self.auth_token),
-        }
-        # encoded=True: post to the URL exactly as given, as the signature covers it.
-        target = URL(receipt.url, encoded=True)
-        body = urlencode(receipt.params)
-        async with self._session.post(target, data=body, headers=headers) as response:
+        out = receipt.build(receipt.tries)
+        # encoded=True: use the URL exactly as given, as signatures cover it.
+        target = URL(out.url, encoded=True)
+        async with self._session.request(
+            out.method, target, data=out.body or None, headers=out.headers
+        ) as response:
             await response.read()
             return response.status
 

@@ -1,41 +1,64 @@
-"""Scenarios: what the simulated provider and carriers do, and when.
+"""Scenarios: what the simulated providers and carriers do, and when.
 
 A scenario is a TOML or JSON file (or a JSON body posted to ``/sim/scenario``).
 Time 0 is the simulator's start or its last ``POST /sim/reset``. Example::
 
     dlr_delay_s = 0.05     # receipts arrive this long after a send
-    receipts = true        # post status callbacks at all
-    account_mps = 500      # > 500 sends in one second per account -> 429 (20429)
+    receipts = true        # post delivery receipts at all
+    account_mps = 500      # > 500 sends in one second per account -> 429
     number_mps = 50        # the same per From number
 
-    [[rules]]              # from t=10 s Verizon filters every text with 30007
+    [providers.telnyx]     # Telnyx's own limits (unset keys: the ones above)
+    account_mps = 50
+    number_mps = 1
+
+    [[rules]]              # from t=10 s Verizon filters every text, on every provider
     carrier = "verizon"
     from_s = 10
-    error_code = "30007"
-    mode = "receipt"       # accepted (201), then an undelivered receipt
+    error = "carrier_block"  # each provider's own code: 30007, 40002, 4470, 30, 6
+    mode = "receipt"       # accepted, then an undelivered receipt
 
-    [[rules]]              # the provider answers 503 from t=20 s to t=40 s
+    [[rules]]              # Twilio answers 503 from t=20 s to t=40 s; the others don't
+    provider = "twilio"
     from_s = 20
     until_s = 40
     http_status = 503
+
+    [[rules]]              # Telnyx refuses TCP connections from t=5 s to t=8 s
+    provider = "telnyx"
+    from_s = 5
+    until_s = 8
+    refuse = true
 
     [[rules]]              # T-Mobile's receipts arrive 2 s late
     carrier = "tmobile"
     dlr_delay_s = 2.0
 
-A rule matches a text when its ``carrier``, time window (``from_s`` <= t <
-``until_s``), ``body_contains`` and ``rate`` all match. ``rate`` picks a
-stable fraction of texts by a hash of (To, Body), so a retried text meets the
-same fate. Rules are checked in order, in two passes:
+A rule matches a text when its ``provider``, ``carrier``, time window
+(``from_s`` <= t < ``until_s``), ``body_contains`` and ``rate`` all match.
+``rate`` picks a stable fraction of texts by a hash of (To, Body), so a
+retried text meets the same fate. Rules are checked in order, in two passes:
 
-* the text's fate is the first matching rule with an ``error_code``,
-  ``http_status`` or ``hang``: a provider fault (answer ``http_status``, or
-  hang for ``hang_s`` = 60 s, past any client timeout), a sync rejection
-  (``mode = "sync"``: HTTP 400 with Twilio's error JSON), or a carrier
-  filter (``mode = "receipt"``: 201, then an ``undelivered`` receipt with
-  ``ErrorCode``; the text never reaches the handset);
+* the text's fate is the first matching rule with an ``error``,
+  ``error_code``, ``http_status`` or ``hang``: a provider fault (answer
+  ``http_status`` in that provider's error shape, or hang for ``hang_s`` =
+  60 s, past any client timeout), a sync rejection (``mode = "sync"``: the
+  provider's error answer), or a carrier filter (``mode = "receipt"``:
+  accepted, then an undelivered receipt; the text never reaches the handset);
 * its receipt delay is the first matching rule's ``dlr_delay_s``, else the
   scenario's, so "Verizon filters" and "receipts are late" combine.
+
+``error`` names a category (carrier_block, bad_number, opted_out, throttled,
+transient, ambiguous) that each provider's dialect turns into its own
+representative code; ``error_code`` is a literal code used as is on every
+provider the rule covers (so give it a ``provider`` unless it is Twilio's and
+only Twilio is in play, as in older scenario files).
+
+``refuse = true`` acts before any request is read: while the rule's window is
+open, the provider's own port (``--provider-port``) stops listening, so a
+connect gets ECONNREFUSED; on the shared main port, where one provider cannot
+be refused alone, its requests are cut off without an answer (the connection
+is aborted). A refuse rule names only ``provider`` and the time window.
 """
 
 from __future__ import annotations
@@ -44,7 +67,7 @@ import json
 import tomllib
 import zlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -52,6 +75,13 @@ from worker.errors import ConfigError
 from worker.simulator.carriers import CARRIERS
 
 Carrier = Literal["att", "tmobile", "verizon", "unknown"]
+ProviderName = Literal["twilio", "telnyx", "bandwidth", "plivo", "vonage"]
+PROVIDERS: tuple[ProviderName, ...] = get_args(ProviderName)
+# What a carrier (or provider) said, in sendq's words; each dialect has its code for each.
+ErrorCategory = Literal[
+    "carrier_block", "bad_number", "opted_out", "throttled", "transient", "ambiguous"
+]
+ERROR_CATEGORIES: tuple[ErrorCategory, ...] = get_args(ErrorCategory)
 
 
 class ScenarioError(ConfigError):
@@ -61,18 +91,24 @@ class ScenarioError(ConfigError):
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # None: every provider.
+    provider: ProviderName | None = None
     carrier: Carrier | None = None
     from_s: float = Field(0.0, ge=0)
     until_s: float | None = Field(None, gt=0)
     # Only texts whose body contains this (a campaign's wording, say).
     body_contains: str | None = Field(None, min_length=1)
-    error_code: str | None = Field(None, pattern=r"^\d{3,6}$")
+    # A category each provider maps to its own code, or a literal code used as is.
+    error: ErrorCategory | None = None
+    error_code: str | None = Field(None, pattern=r"^\d{1,6}$")
     rate: float = Field(1.0, ge=0, le=1)
     mode: Literal["receipt", "sync"] = "receipt"
     http_status: int | None = Field(None, ge=400, le=599)
     hang: bool = False
     hang_s: float = Field(60.0, gt=0, le=3600)
     dlr_delay_s: float | None = Field(None, ge=0, le=3600)
+    # Refuse the provider's connections for the rule's time window.
+    refuse: bool = False
 
     @model_validator(mode="after")
     def _coherent(self) -> Rule:
@@ -80,24 +116,63 @@ class Rule(BaseModel):
             raise ValueError(f"until_s ({self.until_s}) must be after from_s ({self.from_s})")
         if self.hang and self.http_status is not None:
             raise ValueError("a rule either hangs or answers an http_status, not both")
-        if not (self.is_fault or self.error_code or self.dlr_delay_s is not None):
-            raise ValueError("a rule needs error_code, http_status, hang or dlr_delay_s")
-        if self.mode == "sync" and not (self.error_code or self.is_fault):
-            raise ValueError('mode = "sync" needs an error_code to reject with')
+        if self.error is not None and self.error_code is not None:
+            raise ValueError("a rule gives either an error category or an error_code, not both")
+        if self.refuse:
+            return self._refusal_only()
+        if not (self.is_fault or self.has_error or self.dlr_delay_s is not None):
+            raise ValueError(
+                "a rule needs error, error_code, http_status, hang, refuse or dlr_delay_s"
+            )
+        if self.mode == "sync" and not (self.has_error or self.is_fault):
+            raise ValueError('mode = "sync" needs an error or error_code to reject with')
+        return self
+
+    def _refusal_only(self) -> Rule:
+        # A refused connection carries no text: nothing else of a rule can apply.
+        others = ("carrier", "body_contains", "error", "error_code", "http_status", "dlr_delay_s")
+        given = [name for name in others if getattr(self, name) is not None]
+        if self.hang:
+            given.append("hang")
+        if self.rate != 1.0:
+            given.append("rate")
+        if given:
+            raise ValueError(f"a refuse rule takes only provider, from_s and until_s, not {given}")
         return self
 
     @property
     def is_fault(self) -> bool:
         return self.hang or self.http_status is not None
 
-    def applies(self, t: float, carrier: str, to: str, body: str) -> bool:
+    @property
+    def has_error(self) -> bool:
+        return self.error is not None or self.error_code is not None
+
+    def in_window(self, t: float) -> bool:
+        return self.from_s <= t and (self.until_s is None or t < self.until_s)
+
+    def applies(
+        self, t: float, carrier: str, to: str, body: str, provider: str | None = None
+    ) -> bool:
+        """Whether the rule covers this text; ``provider`` None matches any rule's."""
         if t < self.from_s or (self.until_s is not None and t >= self.until_s):
+            return False
+        if self.provider is not None and provider is not None and provider != self.provider:
             return False
         if self.carrier is not None and carrier != self.carrier:
             return False
         if self.body_contains is not None and self.body_contains not in body:
             return False
         return self.rate >= 1.0 or _fraction(to, body) < self.rate
+
+
+class ProviderLimits(BaseModel):
+    """One provider's throughput limits; an unset one is the scenario's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account_mps: int | None = Field(None, ge=1)
+    number_mps: int | None = Field(None, ge=1)
 
 
 class Scenario(BaseModel):
@@ -107,21 +182,36 @@ class Scenario(BaseModel):
     receipts: bool = True
     account_mps: int | None = Field(None, ge=1)
     number_mps: int | None = Field(None, ge=1)
+    providers: dict[ProviderName, ProviderLimits] = Field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
 
-    def fate(self, t: float, carrier: str, to: str, body: str) -> Rule | None:
+    def limits(self, provider: str) -> tuple[int | None, int | None]:
+        """(account_mps, number_mps) for ``provider``: its own, else the scenario's."""
+        own = self.providers.get(provider)  # type: ignore[call-overload]
+        account = own.account_mps if own is not None and own.account_mps else self.account_mps
+        number = own.number_mps if own is not None and own.number_mps else self.number_mps
+        return account, number
+
+    def fate(
+        self, t: float, carrier: str, to: str, body: str, provider: str | None = None
+    ) -> Rule | None:
         """The first rule that does something to this text (an error or a fault), if any."""
         for rule in self.rules:
-            if (rule.error_code or rule.is_fault) and rule.applies(t, carrier, to, body):
+            if (rule.has_error or rule.is_fault) and rule.applies(t, carrier, to, body, provider):
                 return rule
         return None
 
-    def receipt_delay_s(self, t: float, carrier: str, to: str, body: str) -> float:
+    def receipt_delay_s(
+        self, t: float, carrier: str, to: str, body: str, provider: str | None = None
+    ) -> float:
         """The first matching rule's ``dlr_delay_s``, else the scenario's."""
         for rule in self.rules:
-            if rule.dlr_delay_s is not None and rule.applies(t, carrier, to, body):
+            if rule.dlr_delay_s is not None and rule.applies(t, carrier, to, body, provider):
                 return rule.dlr_delay_s
         return self.dlr_delay_s
+
+    def refusals(self) -> tuple[Rule, ...]:
+        return tuple(rule for rule in self.rules if rule.refuse)
 
 
 def _fraction(to: str, body: str) -> float:
@@ -167,6 +257,8 @@ def _describe(source: str, exc: ValidationError) -> str:
 def _key(loc: tuple[int | str, ...]) -> str:
     key = ""
     for part in loc:
+        if part == "[key]":  # pydantic's mark for a bad dict key; the key says it
+            continue
         key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
     return key or "(top level)"
 
@@ -177,6 +269,13 @@ def _reason(err: Any) -> str:
         return "unknown key"
     if err["type"] == "literal_error" and err["loc"][-1] == "carrier":
         return f"unknown carrier {err['input']!r}; expected one of {', '.join(CARRIERS)}"
+    if err["type"] == "literal_error" and (
+        err["loc"][-1] == "provider" or err["loc"][0] == "providers"
+    ):
+        return f"unknown provider {err['input']!r}; expected one of {', '.join(PROVIDERS)}"
+    if err["type"] == "literal_error" and err["loc"][-1] == "error":
+        known = ", ".join(ERROR_CATEGORIES)
+        return f"unknown error category {err['input']!r}; expected one of {known}"
     given = err.get("input")
     if isinstance(given, dict | list):  # a whole rule: its own key says enough
         return reason

@@ -1,24 +1,72 @@
-"""The JSON Twilio answers with: Message resources, errors and Lookup v2 results.
+"""Twilio's dialect: Messages (2010-04-01), Lookup v2 and signed status callbacks.
 
-Shapes follow Twilio's public API reference (Messages, 2010-04-01; Lookup v2
-with ``Fields=line_type_intelligence``), so a client written against the
+Routes (mounted by app.py):
+
+* ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``: form ``To``,
+  ``From``, ``Body``, ``StatusCallback``; HTTP Basic (account SID, auth
+  token). Success ``201`` with the Message resource (status ``queued``);
+  errors ``{"code", "message", "more_info", "status"}``: 401/20003 bad
+  credentials, 400/21604, 21603, 21602 missing To/From/Body, 21617 body too
+  long, 21609 bad StatusCallback, 21211 invalid To; 429/20429 with
+  ``Retry-After`` over the scenario's MPS.
+* ``GET /v2/PhoneNumbers/{number}``: Lookup v2, ``?Fields=line_type_intelligence``
+  adds ``carrier_name``.
+
+Receipts: one form POST to ``StatusCallback`` (``MessageSid``,
+``MessageStatus`` delivered or undelivered, ``ErrorCode``, ...) signed with
+``X-Twilio-Signature`` by worker.providers.twilio's own algorithm.
+
+Shapes follow Twilio's public API reference, so a client written against the
 real service parses the simulator's answers unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
+import hmac
 import os
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import phonenumbers
 
+from worker.providers.twilio import signature
 from worker.simulator import carriers
+from worker.simulator.dialect import (
+    RETRY_AFTER_S,
+    Dialect,
+    Outcome,
+    Outgoing,
+    ReceiptBuilder,
+    SendRequest,
+    basic_credentials,
+)
+from worker.simulator.inbox import Text
+from worker.simulator.scenario import ErrorCategory
 
 API_VERSION = "2010-04-01"
 LOOKUP_BASE = "https://lookups.twilio.com"
+MAX_BODY_CHARS = 1600  # Twilio's limit on a concatenated body (21617)
+FORM = "application/x-www-form-urlencoded"
+USER_AGENT = "TwilioProxy/1.1"
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Basic realm="Twilio API"'}
+
+# Representative codes per category (worker/providers/twilio.py classifies each back).
+RECEIPT_CODES: dict[ErrorCategory, str] = {
+    "carrier_block": "30007",  # message filtered
+    "bad_number": "30005",  # unknown destination handset
+    "opted_out": "21610",  # unsubscribed recipient
+    "throttled": "30022",  # 10DLC rate limit exceeded
+    "transient": "30001",  # queue overflow
+    "ambiguous": "30008",  # unknown error
+}
+# At send time Twilio names a bad number 21211; the rest are the same codes.
+SYNC_CODES: dict[ErrorCategory, str] = {**RECEIPT_CODES, "bad_number": "21211"}
 
 # Twilio's wording for the codes the simulator can produce.
 ERROR_MESSAGES: dict[int, str] = {
@@ -38,6 +86,7 @@ ERROR_MESSAGES: dict[int, str] = {
     30005: "Unknown destination handset",
     30006: "Landline or unreachable carrier",
     30007: "Message filtered",
+    30001: "Queue overflow",
     30008: "Unknown error",
     30022: "US A2P 10DLC - Rate Limit Exceeded",
 }
@@ -163,3 +212,130 @@ def _lookup_body(
         "pre_fill": None,
         "url": f"{LOOKUP_BASE}/v2/PhoneNumbers/{number}",
     }
+
+
+def status_params(
+    *, sid: str, account_sid: str, sender: str, to: str, status: str, error_code: str | None
+) -> list[tuple[str, str]]:
+    """The form fields of a Twilio status callback."""
+    params = [
+        ("MessageSid", sid),
+        ("SmsSid", sid),
+        ("MessageStatus", status),
+        ("SmsStatus", status),
+        ("AccountSid", account_sid),
+        ("From", sender),
+        ("To", to),
+        ("ApiVersion", API_VERSION),
+    ]
+    if error_code:
+        params.append(("ErrorCode", error_code))
+    return params
+
+
+def _error_outcome(code: int, status: int, message: str | None = None) -> Outcome:
+    return Outcome(status, error(code, status, message))
+
+
+class TwilioDialect(Dialect):
+    name = "twilio"
+    send_path = "/2010-04-01/Accounts/{account_sid}/Messages.json"
+    receipt_codes = RECEIPT_CODES
+    sync_codes = SYNC_CODES
+
+    def __init__(self, auth_token: str, account_sid: str | None = None) -> None:
+        self.auth_token = auth_token
+        # None accepts any account SID (with the right auth token).
+        self.account_sid = account_sid
+
+    def authorized(self, headers: Mapping[str, str], account_sid: str | None) -> bool:
+        """HTTP Basic: username the account SID, password the auth token."""
+        credentials = basic_credentials(headers.get("authorization", ""))
+        if credentials is None:
+            return False
+        user, password = credentials
+        if self.account_sid is not None and user != self.account_sid:
+            return False
+        if account_sid is not None and user != account_sid:
+            return False
+        return hmac.compare_digest(password.encode(), self.auth_token.encode())
+
+    def unauthorized(self) -> Outcome:
+        return Outcome(401, error(20003, 401), UNAUTHORIZED_HEADERS, auth_failed=True)
+
+    def parse(
+        self, path_params: Mapping[str, str], headers: Mapping[str, str], raw: bytes
+    ) -> SendRequest | Outcome:
+        account_sid = path_params["account_sid"]
+        if not self.authorized(headers, account_sid):
+            return self.unauthorized()
+        form = dict(parse_qsl(raw.decode("utf-8", "replace")))
+        return SendRequest(
+            account_sid,
+            form.get("To", ""),
+            form.get("From", ""),
+            form.get("Body", ""),
+            form.get("StatusCallback") or None,
+        )
+
+    def invalid(self, request: SendRequest) -> Outcome | None:
+        for value, code in ((request.to, 21604), (request.sender, 21603), (request.body, 21602)):
+            if not value:
+                return _error_outcome(code, 400)
+        if len(request.body) > MAX_BODY_CHARS:
+            return _error_outcome(21617, 400)
+        callback = request.callback
+        if callback and not callback.startswith(("http://", "https://")):
+            return _error_outcome(21609, 400)
+        return None
+
+    def invalid_to(self, request: SendRequest) -> Outcome:
+        message = f"The 'To' number {request.to} is not a valid phone number."
+        return _error_outcome(21211, 400, message)
+
+    def new_id(self) -> str:
+        return new_sid()
+
+    def accepted(self, text: Text, request: SendRequest, segments: int) -> Outcome:
+        resource = message(
+            sid=text.sid,
+            account_sid=request.account,
+            to=text.to,
+            sender=text.sender,
+            body=text.body,
+            segments=segments,
+        )
+        return Outcome(201, resource)
+
+    def rejected(self, code: str) -> Outcome:
+        return _error_outcome(int(code), 400)
+
+    def throttled(self, retry_after_s: int) -> Outcome:
+        return Outcome(429, error(20429, 429), {"Retry-After": str(retry_after_s)})
+
+    def fault(self, status: int, code: str | None) -> Outcome:
+        outcome = _error_outcome(int(code) if code else 20000 + status, status)
+        if status == 429:
+            return dataclasses.replace(outcome, headers={"Retry-After": str(RETRY_AFTER_S)})
+        return outcome
+
+    def receipts(
+        self, text: Text, request: SendRequest, url: str, code: str | None, segments: int
+    ) -> list[ReceiptBuilder]:
+        params = status_params(
+            sid=text.sid,
+            account_sid=request.account,
+            sender=text.sender,
+            to=text.to,
+            status="undelivered" if code else "delivered",
+            error_code=code,
+        )
+        return [partial(self._signed, url, params)]
+
+    def _signed(self, url: str, params: list[tuple[str, str]], attempt: int) -> Outgoing:
+        headers = {
+            "Content-Type": FORM,
+            "User-Agent": USER_AGENT,
+            "X-Twilio-Signature": signature(url, params, self.auth_token),
+        }
+        return Outgoing("POST", url, headers, urlencode(params).encode())
