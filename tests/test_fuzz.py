@@ -23,8 +23,11 @@ from worker.errors import ConfigError
 from worker.models import SendJob, describe_validation_error
 from worker.providers.bandwidth import BandwidthProvider
 from worker.providers.plivo import PlivoProvider
+from worker.providers.telnyx import TelnyxProvider
 from worker.providers.twilio import TwilioProvider
+from worker.providers.vonage import VonageProvider
 from worker.settings import load_settings
+from worker.simulator.config import telnyx_public_key
 from worker.store import AsyncStore, Store
 from worker.webhooks import create_app
 
@@ -154,6 +157,8 @@ def hooks(redis_url: str) -> Iterator[TestClient]:
             callback_password="cbp",
         ),
         "plivo": PlivoProvider(auth_id="MA" + "0" * 18, auth_token="t"),
+        "telnyx": TelnyxProvider(api_key="KEYfuzz", public_key=telnyx_public_key()),
+        "vonage": VonageProvider(api_key="k", api_secret="s", signature_secret="sig"),
     }
     app = create_app(
         store=AsyncStore(aioredis.Redis.from_url(redis_url), "fuzz"),
@@ -178,7 +183,7 @@ content_types = st.sampled_from(
 
 @FUZZ
 @given(
-    provider=st.sampled_from(["twilio", "bandwidth", "plivo", "nope"]),
+    provider=st.sampled_from(["twilio", "bandwidth", "plivo", "telnyx", "vonage", "nope"]),
     body=st.binary(max_size=2000),
     content_type=content_types,
     headers=st.dictionaries(
@@ -188,6 +193,8 @@ content_types = st.sampled_from(
                 "authorization",
                 "x-plivo-signature-v3",
                 "x-plivo-signature-v3-nonce",
+                "telnyx-signature-ed25519",
+                "telnyx-timestamp",
             ]
         ),
         st.text(alphabet=st.characters(codec="latin-1"), max_size=60),

@@ -20,6 +20,7 @@ import httpx
 
 DEFAULT_READY_TIMEOUT_S = 20.0
 DEFAULT_STOP_TIMEOUT_S = 30.0
+SIMULATED = ("twilio", "telnyx", "bandwidth", "plivo", "vonage")
 
 
 def free_port() -> int:
@@ -44,6 +45,9 @@ class Stack:
     sim_port: int = field(default_factory=free_port)
     hook_port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Providers the simulator also serves on a port of their own, which a
+    # scenario's ``refuse`` rule can really close.
+    provider_ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -54,12 +58,15 @@ class Stack:
     def hook_url(self) -> str:
         return f"http://127.0.0.1:{self.hook_port}"
 
+    def provider_url(self, name: str) -> str:
+        port = self.provider_ports.get(name, self.sim_port)
+        return f"http://127.0.0.1:{port}"
+
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
             "SENDQ_REDIS_URL": self.redis_url,
-            "SENDQ_TWILIO_AUTH_TOKEN": self.auth_token,
-            "SENDQ_PROVIDERS__TWILIO__BASE_URL": self.sim_url,
+            **self.provider_env(),
             "SENDQ_CARRIERS__LOOKUP_URL": self.sim_url,
             "SENDQ_WEBHOOKS__PUBLIC_URL": self.hook_url,
             "SENDQ_WEBHOOKS__PORT": str(self.hook_port),
@@ -67,8 +74,33 @@ class Stack:
             **self.extra_env,
         }
 
+    def provider_env(self) -> dict[str, str]:
+        """Every provider pointed at the simulator; both sides read the same secrets."""
+        from worker.simulator.config import telnyx_public_key
+
+        env = {
+            f"SENDQ_PROVIDERS__{name.upper()}__BASE_URL": self.provider_url(name)
+            for name in SIMULATED
+        }
+        secrets_env = {
+            "SENDQ_TWILIO_AUTH_TOKEN": self.auth_token,
+            "SENDQ_TELNYX_API_KEY": f"KEY{self.auth_token}",
+            "SENDQ_BANDWIDTH_PASSWORD": f"bw-{self.auth_token}",
+            "SENDQ_BANDWIDTH_CALLBACK_PASSWORD": f"bwcb-{self.auth_token}",
+            "SENDQ_PLIVO_AUTH_TOKEN": f"plivo-{self.auth_token}",
+            "SENDQ_VONAGE_API_SECRET": f"vonage-{self.auth_token}",
+            "SENDQ_VONAGE_SIGNATURE_SECRET": f"vonagesig-{self.auth_token}",
+        }
+        return {
+            **env,
+            **secrets_env,
+            "SENDQ_PROVIDERS__TELNYX__PUBLIC_KEY": telnyx_public_key(),
+        }
+
     def start_simulator(self, scenario: Path | None = None) -> None:
         args = ["simulator", "--port", str(self.sim_port)]
+        for name, port in self.provider_ports.items():
+            args += ["--provider-port", f"{name}={port}"]
         if scenario:
             args += ["--scenario", str(scenario)]
         self._spawn("simulator", sendq_argv(*args))

@@ -1,0 +1,113 @@
+"""Telnyx receipts at the webhook app: ed25519-signed, and every forgery changes nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from starlette.testclient import TestClient
+
+from tests.test_webhooks import sending, status
+from worker.providers.telnyx import TelnyxProvider
+from worker.store import AsyncStore
+from worker.webhooks import create_app
+
+PUBLIC = "https://hooks.example.org"
+KEY = Ed25519PrivateKey.generate()
+OTHER_KEY = Ed25519PrivateKey.generate()
+
+
+def public_b64(key: Ed25519PrivateKey) -> str:
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+@pytest.fixture
+def hooks(redis_url: str, ns: str) -> Iterator[TestClient]:
+    import redis.asyncio as aioredis
+
+    provider = TelnyxProvider(api_key="KEYtest", public_key=public_b64(KEY))
+    app = create_app(
+        store=AsyncStore(aioredis.Redis.from_url(redis_url), ns),
+        providers={"telnyx": provider},
+        public_url=PUBLIC,
+    )
+    with TestClient(app, base_url=PUBLIC) as client:
+        yield client
+
+
+def receipt(msg_id: str, status_: str = "delivered", code: str = "") -> bytes:
+    payload = {
+        "id": "40318f2e-0000-4000-8000-000000000001",
+        "to": [{"phone_number": "+12015550123", "status": status_, "carrier": "AT&T Wireless"}],
+        "errors": [{"code": code, "title": "spam"}] if code else [],
+        "webhook_url": f"{PUBLIC}/webhooks/telnyx/status?mid={msg_id}",
+    }
+    event = {"event_type": "message.finalized", "id": "e1", "payload": payload}
+    return json.dumps({"data": {**event, "record_type": "event"}, "meta": {}}).encode()
+
+
+def post(
+    hooks: TestClient,
+    msg_id: str,
+    body: bytes,
+    *,
+    key: Ed25519PrivateKey = KEY,
+    timestamp: int | None = None,
+    signed_body: bytes | None = None,
+    drop: str = "",
+):
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = key.sign(f"{ts}|".encode() + (body if signed_body is None else signed_body))
+    headers = {
+        "content-type": "application/json",
+        "telnyx-timestamp": ts,
+        "telnyx-signature-ed25519": base64.b64encode(signature).decode(),
+    }
+    headers.pop(drop, None)
+    return hooks.post(f"/webhooks/telnyx/status?mid={msg_id}", content=body, headers=headers)
+
+
+def test_a_signed_telnyx_receipt_marks_the_text_delivered(hooks, client, ns, queue) -> None:
+    msg_id = sending(client, ns, queue)
+    assert post(hooks, msg_id, receipt(msg_id)).status_code < 300
+    assert status(client, ns, msg_id) == "delivered"
+
+
+def test_a_signed_carrier_block_keeps_telnyxs_code(hooks, client, ns, queue) -> None:
+    msg_id = sending(client, ns, queue)
+    assert post(hooks, msg_id, receipt(msg_id, "delivery_failed", "40002")).status_code < 300
+    assert status(client, ns, msg_id) == "undelivered"
+
+
+FORGERIES = {
+    "tampered body": lambda mid: {"signed_body": receipt(mid, "delivery_failed", "40002")},
+    "wrong key": lambda mid: {"key": OTHER_KEY},
+    "replayed (old timestamp)": lambda mid: {"timestamp": int(time.time()) - 3600},
+    "timestamp from the future": lambda mid: {"timestamp": int(time.time()) + 3600},
+    "no signature": lambda mid: {"drop": "telnyx-signature-ed25519"},
+    "no timestamp": lambda mid: {"drop": "telnyx-timestamp"},
+}
+
+
+@pytest.mark.parametrize("how", FORGERIES)
+def test_a_forged_telnyx_receipt_is_refused_and_changes_nothing(
+    hooks, client: redis.Redis, ns, queue, how: str
+) -> None:
+    msg_id = sending(client, ns, queue)
+    response = post(hooks, msg_id, receipt(msg_id), **FORGERIES[how](msg_id))
+    assert 400 <= response.status_code < 500
+    assert status(client, ns, msg_id) == "sending"
+
+
+def test_a_telnyx_receipt_for_another_message_is_refused(hooks, client, ns, queue) -> None:
+    mine, other = sending(client, ns, queue), sending(client, ns, queue)
+    response = post(hooks, mine, receipt(other))
+    assert 400 <= response.status_code < 500
+    assert (status(client, ns, mine), status(client, ns, other)) == ("sending", "sending")
