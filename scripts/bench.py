@@ -593,10 +593,17 @@ async def _failover(redis_url: str, sim_url: str, n: int) -> dict[str, float]:
 
     from worker.breaker import AsyncBreakers, Breakers
     from worker.delivery import Pipeline, PipelineConfig
+    from worker.providers.base import Provider
+    from worker.providers.telnyx import TelnyxProvider
     from worker.providers.twilio import TwilioProvider
     from worker.retry import Backoff
     from worker.runtime import breaker_policy
     from worker.settings import BreakerSettings
+    from worker.simulator.config import (
+        DEFAULT_TELNYX_API_KEY,
+        TELNYX_API_KEY_ENV,
+        telnyx_public_key,
+    )
     from worker.store import AsyncStore
 
     with socket.socket() as s:
@@ -606,9 +613,15 @@ async def _failover(redis_url: str, sim_url: str, n: int) -> dict[str, float]:
     policy = breaker_policy(BreakerSettings())
 
     def pipeline(route: list[str], ns: str) -> Pipeline:
-        providers = {
+        # Two different real providers: Twilio (its port refusing) fails over to
+        # Telnyx, which the simulator serves with its default key.
+        providers: dict[str, Provider] = {
             "primary": TwilioProvider(account_sid=SID, auth_token=AUTH_TOKEN, base_url=dead),
-            "secondary": TwilioProvider(account_sid=SID, auth_token=AUTH_TOKEN, base_url=sim_url),
+            "secondary": TelnyxProvider(
+                api_key=os.environ.get(TELNYX_API_KEY_ENV, DEFAULT_TELNYX_API_KEY),
+                public_key=telnyx_public_key(),
+                base_url=sim_url,
+            ),
         }
         config = PipelineConfig(
             queue=f"{ns}q",
@@ -636,6 +649,8 @@ async def _failover(redis_url: str, sim_url: str, n: int) -> dict[str, float]:
             t = time.perf_counter()
             await p.deliver(msg_id)
             latencies.append((time.perf_counter() - t) * 1000)
+        for provider in p.providers.values():
+            await provider.aclose()
         return latencies
 
     base = await run(["secondary"], "fobase")
