@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from starlette.testclient import TestClient
 
 from tests.test_webhooks import sending, status
+from worker import keys
 from worker.providers.telnyx import TelnyxProvider
 from worker.store import AsyncStore
 from worker.webhooks import create_app
@@ -78,6 +79,8 @@ def test_a_signed_telnyx_receipt_marks_the_text_delivered(hooks, client, ns, que
     msg_id = sending(client, ns, queue)
     assert post(hooks, msg_id, receipt(msg_id)).status_code < 300
     assert status(client, ns, msg_id) == "delivered"
+    # Telnyx names the carrier; the record keeps sendq's key for it, as its breaker does.
+    assert client.hget(keys.message(msg_id, ns), "carrier") == b"att"
 
 
 def test_a_signed_carrier_block_keeps_telnyxs_code(hooks, client, ns, queue) -> None:

@@ -24,6 +24,7 @@ from worker.admin import Admin
 from worker.alerts import Alerter
 from worker.breaker import FAILURE_WEIGHT, SUCCESS_WEIGHT, AsyncBreakers
 from worker.carriers import UNKNOWN as UNKNOWN_CARRIER
+from worker.carriers import normalise as normalise_carrier
 from worker.holds import breaker_name
 from worker.models import Category, Status
 from worker.providers.base import InvalidWebhook, Provider, Receipt, WebhookRequest
@@ -135,7 +136,8 @@ async def _apply(
         "receipt_category": receipt.category.value,
     }
     if receipt.carrier:
-        fields["carrier"] = receipt.carrier
+        # Raw names ("AT&T Wireless") would split one carrier's breaker in two.
+        fields["carrier"] = normalise_carrier(receipt.carrier)
     why = f"receipt from {provider}" + (f": {receipt.error_code}" if receipt.error_code else "")
     done = await store.transition(
         receipt.message_id,
