@@ -23,7 +23,7 @@ import redis
 from worker import embedded
 from worker.enqueue import Producer
 from worker.models import FINAL_STATUSES
-from worker.services import Stack
+from worker.services import Stack, free_port
 from worker.simulator.carriers import number_for
 
 pytestmark = pytest.mark.slow
@@ -259,6 +259,53 @@ def test_a_provider_outage_under_load_delays_texts_and_loses_none(tmp_path: Path
     )
     assert by_status == {"delivered": n}
     assert sim["delivered_to_handsets"] == n and sim["doubled"] == 0
+
+
+def test_a_refusing_primary_under_load_fails_over_to_the_secondary_and_loses_none(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "redis"
+    url = embedded.ensure(data)
+    producer = Producer(redis.Redis.from_url(url))
+    env = {
+        **FAST_RECOVERY,
+        "SENDQ_ROUTES": json.dumps({"default": ["twilio", "telnyx"]}),
+        "SENDQ_PROVIDERS__TELNYX__NUMBERS": json.dumps(["+12015550150", "+12015550151"]),
+        "SENDQ_BREAKERS__PROVIDER__COOLDOWN_S": "1",
+        "SENDQ_BREAKERS__PROVIDER__COOLDOWN_MAX_S": "2",
+    }
+    stack = Stack(
+        redis_url=url,
+        workdir=tmp_path / "logs",
+        extra_env=env,
+        provider_ports={"twilio": free_port()},
+    )
+    with stack:
+        stack.start_simulator()
+        stack.start_webhooks()
+        # Twilio's port refuses connections from t = 1 s to t = 5 s, mid-stream.
+        rule = {"provider": "twilio", "from_s": 1.0, "until_s": 5.0, "refuse": True}
+        httpx.post(f"{stack.sim_url}/sim/scenario", json={"rules": [rule]}).raise_for_status()
+        httpx.post(f"{stack.sim_url}/sim/reset").raise_for_status()
+        assert enqueue(producer, "failover", TEXTS) == TEXTS
+        stack.start_workers()
+        wait_for(lambda: final(producer, "failover") >= TEXTS, 180)
+        sim = httpx.get(f"{stack.sim_url}/sim/report").json()
+    by_status = counts(producer, "failover")
+    embedded.stop(data)
+    by_provider = {name: sim["by_provider"][name]["accepted"] for name in ("twilio", "telnyx")}
+    report(
+        "primary refusing connections for 4 s under load",
+        {
+            "texts": TEXTS,
+            "by_status": by_status,
+            "accepted": by_provider,
+            "doubled": sim["doubled"],
+        },
+    )
+    assert by_status == {"delivered": TEXTS}
+    assert sim["unique_texts"] == TEXTS and sim["doubled"] == 0
+    assert sum(by_provider.values()) == TEXTS
 
 
 def _ids(producer: Producer, campaign: str) -> list[str]:
