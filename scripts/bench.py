@@ -272,12 +272,13 @@ class Bench:
         stop_process(proc, 30)
         report = httpx.get(f"{self.sim_url}/sim/report").json()
         arrivals = _arrivals(self.sim_url, [to for to, _ in texts])
-        rate, busiest = _window_stats(arrivals)
+        rate, whole_rate, busiest = _window_stats(arrivals)
         # A separate, short run counts the limiter's Redis calls: MONITOR would
         # itself disturb the timing measured above.
         limiter_calls_per_text = self._limiter_calls(env_extra)
         return {
             "ratelimit_accuracy": round(rate / RL_RATE, 3),
+            "ratelimit_accuracy_whole_run": round(whole_rate / RL_RATE, 3),
             "ratelimit_max_1s": busiest,
             "ratelimit_429s": int(report.get("throttled_429", 0)),
             "ratelimit_cmds_per_text": limiter_calls_per_text,
@@ -306,9 +307,11 @@ class Bench:
         self.drain_dramatiq("bench_bucket", n, "bucket_limited", texts=texts)
         elapsed = time.perf_counter() - started
         report = httpx.get(f"{self.sim_url}/sim/report").json()
-        rate, busiest = _window_stats(_arrivals(self.sim_url, [to for to, _ in texts]))
+        arrivals = _arrivals(self.sim_url, [to for to, _ in texts])
+        rate, whole_rate, busiest = _window_stats(arrivals)
         return {
             "dramatiq_bucket_accuracy": round(rate / RL_RATE, 3),
+            "dramatiq_bucket_accuracy_whole_run": round(whole_rate / RL_RATE, 3),
             "dramatiq_bucket_max_1s": busiest,
             "dramatiq_bucket_429s": int(report.get("throttled_429", 0)),
             "dramatiq_bucket_elapsed_s": round(elapsed, 1),
@@ -409,15 +412,26 @@ def _arrivals(sim_url: str, numbers: list[str]) -> list[float]:
     return sorted(times)
 
 
-def _window_stats(times: list[float]) -> tuple[float, int]:
-    """Achieved rate over the run, and the busiest sliding 1 s window."""
+def _window_stats(times: list[float]) -> tuple[float, float, int]:
+    """Sustained rate, whole-run rate, and the busiest sliding 1 s window.
+
+    The sustained rate leaves out the first second: GCRA lets the configured
+    burst through at the start on top of the rate (rate x T + burst), which is
+    what the busiest window checks. Over the whole run that burst reads as a
+    rate just above the setting.
+    """
     busiest, j = 0, 0
     for i, start in enumerate(times):
         while j < len(times) and times[j] < start + 1.0:
             j += 1
         busiest = max(busiest, j - i)
+    steady = [t for t in times if t >= times[0] + 1.0] if times else []
+    return _rate(steady), _rate(times), busiest
+
+
+def _rate(times: list[float]) -> float:
     span = times[-1] - times[0] if len(times) > 1 else 0.0
-    return ((len(times) - 1) / span if span else 0.0), busiest
+    return (len(times) - 1) / span if span else 0.0
 
 
 CARRIER_SCENARIOS = {

@@ -106,3 +106,54 @@ def test_rate_limited_texts_are_all_delivered_once_and_never_throttled(
             if not k.decode().endswith(":h")
         ]
     )
+
+
+def test_a_saturated_carrier_does_not_starve_other_carriers_or_campaigns(
+    private_redis, tmp_path: Path
+) -> None:
+    """Verizon's per-campaign limit is full with a backlog queued first; the rest still flows."""
+    import json
+
+    url, _ = private_redis
+    producer = Producer(redis.Redis.from_url(url))
+    rate_per_min, burst = 30, 5
+    limits = {
+        "SENDQ_LIMITS__CARRIERS": json.dumps(
+            {"verizon": {"rate": rate_per_min, "period_s": 60, "burst": burst}}
+        )
+    }
+    backlog = [
+        {"to": number_for("verizon", i), "body": f"busy {i}", "campaign": "busy"}
+        for i in range(200)
+    ]
+    others = [
+        {"to": number_for(("att", "tmobile")[i % 2], i), "body": f"busy {i}", "campaign": "busy"}
+        for i in range(90)
+    ]
+    other_campaign = [
+        {"to": number_for("verizon", 500 + i), "body": f"other {i}", "campaign": "other"}
+        for i in range(burst)
+    ]
+    held = [a.message_id for a in producer.enqueue_many(backlog).accepted]
+    flowing = [a.message_id for a in producer.enqueue_many(others + other_campaign).accepted]
+    with Stack(redis_url=url, workdir=tmp_path / "logs", extra_env=limits) as stack:
+        stack.start_simulator()
+        stack.start_webhooks()
+        started = time.monotonic()
+        stack.start_workers()
+        wait_until(lambda: all(_status(producer, m) == "delivered" for m in flowing), 60)
+        elapsed_s = time.monotonic() - started
+        held_status = [_status(producer, m) for m in held]
+        failures = [(producer.store.get(m) or {}).get("failures", "0") for m in held]
+        sim = httpx.get(f"{stack.sim_url}/sim/report").json()
+    through = held_status.count("delivered") + held_status.count("sent")
+    # The backlog went at its limit, no faster, and is waiting, not failing.
+    assert through <= burst + rate_per_min * elapsed_s / 60 + 1
+    assert set(held_status) <= {"queued", "sending", "sent", "delivered"}
+    assert held_status.count("queued") >= 200 - through - 8
+    assert set(failures) == {"0"}
+    assert (sim["doubled"], sim["throttled_429"]) == (0, 0)
+
+
+def _status(producer: Producer, msg_id: str) -> str:
+    return (producer.store.get(msg_id) or {}).get("status", "")
