@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import redis
@@ -81,7 +81,10 @@ def test_asking_without_reserving_changes_nothing(client, ns) -> None:
 
 def test_a_full_daily_cap_blocks_every_key_until_midnight_pacific(client, ns) -> None:
     limiter = Limiter(client, ns)
-    evening = us(datetime(2026, 11, 28, 23, 59, 0, tzinfo=PACIFIC))
+    # A coming evening: the cap's key expires at its (real) midnight, so an
+    # evening already past would find it gone.
+    day = datetime.now(PACIFIC).date() + timedelta(days=2)
+    evening = us(datetime(day.year, day.month, day.day, 23, 59, 0, tzinfo=PACIFIC))
     cap = DailyCap("tmobile:brand1", cap=2)
     number = Rate("number:f", rate=100, burst=100)
     assert limiter.reserve([number, cap], now_us=evening).go_now
@@ -94,7 +97,7 @@ def test_a_full_daily_cap_blocks_every_key_until_midnight_pacific(client, ns) ->
     )
     # The number's key was not charged for the refused text.
     assert limiter.reserve([number], now_us=evening).go_now
-    after_midnight = us(datetime(2026, 11, 29, 0, 0, 1, tzinfo=PACIFIC))
+    after_midnight = evening + 61_000_000
     assert limiter.reserve([number, cap], now_us=after_midnight).go_now
 
 
