@@ -38,6 +38,7 @@ SECRET_FIELDS = frozenset(
         "telnyx_api_key",
         "bandwidth_password",
         "bandwidth_callback_password",
+        "bandwidth_client_secret",
         "plivo_auth_token",
         "vonage_api_secret",
         "vonage_signature_secret",
@@ -132,6 +133,18 @@ class BandwidthSettings(ProviderSettings):
     application_id: str = "00000000-0000-0000-0000-000000000000"
     username: str = "sendq"
     callback_username: str = "sendq"
+    # OAuth2 client credentials: set client_id (its secret comes from
+    # SENDQ_BANDWIDTH_CLIENT_SECRET) and sends use bearer tokens from token_url
+    # instead of HTTP Basic with username and password.
+    client_id: str = ""
+    token_url: str = "https://api.bandwidth.com/api/v1/oauth2/token"
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
 
 
 class PlivoSettings(ProviderSettings):
@@ -303,6 +316,7 @@ class Settings(BaseSettings):
     telnyx_api_key: SecretStr | None = None
     bandwidth_password: SecretStr | None = None
     bandwidth_callback_password: SecretStr | None = None
+    bandwidth_client_secret: SecretStr | None = None
     plivo_auth_token: SecretStr | None = None
     vonage_api_secret: SecretStr | None = None
     vonage_signature_secret: SecretStr | None = None

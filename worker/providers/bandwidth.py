@@ -2,9 +2,10 @@
 
 Send: ``POST /api/v2/users/{accountId}/messages`` on messaging.bandwidth.com,
 JSON ``{"applicationId", "to": [number], "from", "text", "tag", "expiration"}``,
-HTTP Basic auth (API username, password); success is ``202 Accepted`` with the
-created message, whose ``id`` is Bandwidth's message id. Failures before
-sending are HTTP errors with a ``{"type", "description", "fieldErrors"}`` body
+HTTP Basic auth (API username, password) or an OAuth2 bearer token (below);
+success is ``202 Accepted`` with the created message, whose ``id`` is
+Bandwidth's message id. Failures before sending are HTTP errors with a
+``{"type", "description", "fieldErrors"}`` body
 (bandwidth-sdk ``MessagesApi.create_message``, ``CreateMessageRequestError``;
 dev.bandwidth.com/docs/messaging/errors).
 
@@ -22,6 +23,14 @@ The 4-digit ``errorCode`` of a message-failed event is what classifies the
 failure (/docs/messaging/errors: 4xxx client or carrier rejection, 5xxx
 service failure, 9xxx ambiguous).
 
+OAuth2 (client credentials): Bandwidth ends HTTP Basic for its APIs on 2
+December 2026. With a client id configured, sends carry ``Authorization:
+Bearer <token>`` instead; the token comes from ``POST {token_url}`` with the
+client id and secret as HTTP Basic (UTF-8), form body
+``grant_type=client_credentials``, answer ``{"access_token", "expires_in",
+...}``, and is reused until 60 s before it expires, exactly as bandwidth-sdk's
+``Configuration.get_access_token`` does. ``TokenCache`` below holds it.
+
 Webhook authentication: Bandwidth does not sign callbacks. It sends the
 ``OutboundCallbackCreds`` (UserId, Password) configured on the application as
 HTTP Basic ``Authorization``. That proves the sender knows the shared secret;
@@ -34,18 +43,22 @@ documented, so both are accepted.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
 import hmac
 import json
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from worker.errors import ProviderError
 from worker.models import Category, Status
 from worker.providers import transport
 from worker.providers.base import (
@@ -61,6 +74,11 @@ from worker.providers.base import (
 
 NAME = "bandwidth"
 DEFAULT_BASE_URL = "https://messaging.bandwidth.com"
+DEFAULT_TOKEN_URL = "https://api.bandwidth.com/api/v1/oauth2/token"
+# bandwidth-sdk reuses a token while it has more than this left to live.
+DEFAULT_TOKEN_MARGIN_S = 60
+TOKEN_REQUEST_BODY = b"grant_type=client_credentials"
+FORM = "application/x-www-form-urlencoded"
 
 # Every Bandwidth code sendq treats specially (dev.bandwidth.com/docs/messaging/errors).
 # Other 4xxx codes are permanent ("repeating the request will produce the same
@@ -177,6 +195,98 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return headers.get(name) or headers.get(name.title())
 
 
+class TokenRefused(ProviderError):
+    """The token URL would not issue a token: a provider fault, never the text's."""
+
+    def __init__(self, token_url: str, status: int, detail: str) -> None:
+        super().__init__(NAME, f"token request to {token_url} failed: HTTP {status} {detail}")
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    value: str
+    expires_at_s: float
+
+
+class TokenCache:
+    """One OAuth2 client-credentials access token: fetched on first use, shared by
+    every send, fetched again ``margin_s`` before it expires or after ``drop``."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        margin_s: float = DEFAULT_TOKEN_MARGIN_S,
+        now_s: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.token_url = token_url
+        self._client = client
+        # The SDK's header: base64 of "id:secret" in UTF-8. Never logged.
+        self._credentials = transport.basic_auth_header(client_id, client_secret)
+        self._margin_s = margin_s
+        self._now_s = now_s
+        self._lock = asyncio.Lock()
+        self._token: _Token | None = None
+
+    async def authorization(self) -> str:
+        """``Bearer <token>`` for the next request; at most one fetch at a time."""
+        token = self._fresh()
+        if token is None:
+            async with self._lock:
+                token = self._fresh() or await self._fetch()
+        return f"Bearer {token}"
+
+    def drop(self, authorization: str) -> None:
+        """Forget the token behind ``authorization`` (refused), unless already replaced."""
+        if self._token is not None and authorization == f"Bearer {self._token.value}":
+            self._token = None
+
+    def _fresh(self) -> str | None:
+        token = self._token
+        if token is not None and token.expires_at_s > self._now_s() + self._margin_s:
+            return token.value
+        return None
+
+    async def _fetch(self) -> str:
+        # Like the SDK, the lifetime counts from before the request.
+        started_s = self._now_s()
+        response = await transport.request(
+            self._client,
+            NAME,
+            "POST",
+            self.token_url,
+            headers={"Authorization": self._credentials, "Content-Type": FORM},
+            content=TOKEN_REQUEST_BODY,
+        )
+        value, expires_in_s = _issued(response, self.token_url)
+        self._token = _Token(value, started_s + expires_in_s)
+        return value
+
+
+def _issued(response: httpx.Response, token_url: str) -> tuple[str, float]:
+    """(access_token, expires_in) of a token answer; anything else is TokenRefused."""
+    if not 200 <= response.status_code < 300:
+        raise TokenRefused(token_url, response.status_code, response.reason_phrase)
+    payload = json_object(response)
+    value = payload.get("access_token")
+    expires_in = payload.get("expires_in")
+    if not isinstance(value, str) or not value:
+        raise TokenRefused(token_url, response.status_code, "answer has no access_token")
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        raise TokenRefused(token_url, response.status_code, "answer has no expires_in")
+    return value, float(expires_in)
+
+
+def token_refused_result(exc: TokenRefused) -> SendResult:
+    """A refused token counts against Bandwidth like a refused send: an auth failure."""
+    category = Category.THROTTLED if exc.status == 429 else Category.TRANSIENT
+    return SendResult(category, error_code=f"oauth_http_{exc.status}", error=exc.detail[:300])
+
+
 class BandwidthProvider(Provider):
     name = NAME
 
@@ -185,8 +295,11 @@ class BandwidthProvider(Provider):
         *,
         account_id: str,
         application_id: str,
-        username: str,
-        password: str,
+        username: str = "",
+        password: str = "",
+        client_id: str = "",
+        client_secret: str = "",
+        token_url: str = DEFAULT_TOKEN_URL,
         callback_username: str | None = None,
         callback_password: str | None = None,
         base_url: str = DEFAULT_BASE_URL,
@@ -194,7 +307,14 @@ class BandwidthProvider(Provider):
         max_connections: int = transport.DEFAULT_MAX_CONNECTIONS,
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], datetime] | None = None,
+        now_s: Callable[[], float] = time.monotonic,
     ) -> None:
+        """HTTP Basic (``username``, ``password``), or OAuth2 when ``client_id`` is set.
+
+        An injected ``client`` carries no credentials of its own for OAuth2.
+        """
+        if client_id and not client_secret:
+            raise ValueError("Bandwidth OAuth2 needs the client secret with the client id")
         self.account_id = account_id
         self.application_id = application_id
         # Without both callback credentials every webhook is refused (fail closed).
@@ -205,8 +325,17 @@ class BandwidthProvider(Provider):
             base_url=base_url,
             timeout_s=timeout_s,
             max_connections=max_connections,
-            auth=(username, password),
+            auth=None if client_id else (username, password),
         )
+        self._tokens: TokenCache | None = None
+        if client_id:
+            self._tokens = TokenCache(
+                self._client,
+                token_url=token_url,
+                client_id=client_id,
+                client_secret=client_secret,
+                now_s=now_s,
+            )
         self._path = f"/api/v2/users/{quote(account_id, safe='')}/messages"
 
     def payload(self, text: OutboundText) -> dict[str, Any]:
@@ -223,14 +352,18 @@ class BandwidthProvider(Provider):
         return fields
 
     async def send(self, text: OutboundText) -> SendResult:
+        headers = {"Accept": "application/json"}
+        if self._tokens is not None:
+            try:
+                headers["Authorization"] = await self._tokens.authorization()
+            except TokenRefused as exc:
+                return token_refused_result(exc)
         response = await transport.request(
-            self._client,
-            NAME,
-            "POST",
-            self._path,
-            json=self.payload(text),
-            headers={"Accept": "application/json"},
+            self._client, NAME, "POST", self._path, json=self.payload(text), headers=headers
         )
+        if response.status_code == 401 and self._tokens is not None:
+            # Revoked or expired early: the next send fetches a fresh one.
+            self._tokens.drop(headers["Authorization"])
         return self.result(response)
 
     def result(self, response: httpx.Response) -> SendResult:

@@ -55,11 +55,22 @@ def _bandwidth(s: Settings) -> Provider:
     from worker.providers.bandwidth import BandwidthProvider
 
     c = s.providers.bandwidth
+    # OAuth2 client credentials when a client id is set, else HTTP Basic.
+    password = client_secret = ""
+    if c.client_id:
+        client_secret = _secret(
+            s.bandwidth_client_secret, "SENDQ_BANDWIDTH_CLIENT_SECRET", "bandwidth"
+        )
+    else:
+        password = _secret(s.bandwidth_password, "SENDQ_BANDWIDTH_PASSWORD", "bandwidth")
     return BandwidthProvider(
         account_id=c.account_id,
         application_id=c.application_id,
         username=c.username,
-        password=_secret(s.bandwidth_password, "SENDQ_BANDWIDTH_PASSWORD", "bandwidth"),
+        password=password,
+        client_id=c.client_id,
+        client_secret=client_secret,
+        token_url=c.token_url,
         callback_username=c.callback_username,
         callback_password=_secret(
             s.bandwidth_callback_password, "SENDQ_BANDWIDTH_CALLBACK_PASSWORD", "bandwidth"

@@ -6,6 +6,7 @@ Routes (each dialect module documents its request and answer shapes):
 * ``GET  /v2/PhoneNumbers/{number}``: Twilio Lookup v2 (``?Fields=line_type_intelligence``)
 * ``POST /v2/messages``: Telnyx (telnyx_api)
 * ``POST /api/v2/users/{accountId}/messages``: Bandwidth (bandwidth_api)
+* ``POST /api/v1/oauth2/token``: Bandwidth's OAuth2 token endpoint (bandwidth_api)
 * ``POST /v1/Account/{auth_id}/Message/``: Plivo (plivo_api)
 * ``POST /sms/json``: Vonage SMS API (vonage_api)
 * ``GET  /sim/report``: counters, per carrier and per provider too
@@ -43,7 +44,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from worker.simulator import twilio_api
-from worker.simulator.bandwidth_api import BandwidthDialect
+from worker.simulator.bandwidth_api import TOKEN_PATH, BandwidthDialect
 from worker.simulator.config import SimulatorConfig, telnyx_public_key, telnyx_signing_key
 from worker.simulator.dialect import Dialect, Outcome
 from worker.simulator.engine import Simulator
@@ -72,6 +73,8 @@ def dialects(config: SimulatorConfig) -> dict[str, Dialect]:
             callback_username=config.bandwidth_callback_username,
             callback_password=config.bandwidth_callback_password,
             account_id=config.bandwidth_account_id,
+            client_id=config.bandwidth_client_id,
+            client_secret=config.bandwidth_client_secret,
         ),
         PlivoDialect(config.plivo_auth_token, config.plivo_auth_id),
         VonageDialect(
@@ -154,6 +157,7 @@ def create_app(config: SimulatorConfig) -> SimulatorApp:
 
     routes = [
         *(Route(d.send_path, _send_endpoint(sim, d), methods=["POST"]) for d in by_name.values()),
+        Route(TOKEN_PATH, handlers.bandwidth_token, methods=["POST"]),
         Route(LOOKUP_PATH_PREFIX + "{number}", handlers.lookup, methods=["GET"]),
         Route("/sim/report", handlers.report, methods=["GET"]),
         Route("/sim/inbox/{number}", handlers.inbox, methods=["GET"]),
@@ -183,7 +187,7 @@ def _gates(config: SimulatorConfig) -> list[Gate]:
 
 def _prefixes(by_name: dict[str, Dialect]) -> list[tuple[str, str]]:
     prefixes = [(d.send_path.split("{", 1)[0], name) for name, d in by_name.items()]
-    return [*prefixes, (LOOKUP_PATH_PREFIX, "twilio")]
+    return [*prefixes, (LOOKUP_PATH_PREFIX, "twilio"), (TOKEN_PATH, "bandwidth")]
 
 
 def _respond(outcome: Outcome) -> Response:
@@ -223,6 +227,15 @@ class _Handlers:
         twilio = by_name["twilio"]
         assert isinstance(twilio, TwilioDialect)
         self.twilio = twilio
+        bandwidth = by_name["bandwidth"]
+        assert isinstance(bandwidth, BandwidthDialect)
+        self.bandwidth = bandwidth
+
+    async def bandwidth_token(self, request: Request) -> Response:
+        outcome = self.bandwidth.token(request.headers, await request.body())
+        if outcome.auth_failed:
+            self.sim.unparsed(self.bandwidth, outcome)
+        return _respond(outcome)
 
     async def lookup(self, request: Request) -> Response:
         if not self.twilio.authorized(request.headers, None):

@@ -10,6 +10,13 @@ Route (mounted by app.py):
   "fieldErrors": [{"fieldName", "description"}]}``: 401 ``unauthorized``,
   400 ``request-validation`` (a missing field, an invalid To, a body that is
   not JSON), 429 ``max-message-queue-size-exceeded`` with ``Retry-After``.
+  ``Authorization: Bearer <token>`` with a token this simulator issued is let
+  in as well as Basic.
+* ``POST /api/v1/oauth2/token`` (OAuth2 client credentials, as bandwidth-sdk
+  asks for one): HTTP Basic (client id, secret), form body
+  ``grant_type=client_credentials``; answers ``{"access_token", "token_type":
+  "Bearer", "expires_in": 3600}``, or 401 ``{"error": "invalid_client"}`` /
+  400 ``{"error": "unsupported_grant_type"}`` (RFC 6749 section 5.2).
 
 Bandwidth reports carrier codes only in callbacks. A scenario's sync rule
 (``mode = "sync"``) therefore answers 400 with the 4-digit code as ``type``
@@ -30,11 +37,13 @@ import dataclasses
 import hmac
 import json
 import os
+import secrets
 import string
 import time
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
+from urllib.parse import parse_qs
 
 from worker.providers.transport import basic_auth_header
 from worker.simulator import carriers
@@ -56,6 +65,8 @@ USER_AGENT = "BandwidthAPI/v2"
 MAX_TEXT_CHARS = 2048
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _ID_RANDOM_CHARS = 16
+TOKEN_PATH = "/api/v1/oauth2/token"
+TOKEN_LIFETIME_S = 3600
 
 RECEIPT_CODES: dict[ErrorCategory, str] = {
     "carrier_block": "4470",  # rejected-spam-detected
@@ -115,9 +126,15 @@ class BandwidthDialect(Dialect):
         callback_username: str,
         callback_password: str,
         account_id: str | None = None,
+        client_id: str = "",
+        client_secret: str = "",
     ) -> None:
         self.username = username
         self._password = password.encode()
+        self._client_id = client_id
+        self._client_secret = client_secret.encode()
+        # Issued access token -> when it expires (time.monotonic()).
+        self._tokens: dict[str, float] = {}
         self._callback_auth = basic_auth_header(callback_username, callback_password)
         # None accepts any account id in the URL (with the right credentials).
         self.account_id = account_id
@@ -151,13 +168,41 @@ class BandwidthDialect(Dialect):
         )
 
     def _authorized(self, headers: Mapping[str, str], account_id: str) -> bool:
-        credentials = basic_credentials(headers.get("authorization", ""))
+        if self.account_id is not None and account_id != self.account_id:
+            return False
+        authorization = headers.get("authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer":
+            return self._token_valid(token.strip())
+        credentials = basic_credentials(authorization)
         if credentials is None:
             return False
         user, password = credentials
-        if self.account_id is not None and account_id != self.account_id:
-            return False
         return user == self.username and hmac.compare_digest(password.encode(), self._password)
+
+    def token(self, headers: Mapping[str, str], raw: bytes) -> Outcome:
+        """The OAuth2 token endpoint: a bearer token for the right client credentials."""
+        credentials = basic_credentials(headers.get("authorization", ""))
+        if credentials is None or not self._client_id or not self._client_matches(*credentials):
+            outcome = Outcome(401, {"error": "invalid_client"}, {"WWW-Authenticate": "Basic"})
+            return dataclasses.replace(outcome, auth_failed=True)
+        form = parse_qs(raw.decode("utf-8", "replace"))
+        if form.get("grant_type") != ["client_credentials"]:
+            return Outcome(400, {"error": "unsupported_grant_type"})
+        now = time.monotonic()
+        self._tokens = {t: exp for t, exp in self._tokens.items() if exp > now}
+        value = secrets.token_urlsafe(32)
+        self._tokens[value] = now + TOKEN_LIFETIME_S
+        body = {"access_token": value, "token_type": "Bearer", "expires_in": TOKEN_LIFETIME_S}
+        return Outcome(200, body)
+
+    def _client_matches(self, client_id: str, secret: str) -> bool:
+        same_secret = hmac.compare_digest(secret.encode(), self._client_secret)
+        return client_id == self._client_id and same_secret
+
+    def _token_valid(self, token: str) -> bool:
+        expires = self._tokens.get(token)
+        return expires is not None and expires > time.monotonic()
 
     def invalid(self, request: SendRequest) -> Outcome | None:
         fields = (

@@ -14,6 +14,7 @@ SENDQ_TELNYX_API_KEY               Telnyx ``Authorization: Bearer`` key
 SENDQ_SIM_TELNYX_SEED              hex seed of the ed25519 key signing Telnyx receipts
 SENDQ_BANDWIDTH_PASSWORD           Bandwidth Basic auth password
 SENDQ_BANDWIDTH_CALLBACK_PASSWORD  Basic auth the simulator puts on Bandwidth callbacks
+SENDQ_BANDWIDTH_CLIENT_SECRET      Bandwidth OAuth2 client secret (token endpoint)
 SENDQ_PLIVO_AUTH_TOKEN             Plivo Basic auth password; signs receipts (V3)
 SENDQ_VONAGE_API_SECRET            Vonage API secret (Basic auth or ``api_secret``)
 SENDQ_VONAGE_SIGNATURE_SECRET      Vonage signature secret: signed sends and DLRs
@@ -21,7 +22,8 @@ SENDQ_VONAGE_SIGNATURE_SECRET      Vonage signature secret: signed sends and DLR
 
 Non-secret settings are read from sendq's own names too:
 ``SENDQ_PROVIDERS__BANDWIDTH__USERNAME`` and ``__CALLBACK_USERNAME`` (default
-"sendq", as worker/settings.py), ``SENDQ_PROVIDERS__VONAGE__SIGNATURE_METHOD``
+"sendq", as worker/settings.py), ``SENDQ_PROVIDERS__BANDWIDTH__CLIENT_ID``
+(default "sendq-oauth-client"), ``SENDQ_PROVIDERS__VONAGE__SIGNATURE_METHOD``
 (default "md5hash") and ``SENDQ_WEBHOOKS__PUBLIC_URL`` (default
 http://127.0.0.1:8600), from which the account-level receipt URLs are built.
 
@@ -62,6 +64,11 @@ DEFAULT_BANDWIDTH_CALLBACK_USERNAME = "sendq"
 BANDWIDTH_CALLBACK_USERNAME_ENV = "SENDQ_PROVIDERS__BANDWIDTH__CALLBACK_USERNAME"
 DEFAULT_BANDWIDTH_CALLBACK_PASSWORD = "sim-bandwidth-callback-password"
 BANDWIDTH_CALLBACK_PASSWORD_ENV = "SENDQ_BANDWIDTH_CALLBACK_PASSWORD"
+# OAuth2 client credentials; sendq uses them only when its client_id is set.
+DEFAULT_BANDWIDTH_CLIENT_ID = "sendq-oauth-client"
+BANDWIDTH_CLIENT_ID_ENV = "SENDQ_PROVIDERS__BANDWIDTH__CLIENT_ID"
+DEFAULT_BANDWIDTH_CLIENT_SECRET = "sim-bandwidth-client-secret"
+BANDWIDTH_CLIENT_SECRET_ENV = "SENDQ_BANDWIDTH_CLIENT_SECRET"
 
 DEFAULT_PLIVO_AUTH_TOKEN = "sim-plivo-auth-token"
 PLIVO_AUTH_TOKEN_ENV = "SENDQ_PLIVO_AUTH_TOKEN"
@@ -166,6 +173,13 @@ class SimulatorConfig:
         default_factory=lambda: _env(
             BANDWIDTH_CALLBACK_PASSWORD_ENV, DEFAULT_BANDWIDTH_CALLBACK_PASSWORD
         )
+    )
+    # Bandwidth OAuth2: POST /api/v1/oauth2/token with these as HTTP Basic issues a token.
+    bandwidth_client_id: str = field(
+        default_factory=lambda: _env(BANDWIDTH_CLIENT_ID_ENV, DEFAULT_BANDWIDTH_CLIENT_ID)
+    )
+    bandwidth_client_secret: str = field(
+        default_factory=lambda: _env(BANDWIDTH_CLIENT_SECRET_ENV, DEFAULT_BANDWIDTH_CLIENT_SECRET)
     )
     bandwidth_account_id: str | None = None
     # Plivo: HTTP Basic (auth ID, auth token); receipts signed V3 with the token.
