@@ -72,6 +72,12 @@ class WorkerSettings(_Section):
     sweep_s: float = Field(30.0, ge=1)
 
 
+def _http_url(v: str) -> str:
+    if not v.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return v
+
+
 class WebhookSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8600, ge=0, le=65535)
@@ -81,9 +87,7 @@ class WebhookSettings(_Section):
     @field_validator("public_url")
     @classmethod
     def _http(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return v.rstrip("/")
+        return _http_url(v).rstrip("/")
 
 
 class ProviderSettings(_Section):
@@ -110,9 +114,7 @@ class ProviderSettings(_Section):
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return v.rstrip("/")
+        return _http_url(v).rstrip("/")
 
 
 class TwilioSettings(ProviderSettings):
@@ -142,9 +144,7 @@ class BandwidthSettings(ProviderSettings):
     @field_validator("token_url")
     @classmethod
     def _token_url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return v
+        return _http_url(v)
 
 
 class PlivoSettings(ProviderSettings):
