@@ -24,6 +24,7 @@ import urllib3
 from bandwidth import ApiClient, Configuration
 from bandwidth.api.messages_api import MessagesApi
 from bandwidth.models.message_request import MessageRequest
+from structlog.testing import capture_logs
 
 from worker.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnreachable
 from worker.models import Category
@@ -430,6 +431,23 @@ async def test_with_a_client_id_and_its_secret_no_password_is_needed() -> None:
     )
     built = registry.build_all(settings)
     await built["bandwidth"].aclose()
+
+
+@pytest.mark.usefixtures("no_bandwidth_secrets")
+async def test_basic_auth_warns_that_bandwidth_ends_it_and_oauth2_does_not() -> None:
+    basic = bandwidth_settings(bandwidth_password="basic-pw-1234", bandwidth_callback_password="cb")
+    oauth = bandwidth_settings(
+        providers={"bandwidth": {"client_id": CLIENT_ID}},
+        bandwidth_client_secret=CLIENT_SECRET,
+        bandwidth_callback_password="cb",
+    )
+    for settings, warned in ((basic, True), (oauth, False)):
+        with capture_logs() as logs:
+            built = registry.build_all(settings)
+        await built["bandwidth"].aclose()
+        lines = [e["event"] for e in logs if e["log_level"] == "warning"]
+        assert any("2026-12-02" in line and "client_id" in line for line in lines) is warned
+        assert not any("basic-pw-1234" in str(e) or CLIENT_SECRET in str(e) for e in logs)
 
 
 @pytest.mark.usefixtures("no_bandwidth_secrets")

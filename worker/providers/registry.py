@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import structlog
 from pydantic import SecretStr
 
 from worker.errors import ConfigError
 from worker.providers.base import Provider
 from worker.settings import Settings
+
+log = structlog.get_logger("sendq.providers")
+# Bandwidth decommissions API users (HTTP Basic) on this day; OAuth2 only after it.
+BANDWIDTH_BASIC_ENDS = "2026-12-02"
 
 
 def _secret(value: SecretStr | None, env: str, provider: str) -> str:
@@ -63,6 +68,12 @@ def _bandwidth(s: Settings) -> Provider:
         )
     else:
         password = _secret(s.bandwidth_password, "SENDQ_BANDWIDTH_PASSWORD", "bandwidth")
+        log.warning(
+            "bandwidth uses HTTP Basic auth, which Bandwidth stops accepting on "
+            f"{BANDWIDTH_BASIC_ENDS}; set providers.bandwidth.client_id and "
+            "SENDQ_BANDWIDTH_CLIENT_SECRET to use OAuth2",
+            provider="bandwidth",
+        )
     return BandwidthProvider(
         account_id=c.account_id,
         application_id=c.application_id,
