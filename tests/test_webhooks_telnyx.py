@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from starlette.testclient import TestClient
 
-from tests.test_webhooks import sending, status
+from tests.test_webhooks import GOOD, sending, status
 from worker import keys
+from worker.carriers import CarrierResolver
 from worker.providers.telnyx import TelnyxProvider
 from worker.store import AsyncStore
 from worker.webhooks import create_app
@@ -34,10 +35,12 @@ def hooks(redis_url: str, ns: str) -> Iterator[TestClient]:
     import redis.asyncio as aioredis
 
     provider = TelnyxProvider(api_key="KEYtest", public_key=public_b64(KEY))
+    aclient = aioredis.Redis.from_url(redis_url)
     app = create_app(
-        store=AsyncStore(aioredis.Redis.from_url(redis_url), ns),
+        store=AsyncStore(aclient, ns),
         providers={"telnyx": provider},
         public_url=PUBLIC,
+        carriers=CarrierResolver(aclient, ns=ns),
     )
     with TestClient(app, base_url=PUBLIC) as client:
         yield client
@@ -81,6 +84,23 @@ def test_a_signed_telnyx_receipt_marks_the_text_delivered(hooks, client, ns, que
     assert status(client, ns, msg_id) == "delivered"
     # Telnyx names the carrier; the record keeps sendq's key for it, as its breaker does.
     assert client.hget(keys.message(msg_id, ns), "carrier") == b"att"
+
+
+def test_the_carrier_a_receipt_names_is_what_the_next_text_to_that_number_uses(
+    hooks, client, ns, queue
+) -> None:
+    client.set(keys.carrier(GOOD, ns), "verizon")  # an old lookup; the number has ported
+    msg_id = sending(client, ns, queue)
+    assert post(hooks, msg_id, receipt(msg_id)).status_code < 300
+    assert client.get(keys.carrier(GOOD, ns)) == b"att"
+    assert client.ttl(keys.carrier(GOOD, ns)) > 0
+
+
+def test_a_forged_receipt_teaches_nothing_about_the_carrier(hooks, client, ns, queue) -> None:
+    client.set(keys.carrier(GOOD, ns), "verizon")
+    msg_id = sending(client, ns, queue)
+    assert post(hooks, msg_id, receipt(msg_id), key=OTHER_KEY).status_code == 403
+    assert client.get(keys.carrier(GOOD, ns)) == b"verizon"
 
 
 def test_a_signed_carrier_block_keeps_telnyxs_code(hooks, client, ns, queue) -> None:

@@ -102,8 +102,8 @@ class CarrierResolver:
         return await self._lookup(number)
 
     async def remember(self, number: str, carrier_name: str | None) -> None:
-        """Cache what a provider said about the number (Telnyx names it on every send)."""
-        if carrier_name:
+        """Cache what a provider said about the number (on a send or in a receipt)."""
+        if carrier_name and number:
             await self.client.set(
                 keys.carrier(number, self.ns), normalise(carrier_name), ex=self.cache_ttl_s
             )

@@ -24,6 +24,7 @@ from worker.admin import Admin
 from worker.alerts import Alerter
 from worker.breaker import FAILURE_WEIGHT, SUCCESS_WEIGHT, AsyncBreakers
 from worker.carriers import UNKNOWN as UNKNOWN_CARRIER
+from worker.carriers import CarrierResolver
 from worker.carriers import normalise as normalise_carrier
 from worker.holds import breaker_name
 from worker.models import Category, Status
@@ -69,6 +70,7 @@ def create_app(
     providers: Mapping[str, Provider],
     public_url: str,
     carrier_feed: CarrierFeed | None = None,
+    carriers: CarrierResolver | None = None,
     admin: Admin | None = None,
     admin_token: str | None = None,
 ) -> Starlette:
@@ -92,7 +94,7 @@ def create_app(
             receipts = provider.parse_receipts(hook)
         except InvalidWebhook as exc:
             return _error(400, str(exc))
-        results = [await _apply(store, provider.name, r, carrier_feed) for r in receipts]
+        results = [await _apply(store, provider.name, r, carrier_feed, carriers) for r in receipts]
         if len(results) == 1:
             return JSONResponse(results[0], status_code=results[0].pop("http_status", 200))
         return JSONResponse({"receipts": results})
@@ -120,7 +122,11 @@ def create_app(
 
 
 async def _apply(
-    store: AsyncStore, provider: str, receipt: Receipt, carrier_feed: CarrierFeed | None
+    store: AsyncStore,
+    provider: str,
+    receipt: Receipt,
+    carrier_feed: CarrierFeed | None,
+    carriers: CarrierResolver | None,
 ) -> dict[str, Any]:
     if receipt.message_id is None:
         return {"error": "the receipt carries no message id (mid)", "http_status": 400}
@@ -150,6 +156,10 @@ async def _apply(
     if done.ok and done.record is not None and carrier_feed is not None:
         # Only the receipt that changed the state counts: duplicates never do.
         await carrier_feed.feed(done.record, receipt)
+    if done.ok and done.record is not None and carriers is not None and receipt.carrier:
+        # The next text to this number goes under the carrier the receipt named
+        # (a ported number moves), not a lookup that may be 30 days old.
+        await carriers.remember(done.record.get("to", ""), receipt.carrier)
     if done.missing:
         # Answer 200 so the provider stops retrying a text we never had.
         log.warning("receipt for an unknown message", message_id=receipt.message_id)
@@ -208,6 +218,7 @@ def app_from_settings() -> Starlette:
         providers=runtime.providers(settings),
         public_url=settings.webhooks.public_url,
         carrier_feed=runtime.carrier_feed(settings, client),
+        carriers=CarrierResolver(client, cache_ttl_s=settings.carriers.cache_ttl_s),
         admin=Admin(
             redis.Redis.from_url(redis_url(settings)),
             runtime.breaker_policy(settings.breakers.carrier),
