@@ -59,6 +59,9 @@ class WorkerSettings(_Section):
     max_attempts: int = Field(8, ge=1, le=100)
     retry_base_ms: int = Field(1000, ge=10)
     retry_cap_ms: int = Field(300_000, ge=100)
+    # An ambiguous answer (unknown error, handset unreachable) may succeed later:
+    # retried like a transient one when true, ended "failed" at once when false.
+    retry_ambiguous: bool = True
     # A worker that dies mid-send leaves its text "sending"; after this lease
     # another worker may take it over (and counts a possible double send).
     send_lease_s: float = Field(60.0, gt=0)
@@ -243,6 +246,9 @@ class BreakerSettings(_Section):
     cooldown_s: float = Field(5.0, gt=0)
     cooldown_max_s: float = Field(300.0, gt=0)
     probes: int = Field(3, ge=1)
+    # Probes that have not reported back within this long are given up on and
+    # new ones may go, so a lost probe never leaves the breaker half-open.
+    probe_timeout_s: float = Field(30.0, gt=0)
     # Workers trust a "closed" answer this long, and batch successes over it.
     cache_ms: int = Field(200, ge=0, le=5000)
 
@@ -257,6 +263,8 @@ class CarrierBreakerSettings(BreakerSettings):
     cooldown_s: float = Field(60.0, gt=0)
     cooldown_max_s: float = Field(1800.0, gt=0)
     probes: int = Field(3, ge=1)
+    # A carrier probe reports back through its delivery receipt, which can be late.
+    probe_timeout_s: float = Field(120.0, gt=0)
     # Workers may trust a "closed" answer this long (saves a Redis call a text),
     # but then a pause reaches them only within it. 0: no text is ever admitted
     # after a carrier opens or is paused.
