@@ -31,6 +31,7 @@ from worker.providers.twilio import (
     ERROR_CATEGORIES,
     MAX_VALIDITY_S,
     TwilioProvider,
+    classify,
     signature,
     validity_s,
 )
@@ -303,6 +304,40 @@ async def test_each_known_twilio_error_code_has_its_category(code: str, category
     assert result.error_code == code
     assert result.error == f"error {code}"
     assert result.provider_message_id is None
+
+
+@pytest.mark.parametrize(
+    ("code", "category"),
+    [
+        # DESIGN.md's table.
+        ("30007", Category.CARRIER_BLOCK),
+        ("21211", Category.BAD_NUMBER),
+        ("30005", Category.BAD_NUMBER),
+        ("30006", Category.BAD_NUMBER),
+        ("21610", Category.OPTED_OUT),
+        ("20429", Category.THROTTLED),
+        ("30022", Category.THROTTLED),
+        ("30008", Category.AMBIGUOUS),
+        ("30003", Category.AMBIGUOUS),
+        # Twilio's error pages.
+        ("30034", Category.CARRIER_BLOCK),
+        ("21614", Category.BAD_NUMBER),
+        ("21611", Category.THROTTLED),
+        ("30023", Category.THROTTLED),
+        ("30027", Category.THROTTLED),
+        ("63017", Category.THROTTLED),
+        ("30017", Category.TRANSIENT),
+        ("21730", Category.TRANSIENT),
+        ("20003", Category.TRANSIENT),
+        # Not in the table: a 4xx Twilio answer about the request itself is permanent.
+        ("21602", Category.PERMANENT),  # body required
+        ("30036", Category.PERMANENT),  # validity period expired
+    ],
+)
+def test_the_codes_design_md_and_twilio_name_have_their_categories(
+    code: str, category: Category
+) -> None:
+    assert classify(code, 400) is category
 
 
 async def test_an_invalid_to_number_is_a_bad_number_with_twilios_message() -> None:

@@ -37,20 +37,36 @@ SIGNATURE_HEADER = "x-twilio-signature"
 # Twilio accepts ValidityPeriod from 1 s to 36000 s (10 h, its default and maximum).
 MAX_VALIDITY_S = 36_000
 
-# Every Twilio code sendq treats specially; anything else in 4xx is permanent.
+# Every Twilio code sendq treats specially; anything else in 4xx is permanent
+# (twilio.com/docs/api/errors/<code>).
 ERROR_CATEGORIES: dict[str, Category] = {
+    # Filtering: the carrier refuses our traffic, so its breaker should hear of it.
     "30007": Category.CARRIER_BLOCK,  # message filtered by the carrier
+    "30034": Category.CARRIER_BLOCK,  # US A2P 10DLC: sent from an unregistered number
+    # The recipient's number cannot take texts.
     "21211": Category.BAD_NUMBER,  # invalid 'To' number
+    "21214": Category.BAD_NUMBER,  # 'To' number cannot be reached
+    "21612": Category.BAD_NUMBER,  # 'To' number not currently reachable by SMS
+    "21614": Category.BAD_NUMBER,  # 'To' number is not a mobile number
     "30005": Category.BAD_NUMBER,  # unknown destination handset
     "30006": Category.BAD_NUMBER,  # landline or unreachable carrier
     "21610": Category.OPTED_OUT,  # recipient replied STOP
+    # Too fast or too much: wait, spending no retry budget.
     "20429": Category.THROTTLED,  # too many requests
+    "21611": Category.THROTTLED,  # the From number's queue holds 10 hours of texts already
     "30022": Category.THROTTLED,  # US A2P 10DLC rate limit exceeded
+    "30023": Category.THROTTLED,  # US A2P 10DLC daily message cap reached
+    "30027": Category.THROTTLED,  # US A2P 10DLC T-Mobile daily limit reached
+    "63017": Category.THROTTLED,  # the account's 2,000 MPS exceeded
+    "63038": Category.THROTTLED,  # the account's daily message limit exceeded
     "30008": Category.AMBIGUOUS,  # unknown error
     "30003": Category.AMBIGUOUS,  # unreachable destination handset
+    # Faults on Twilio's side or the account's, not the text's.
     "20003": Category.TRANSIENT,  # authentication failed: a provider fault, not the text's
+    "21730": Category.TRANSIENT,  # Twilio under scheduled maintenance: try again later
     "30001": Category.TRANSIENT,  # queue overflow
     "30002": Category.TRANSIENT,  # account suspended
+    "30017": Category.TRANSIENT,  # carrier network congestion
 }
 
 # Twilio MessageStatus -> sendq status, for receipts.
