@@ -402,6 +402,13 @@ async def test_429_with_an_epoch_reset_waits_until_then_by_the_providers_clock()
     assert result.retry_after_s == 12
 
 
+async def test_429_with_a_retry_after_date_waits_until_then_by_the_providers_clock() -> None:
+    # NOW is Tue, 14 Nov 2023 22:13:20 GMT.
+    headers = {"Retry-After": "Tue, 14 Nov 2023 22:13:35 GMT"}
+
+    assert (await send_answered_by(429, TOO_MANY, headers=headers)).retry_after_s == 15
+
+
 async def test_retry_after_wins_over_the_reset_header() -> None:
     headers = {"Retry-After": "2", "x-ratelimit-reset": "30"}
 

@@ -8,8 +8,12 @@ signature is valid. It knows nothing of queues, breakers or Redis.
 from __future__ import annotations
 
 import abc
+import email.utils
+import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC
 
 import httpx
 
@@ -94,15 +98,33 @@ class Provider(abc.ABC):
         """Release pooled connections."""
 
 
-def retry_after_s(response: httpx.Response) -> float | None:
-    """Retry-After in seconds, if the provider sent a usable one."""
+def retry_after_s(response: httpx.Response, now_s: float | None = None) -> float | None:
+    """Retry-After in seconds, if the provider sent a usable one (RFC 9110 10.2.3).
+
+    Either delta-seconds or an HTTP-date; ``now_s`` (Unix seconds) is the clock the
+    date is measured against, injectable for tests. A date in the past means now.
+    """
     raw = response.headers.get("retry-after")
     if raw is None:
         return None
+    raw = raw.strip()
     try:
-        return max(0.0, float(raw))
+        seconds = float(raw)
     except ValueError:
+        return _retry_after_date_s(raw, time.time() if now_s is None else now_s)
+    # "inf" or "nan" would poison every delay computed from it.
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _retry_after_date_s(raw: str, now_s: float) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:
+        # HTTP-dates are GMT; "-0000" parses as naive.
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now_s)
 
 
 def json_object(response: httpx.Response) -> dict[str, object]:

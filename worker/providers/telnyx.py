@@ -387,7 +387,7 @@ class TelnyxProvider(Provider):
 
     def _retry_after_s(self, response: httpx.Response, category: Category) -> float | None:
         """Retry-After if sent; for a throttled answer, else the rate limit's reset."""
-        standard = retry_after_s(response)
+        standard = retry_after_s(response, self._clock())
         if standard is not None or category is not Category.THROTTLED:
             return standard
         return ratelimit_reset_s(response.headers.get(RATELIMIT_RESET_HEADER), self._clock())

@@ -1,0 +1,56 @@
+"""The helpers every provider adapter shares."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from worker.providers.base import retry_after_s
+
+# Tue, 14 Nov 2023 22:13:20 GMT
+NOW_S = 1_700_000_000.0
+
+
+def answer(retry_after: str | None) -> httpx.Response:
+    headers = {} if retry_after is None else {"Retry-After": retry_after}
+    return httpx.Response(429, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [("120", 120.0), ("0", 0.0), (" 5 ", 5.0), ("1.5", 1.5), ("-3", 0.0)],
+)
+def test_retry_after_in_delta_seconds(raw: str, seconds: float) -> None:
+    assert retry_after_s(answer(raw), now_s=NOW_S) == seconds
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [
+        ("Tue, 14 Nov 2023 22:14:20 GMT", 60.0),  # IMF-fixdate, the preferred form
+        ("Tuesday, 14-Nov-23 22:13:50 GMT", 30.0),  # obsolete RFC 850 form
+        ("Tue Nov 14 22:13:30 2023", 10.0),  # obsolete asctime form
+    ],
+)
+def test_retry_after_as_an_http_date_is_the_wait_until_then(raw: str, seconds: float) -> None:
+    assert retry_after_s(answer(raw), now_s=NOW_S) == seconds
+
+
+def test_retry_after_as_a_date_in_the_past_means_now() -> None:
+    assert retry_after_s(answer("Wed, 21 Oct 2015 07:28:00 GMT"), now_s=NOW_S) == 0.0
+
+
+@pytest.mark.parametrize(
+    "raw", ["soon", "", "inf", "nan", "Mon, 32 Foo 2023 99:99:99 GMT", "12 apples"]
+)
+def test_an_unusable_retry_after_is_none(raw: str) -> None:
+    assert retry_after_s(answer(raw), now_s=NOW_S) is None
+
+
+def test_no_retry_after_is_none() -> None:
+    assert retry_after_s(answer(None)) is None
+
+
+def test_an_http_date_is_measured_against_the_real_clock_by_default() -> None:
+    far = retry_after_s(answer("Fri, 01 Jan 2100 00:00:00 GMT"))
+    assert far is not None and far > 0
