@@ -262,17 +262,19 @@ async def test_an_answer_with_data_but_no_id_is_still_ok() -> None:
     [{}, {"data": "nope"}, {"data": None}, ["data"]],
     ids=["empty", "str", "null", "list"],
 )
-async def test_a_2xx_without_telnyxs_data_object_is_transient(payload: object) -> None:
+async def test_a_2xx_without_telnyxs_data_object_is_ambiguous(payload: object) -> None:
+    # A 2xx may mean Telnyx took the text: never failed over, retried only if allowed.
     result = await send_answered_by(200, payload)
 
-    assert result.category is Category.TRANSIENT
+    assert result.category is Category.AMBIGUOUS
     assert result.error_code == "http_200"
+    assert result.provider_message_id is None
 
 
-async def test_a_2xx_that_is_not_json_is_transient() -> None:
+async def test_a_2xx_that_is_not_json_is_ambiguous() -> None:
     result = await send_answered_by(200, body="<html>captive portal</html>")
 
-    assert result.category is Category.TRANSIENT
+    assert result.category is Category.AMBIGUOUS
 
 
 def receipt_failing_with(code: str) -> Category:

@@ -444,12 +444,14 @@ class TelnyxProvider(Provider):
 
 
 def _accepted(body: Mapping[str, Any], response: httpx.Response) -> SendResult:
-    """A 2xx: Telnyx took the text if the answer is its ``data`` message object."""
+    """A 2xx: Telnyx took the text if the answer is its ``data`` message object,
+    and may have taken it if not."""
     data = body.get("data")
     if not isinstance(data, dict):
-        # Not Telnyx's answer (a proxy's page): nothing says the text was taken.
+        # Not Telnyx's usual answer, but a 2xx: Telnyx may have taken the text, so
+        # failing over or resending it freely could text the person twice.
         return SendResult(
-            Category.TRANSIENT,
+            Category.AMBIGUOUS,
             error_code=f"http_{response.status_code}",
             error=response.reason_phrase[:300],
         )
