@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis
 import redis.asyncio as aioredis
+import uvicorn
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from worker.admin import Admin
-from worker.breaker import Policy
+from tests.test_alerts import alert_receiver, hanging_url
+from worker.admin import DEFAULT_MAX_BODY_BYTES, Admin
+from worker.alerts import Alerter
+from worker.breaker import Breakers, Policy
 from worker.enqueue import Producer
 from worker.providers.twilio import TwilioProvider
 from worker.store import AsyncStore
@@ -26,19 +34,23 @@ ROUTES = [
 ]
 
 
-def app(redis_url: str, ns: str, token: str | None) -> TestClient:
+def starlette_app(
+    redis_url: str, ns: str, token: str | None, alerter: Alerter | None = None
+) -> Starlette:
     provider = TwilioProvider(
         account_sid="AC" + "6" * 32, auth_token="t", base_url="http://127.0.0.1:9"
     )
-    return TestClient(
-        create_app(
-            store=AsyncStore(aioredis.Redis.from_url(redis_url), ns),
-            providers={"twilio": provider},
-            public_url="http://testserver",
-            admin=Admin(redis.Redis.from_url(redis_url), Policy(), ns),
-            admin_token=token,
-        )
+    return create_app(
+        store=AsyncStore(aioredis.Redis.from_url(redis_url), ns),
+        providers={"twilio": provider},
+        public_url="http://testserver",
+        admin=Admin(redis.Redis.from_url(redis_url), Policy(), ns, alerter=alerter),
+        admin_token=token,
     )
+
+
+def app(redis_url: str, ns: str, token: str | None, alerter: Alerter | None = None) -> TestClient:
+    return TestClient(starlette_app(redis_url, ns, token, alerter))
 
 
 @pytest.fixture
@@ -109,3 +121,101 @@ def test_metrics_report_breaker_states_and_counts(api, client, ns, queue) -> Non
     text = api.get("/metrics", headers=auth()).text
     assert 'sendq_breaker_state{kind="carrier",name="att:*"} 3.0' in text
     assert 'sendq_texts{campaign="m",status="queued"} 1.0' in text
+
+
+def test_an_operators_pause_and_resume_over_http_post_alerts(redis_url, ns) -> None:
+    with alert_receiver() as receiver, app(redis_url, ns, TOKEN, Alerter([receiver.url])) as api:
+        body = {"reason": "30007 spike", "by": "maria", "campaign": "gotv"}
+        assert api.post("/admin/carriers/verizon/pause", headers=auth(), json=body).is_success
+        # Pausing a paused carrier changes nothing and alerts nobody.
+        assert not api.post("/admin/carriers/verizon/pause", headers=auth(), json=body).json()[
+            "changed"
+        ]
+        api.post("/admin/carriers/verizon/resume", headers=auth(), json={"campaign": "gotv"})
+        alerts = receiver.wait_for(3, timeout_s=2.0)
+    assert [a["text"] for a in alerts] == [
+        "sendq: carrier verizon, campaign gotv is now paused (was closed), by maria: 30007 spike",
+        "sendq: carrier verizon, campaign gotv is now closed (was paused), by admin-api: "
+        "resumed by operator",
+    ]
+    assert alerts[0]["source"] == "admin-api"
+
+
+def test_a_dead_alert_url_never_delays_the_admin_answer(redis_url, ns) -> None:
+    with hanging_url() as dead, app(redis_url, ns, TOKEN, Alerter([dead])) as api:
+        started = time.monotonic()
+        paused = api.post("/admin/carriers/att/pause", headers=auth(), json={"reason": "x"})
+        assert paused.json()["state"] == "paused"
+        assert time.monotonic() - started < 1.0
+
+
+def test_a_pause_made_by_another_process_shows_in_metrics(api, client, ns) -> None:
+    # As ``sendq carriers pause`` and ``sendq providers pause`` do: straight to Redis.
+    Breakers(client, "carrier", Policy(), ns).pause("tmobile:m", who="maria", reason="x")
+    Breakers(client, "provider", Policy(), ns).pause("vonage", who="maria", reason="x")
+    text = api.get("/metrics", headers=auth()).text
+    assert 'sendq_breaker_state{kind="carrier",name="tmobile:m"} 3.0' in text
+    assert 'sendq_breaker_state{kind="provider",name="vonage"} 3.0' in text
+    Breakers(client, "carrier", Policy(), ns).resume("tmobile:m", who="maria")
+    text = api.get("/metrics", headers=auth()).text
+    assert 'sendq_breaker_state{kind="carrier",name="tmobile:m"} 0.0' in text
+
+
+@contextmanager
+def served(application: Starlette) -> Iterator[int]:
+    """The app under uvicorn on loopback, for requests a test client cannot make."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(application, log_level="error", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(5)
+        sock.close()
+
+
+def _read_answer(conn: socket.socket) -> str:
+    """Until the JSON body's end: headers and body may come in separate segments."""
+    data = b""
+    while not data.endswith(b"}"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode()
+
+
+def test_a_body_declared_too_large_is_refused_before_it_is_sent(redis_url, ns) -> None:
+    with (
+        served(starlette_app(redis_url, ns, TOKEN)) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=5) as conn,
+    ):
+        # Headers only: were the body read first, this would wait for 10 MB forever.
+        conn.sendall(
+            b"POST /admin/carriers/att/pause HTTP/1.1\r\nhost: x\r\n"
+            + f"authorization: Bearer {TOKEN}\r\n".encode()
+            + b"content-type: application/json\r\ncontent-length: 10000000\r\n\r\n"
+        )
+        answer = _read_answer(conn)
+    assert answer.startswith("HTTP/1.1 413")
+    assert f"larger than the admin API's limit of {DEFAULT_MAX_BODY_BYTES} bytes" in answer
+
+
+def test_a_chunked_body_over_the_limit_is_refused(api) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"reason": "'
+        for _ in range(DEFAULT_MAX_BODY_BYTES // 1024 + 1):
+            yield b"x" * 1024
+        yield b'"}'
+
+    response = api.post("/admin/carriers/att/pause", headers=auth(), content=chunks())
+    assert response.status_code == 413
+    assert "limit" in response.json()["error"]
+    carriers = api.get("/admin/carriers", headers=auth()).json()["carriers"]
+    assert all(c["state"] != "paused" for c in carriers)

@@ -6,12 +6,16 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.test_alerts import alert_receiver, hanging_url
 from worker import embedded
+from worker.alerts import DEFAULT_FLUSH_S
 
 
 @pytest.fixture(scope="module")
@@ -229,3 +233,68 @@ def test_stdin_jsonl_with_a_template(cli_env) -> None:
 def test_an_unusable_file_is_a_clear_error(cli_env, tmp_path: Path) -> None:
     done = sendq(cli_env, "enqueue", "--file", str(tmp_path / "missing.csv"))
     assert done.returncode == 1 and "missing.csv: does not exist" in done.stderr
+
+
+def _events(stderr: str) -> list[dict[str, Any]]:
+    """The structlog events the command wrote (JSON lines, stderr is not a TTY)."""
+    found = []
+    for line in stderr.splitlines():
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            continue
+    return found
+
+
+def test_a_carrier_pause_and_resume_from_the_cli_log_and_post_alerts(cli_env) -> None:
+    with alert_receiver() as receiver:
+        env = {**cli_env, "SENDQ_ALERTS__URLS": json.dumps([receiver.url])}
+        args = ("carriers", "pause", "uscellular", "--campaign", "gotv", "--reason", "30007 spike")
+        paused = sendq(env, *args, "--by", "maria", "--json")
+        assert paused.returncode == 0, paused.stderr
+        # stdout stays the command's JSON: the log goes to stderr.
+        assert json.loads(paused.stdout)["changed"][0]["state"] == "paused"
+        [event] = [e for e in _events(paused.stderr) if e.get("event") == "breaker changed"]
+        assert (event["level"], event["name"], event["by"]) == ("error", "uscellular:gotv", "maria")
+        # The command waited for its alert: it was posted before the process ended.
+        assert len(receiver.requests) == 1
+        resumed = sendq(env, "carriers", "resume", "uscellular", "--campaign", "gotv", "--by", "li")
+        assert resumed.returncode == 0, resumed.stderr
+        alerts = receiver.wait_for(2)
+    assert [a["text"] for a in alerts] == [
+        "sendq: carrier uscellular, campaign gotv is now paused (was closed), by maria: "
+        "30007 spike",
+        "sendq: carrier uscellular, campaign gotv is now closed (was paused), by li: "
+        "resumed by operator",
+    ]
+    assert alerts[0]["source"] == "cli"
+
+
+def test_a_provider_pause_and_resume_from_the_cli_post_alerts(cli_env) -> None:
+    with alert_receiver() as receiver:
+        env = {**cli_env, "SENDQ_ALERTS__URLS": json.dumps([receiver.url])}
+        paused = sendq(env, "providers", "pause", "vonage", "--reason", "outage", "--by", "maria")
+        assert paused.returncode == 0, paused.stderr
+        again = sendq(env, "providers", "pause", "vonage", "--reason", "outage")
+        assert "(unchanged)" in again.stdout
+        resumed = sendq(env, "providers", "resume", "vonage", "--by", "maria")
+        assert resumed.returncode == 0, resumed.stderr
+        alerts = receiver.wait_for(3, timeout_s=1.0)
+    # A pause of a paused provider changes nothing and alerts nobody.
+    assert [(a["name"], a["to"], a["by"]) for a in alerts] == [
+        ("vonage", "paused", "maria"),
+        ("vonage", "closed", "maria"),
+    ]
+
+
+def test_a_dead_alert_url_never_hangs_the_cli(cli_env) -> None:
+    with hanging_url() as dead:
+        env = {**cli_env, "SENDQ_ALERTS__URLS": json.dumps([dead])}
+        started = time.monotonic()
+        done = sendq(env, "carriers", "pause", "att", "--campaign", "dead-url", "--reason", "x")
+        took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "att:dead-url: paused"
+    assert took < DEFAULT_FLUSH_S + 10  # the wait, plus the interpreter's start-up
+    assert "warning: the alert was not confirmed within 5 s" in done.stderr
+    assert "alert-path-secret" not in done.stderr

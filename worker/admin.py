@@ -6,6 +6,10 @@
     POST /admin/carriers/{name}/resume     {"by": ..., "campaign": ...}
     GET  /metrics                          Prometheus text: breaker states, held texts, counts
 
+Each pause or resume that changes a breaker is logged and alerted (worker/alerts.py),
+like the workers' automatic changes. ``/metrics`` reads every breaker from Redis at
+scrape time, so a change made by any process (``sendq carriers pause``) shows at once.
+
 The token is ``SENDQ_ADMIN_TOKEN``, sent as ``Authorization: Bearer <token>``.
 With no token configured the admin routes answer 503: they are never open.
 """
@@ -26,13 +30,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from worker import keys
+from worker.alerts import Alerter
 from worker.breaker import Breakers, Policy, State
 from worker.carriers import normalise
 from worker.holds import ALL_CAMPAIGNS, breaker_name
 from worker.store import Store
 
 STATE_CODES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2, State.PAUSED: 3}
-MAX_BODY_BYTES = 16 * 1024
+# Admin bodies are a reason and a name or two. The webhook app's limit
+# (webhooks.DEFAULT_MAX_BODY_BYTES, 64 KiB, sized for batched receipts) is not
+# imported: webhooks.py imports this module.
+DEFAULT_MAX_BODY_BYTES = 16 * 1024
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -55,8 +63,15 @@ def guarded(token: str | None, handler: Handler) -> Handler:
 
 class Admin:
     def __init__(
-        self, client: redis.Redis, carrier_policy: Policy, ns: str = keys.DEFAULT_NAMESPACE
+        self,
+        client: redis.Redis,
+        carrier_policy: Policy,
+        ns: str = keys.DEFAULT_NAMESPACE,
+        *,
+        alerter: Alerter | None = None,
     ):
+        # Without configured URLs an operator's change is still logged.
+        self.alerter = alerter if alerter is not None else Alerter([])
         self.store = Store(client, ns)
         self.carriers = Breakers(client, "carrier", carrier_policy, ns)
         self.providers = Breakers(client, "provider", Policy(), ns)
@@ -99,8 +114,12 @@ class Admin:
         if action == "pause":
             decision = await run_in_threadpool(self.carriers.pause, name, who=who, reason=reason)
         else:
-            decision = await run_in_threadpool(
-                self.carriers.resume, name, who=who, reason=reason or "resumed by operator"
+            reason = reason or "resumed by operator"
+            decision = await run_in_threadpool(self.carriers.resume, name, who=who, reason=reason)
+        if decision.transition:
+            # Posted in the background: a dead alert URL never delays the answer.
+            self.alerter.announce(
+                "carrier", name, decision.transition, reason, by=who, source="admin-api"
             )
         return JSONResponse(
             {"name": name, "state": decision.state.value, "changed": decision.allowed}
@@ -144,10 +163,30 @@ class Admin:
         ]
 
 
+async def _read_limited(request: Request, limit: int) -> bytes | Response:
+    """The body, read only while it stays within ``limit`` bytes."""
+    too_large = _error(413, f"the body is larger than the admin API's limit of {limit} bytes")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            return _error(400, "Content-Length must be a number of bytes")
+        # Refuse before reading a byte: a huge body never reaches memory.
+        if int(declared) > limit:
+            return too_large
+    chunks, size = [], 0
+    # A chunked body declares no length, and a declared one may lie: count as it comes.
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _json_body(request: Request) -> dict[str, Any] | Response:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    raw = await _read_limited(request, DEFAULT_MAX_BODY_BYTES)
+    if isinstance(raw, Response):
+        return raw
     if not raw.strip():
         return {}
     try:

@@ -319,8 +319,10 @@ def providers_pause(
     _known_provider(name, settings, as_json)
     if not reason.strip():
         fail("--reason must say why", 2, as_json=as_json)
-    decision = breakers.pause(name, who=by or _operator(), reason=reason)
+    who = by or _operator()
+    decision = breakers.pause(name, who=who, reason=reason)
     _breaker_result(name, decision, as_json)
+    _announce(settings, "provider", [(name, decision)], who=who, why=reason)
 
 
 @providers_app.command("resume")
@@ -335,8 +337,34 @@ def providers_resume(
     """Put a paused or open provider back into rotation."""
     breakers, settings = _provider_breakers()
     _known_provider(name, settings, as_json)
-    decision = breakers.resume(name, who=by or _operator(), reason=reason)
+    who = by or _operator()
+    decision = breakers.resume(name, who=who, reason=reason)
     _breaker_result(name, decision, as_json)
+    _announce(settings, "provider", [(name, decision)], who=who, why=reason)
+
+
+def _announce(
+    settings: Any, kind: str, results: list[tuple[str, Any]], *, who: str, why: str
+) -> None:
+    """Log and post an alert for each change, as the workers do for automatic ones.
+
+    The command waits a few seconds at most for the posts: it must not exit
+    before they are attempted, nor hang on a dead alert URL.
+    """
+    from worker import logs
+    from worker.alerts import DEFAULT_FLUSH_S, announce_now
+
+    changes = [(name, d.transition) for name, d in results if d.transition]
+    if not changes:
+        return
+    # structlog's default prints to stdout, which is the command's JSON output.
+    logs.configure(settings.log_level)
+    if not announce_now(settings.alerts.urls, kind, changes, why, by=who, source="cli"):
+        err.print(
+            f"[yellow]sendq:[/yellow] warning: the alert was not confirmed within "
+            f"{DEFAULT_FLUSH_S:g} s; the {kind} change itself is done",
+            highlight=False,
+        )
 
 
 def _breaker_result(name: str, decision: Any, as_json: bool) -> None:
@@ -404,8 +432,10 @@ def carriers_pause(
     breakers = _carrier_breakers()
     # Without --campaign, the carrier-wide breaker covers every campaign, new ones too.
     targets = _carrier_targets(breakers, name, campaign)[:1]
-    results = [(t, breakers.pause(t, who=by or _operator(), reason=reason)) for t in targets]
+    who = by or _operator()
+    results = [(t, breakers.pause(t, who=who, reason=reason)) for t in targets]
     _carrier_results(results, as_json)
+    _announce(_settings(), "carrier", results, who=who, why=reason)
 
 
 @carriers_app.command("resume")
@@ -421,8 +451,10 @@ def carriers_resume(
     """Resume a paused or open carrier; workers then release its held texts, oldest first."""
     breakers = _carrier_breakers()
     targets = _carrier_targets(breakers, name, campaign)
-    results = [(t, breakers.resume(t, who=by or _operator(), reason=reason)) for t in targets]
+    who = by or _operator()
+    results = [(t, breakers.resume(t, who=who, reason=reason)) for t in targets]
     _carrier_results(results, as_json)
+    _announce(_settings(), "carrier", results, who=who, why=reason)
 
 
 @carriers_app.command("history")
