@@ -222,6 +222,7 @@ def app_from_settings() -> Starlette:
         admin=Admin(
             redis.Redis.from_url(redis_url(settings)),
             runtime.breaker_policy(settings.breakers.carrier),
+            alerter=Alerter(settings.alerts.urls),
         ),
         admin_token=token,
     )
