@@ -34,6 +34,18 @@ class Backoff:
         return int(ceiling / 2 + (rng or random).random() * ceiling / 2)
 
 
+def full_jitter_ms(
+    base_ms: int, cap_ms: int, attempt: int, rng: random.Random | None = None
+) -> int:
+    """Full jitter: anywhere up to ``base_ms`` doubled per attempt, capped at ``cap_ms``.
+
+    For pacing, where many texts hit the same wall at once: spreading them over the
+    whole range keeps them from coming back together.
+    """
+    ceiling = min(cap_ms, base_ms * 2 ** max(0, attempt - 1))
+    return max(1, int((rng or random).random() * ceiling))
+
+
 def quick_wait(cap_s: float, base_s: float) -> Callable[[RetryCallState], float]:
     """Honour the provider's Retry-After when it gave one, else exponential with jitter."""
 
