@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,12 +13,21 @@ import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
+import structlog
 
 from tests.conftest import AUTH_TOKEN
 from worker import keys
-from worker.breaker import AsyncBreakers, Policy
-from worker.delivery import CRASH_RESEND_COUNTER, Pipeline, PipelineConfig, timed_queue
+from worker.breaker import FAILURE_WEIGHT, AsyncBreakers, Breakers, Policy
+from worker.delivery import (
+    CRASH_RESEND_COUNTER,
+    DEFAULT_NO_PROVIDER_MAX_WAIT_MS,
+    Pipeline,
+    PipelineConfig,
+    timed_queue,
+)
 from worker.enqueue import Producer
+from worker.models import Category
+from worker.providers.base import OutboundText, SendResult
 from worker.providers.twilio import TwilioProvider
 from worker.retry import Backoff
 from worker.simulator.carriers import number_for
@@ -237,3 +249,151 @@ async def test_a_short_wait_is_slept_in_the_worker(limited, client, ns, queue, s
     ids = [enqueue(client, ns, queue, to=to, body=f"brisk {i}") for i in range(3)]
     assert [await limited.deliver(i) for i in ids] == ["sent", "sent", "sent"]
     assert len(slept) == 2 and all(0.05 < s <= 0.2 for s in slept)
+
+
+# -- pacing: throttling and no open provider spend no retry budget -----------------------------
+
+
+class Highest(random.Random):
+    """The top of every jitter range, so each delay is its ceiling."""
+
+    def random(self) -> float:
+        return 1.0
+
+
+def retry_delays_ms(client: redis.Redis, ns: str, msg_id: str) -> list[int]:
+    """The delays of the text's requeues, from its history."""
+    reasons = [entry["why"] for entry in Store(client, ns).history(msg_id)]
+    found = (re.search(r"retry in (\d+) ms", r) for r in reasons)
+    return [int(m.group(1)) for m in found if m]
+
+
+async def test_throttling_without_retry_after_backs_off_doubling_to_the_cap(
+    pipeline, client, ns, queue, sim
+) -> None:
+    pipeline.rng = Highest()
+    scenario(sim, rules=[{"error_code": "20429", "mode": "sync"}])  # no Retry-After
+    msg_id = enqueue(client, ns, queue)
+    for _ in range(6):
+        assert await pipeline.deliver(msg_id) == "retry"
+    # retry_base_ms 1000 doubling per throttle, capped at retry_cap_ms 10 000.
+    assert retry_delays_ms(client, ns, msg_id) == [1000, 2000, 4000, 8000, 10_000, 10_000]
+    record = Store(client, ns).get(msg_id)
+    assert record is not None
+    assert (record["status"], record["failures"], record["throttles"]) == ("queued", "0", "6")
+
+
+async def test_throttle_backoff_is_jittered_over_its_whole_range(
+    pipeline, client, ns, queue, sim
+) -> None:
+    pipeline.rng = random.Random(7)
+    scenario(sim, rules=[{"error_code": "20429", "mode": "sync"}])
+    ids = [enqueue(client, ns, queue, body=f"jitter {i}") for i in range(8)]
+    for msg_id in ids:
+        assert await pipeline.deliver(msg_id) == "retry"
+    delays = [retry_delays_ms(client, ns, msg_id)[0] for msg_id in ids]
+    assert all(1 <= d <= 1000 for d in delays) and len(set(delays)) == len(delays)
+
+
+async def test_a_sent_text_forgets_its_throttles(pipeline, client, ns, queue, sim) -> None:
+    scenario(sim, rules=[{"error_code": "20429", "mode": "sync"}])
+    msg_id = enqueue(client, ns, queue)
+    assert await pipeline.deliver(msg_id) == "retry"
+    scenario(sim, rules=[])
+    assert await pipeline.deliver(msg_id) == "sent"
+    record = Store(client, ns).get(msg_id)
+    assert record is not None and (record["throttles"], record["failures"]) == ("0", "0")
+
+
+async def test_throttling_with_retry_after_waits_what_the_provider_asks(
+    pipeline, client, ns, queue, sim
+) -> None:
+    class Slow(TwilioProvider):
+        async def send(self, text: OutboundText) -> SendResult:
+            return SendResult(Category.THROTTLED, error_code="20429", retry_after_s=7)
+
+    pipeline.providers = {"twilio": Slow(account_sid=SID, auth_token=AUTH_TOKEN, base_url=sim)}
+    msg_id = enqueue(client, ns, queue)
+    assert await pipeline.deliver(msg_id) == "retry"
+    assert await pipeline.deliver(msg_id) == "retry"
+    assert retry_delays_ms(client, ns, msg_id) == [7000, 7000]
+    record = Store(client, ns).get(msg_id)
+    assert record is not None and record["failures"] == "0"
+
+
+@pytest.fixture
+def provider_breakers(client: redis.Redis, ns: str) -> Breakers:
+    return Breakers(client, "provider", Policy(), ns)
+
+
+async def test_with_every_provider_paused_texts_back_off_unspent_and_go_after_resume(
+    pipeline, client, ns, queue, sim, provider_breakers
+) -> None:
+    pipeline.rng = Highest()
+    provider_breakers.pause("twilio", who="test", reason="maintenance")
+    ids = [enqueue(client, ns, queue, body=f"paused {i}") for i in range(3)]
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(7):
+            assert [await pipeline.deliver(msg_id) for msg_id in ids] == ["retry"] * 3
+    for msg_id in ids:
+        # 1 s doubling, capped at DEFAULT_NO_PROVIDER_MAX_WAIT_MS.
+        delays = retry_delays_ms(client, ns, msg_id)
+        assert delays == [1000, 2000, 4000, 8000, 16_000, 30_000, 30_000]
+        assert DEFAULT_NO_PROVIDER_MAX_WAIT_MS == 30_000
+        record = Store(client, ns).get(msg_id)
+        assert record is not None
+        assert (record["status"], record["failures"], record["no_provider_waits"]) == (
+            "queued",
+            "0",
+            "7",
+        )
+    # No error (or warning) per bounce; nothing reached the provider; every bounce requeued.
+    assert not [e for e in logs if e["log_level"] in ("error", "warning")]
+    assert report(sim)["requests"] == 0
+    assert client.llen(keys.dramatiq_queue(keys.dramatiq_delay_queue_name(queue))) == 21
+
+    provider_breakers.resume("twilio", who="test")
+    pipeline.provider_breakers = AsyncBreakers(
+        pipeline.provider_breakers.client, "provider", Policy(), ns
+    )
+    assert [await pipeline.deliver(msg_id) for msg_id in ids] == ["sent"] * 3
+    record = Store(client, ns).get(ids[0])
+    assert record is not None and record["no_provider_waits"] == "0"
+    assert report(sim)["accepted"] == 3
+
+
+async def test_with_every_provider_open_a_text_waits_for_the_earliest_cool_down(
+    pipeline, client, ns, queue, sim
+) -> None:
+    breakers = AsyncBreakers(
+        pipeline.provider_breakers.client, "provider", Policy(consecutive=1, cooldown_s=20), ns
+    )
+    pipeline.provider_breakers = breakers
+    await breakers.record("twilio", FAILURE_WEIGHT, "test")
+    msg_id = enqueue(client, ns, queue)
+    assert await pipeline.deliver(msg_id) == "retry"
+    (delay_ms,) = retry_delays_ms(client, ns, msg_id)
+    assert 19_000 < delay_ms <= 20_000
+    record = Store(client, ns).get(msg_id)
+    assert record is not None and record["failures"] == "0"
+
+
+async def test_a_throttled_probe_does_not_close_a_half_open_breaker(
+    pipeline, client, ns, queue, sim, provider_breakers
+) -> None:
+    breakers = AsyncBreakers(
+        pipeline.provider_breakers.client,
+        "provider",
+        Policy(consecutive=1, cooldown_s=0.001, probes=1),
+        ns,
+    )
+    pipeline.provider_breakers = breakers
+    await breakers.record("twilio", FAILURE_WEIGHT, "test")
+    await asyncio.sleep(0.01)  # past the cool-down: the next send is the probe
+    scenario(sim, rules=[{"error_code": "20429", "mode": "sync"}])
+    assert await pipeline.deliver(enqueue(client, ns, queue)) == "retry"
+    assert report(sim)["requests"] >= 1
+    # Counted a success, this one probe would have closed it; counted nothing, it
+    # stays half-open, its window holding only the failure that opened it.
+    status = provider_breakers.status("twilio")
+    assert (status["state"], status["window_calls"]) == ("half_open", 1)

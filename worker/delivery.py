@@ -11,6 +11,7 @@ carrier-blocked text through another provider is snowshoeing.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ from worker.retry import (
     DEFAULT_QUICK_BASE_S,
     DEFAULT_QUICK_CAP_S,
     Backoff,
+    full_jitter_ms,
     quick_retrying,
     worth_retrying_now,
 )
@@ -49,6 +51,14 @@ CRASH_RESEND_COUNTER = "crash_resends"
 # A timed-out request may have reached the provider: failing over may double it.
 TIMEOUT_FAILOVER_COUNTER = "failovers_after_timeout"
 NO_PROVIDER_CODE = "no_provider"
+# Every provider paused by hand: no breaker says when to look again, so each text
+# backs off on its own (doubling from the base, capped), rather than a whole
+# backlog bouncing through the queue every second until an operator resumes one.
+DEFAULT_NO_PROVIDER_BASE_WAIT_MS = 1000
+DEFAULT_NO_PROVIDER_MAX_WAIT_MS = 30_000
+# Record fields counting a text's consecutive pacing waits (never its retry budget).
+THROTTLES_FIELD = "throttles"
+NO_PROVIDER_WAITS_FIELD = "no_provider_waits"
 # A deferred text is redelivered this much before its slot and sleeps the rest,
 # so it goes at its slot, not whenever dramatiq next looks at its delay queue.
 SLOT_LEAD_MS = 250
@@ -74,6 +84,11 @@ class PipelineConfig:
     backoff: Backoff
     lease_ms: int = DEFAULT_LEASE_MS
     limits: LimitsSettings = field(default_factory=LimitsSettings)
+    no_provider_backoff: Backoff = field(
+        default_factory=lambda: Backoff(
+            base_ms=DEFAULT_NO_PROVIDER_BASE_WAIT_MS, cap_ms=DEFAULT_NO_PROVIDER_MAX_WAIT_MS
+        )
+    )
 
     def route(self, campaign: str) -> Sequence[str]:
         return self.routes.get(campaign) or self.routes[DEFAULT_ROUTE]
@@ -103,6 +118,8 @@ class Pipeline:
     alerter: Alerter | None = None
     ambiguous_weight: float = 0.3
     sleep: Callable[[float], Awaitable[None]] | None = None
+    # Jitter's source; tests inject a fixed one.
+    rng: random.Random | None = None
 
     async def deliver(self, msg_id: str) -> str:
         """Take one text as far as it can go now; returns what happened, for tests and logs."""
@@ -246,8 +263,9 @@ class Pipeline:
         for name in self.config.route(record.get("campaign", DEFAULT_ROUTE)):
             admitted = await self.provider_breakers.admit(name)
             if not admitted.allowed:
-                retry_at = admitted.retry_at_ms or store.now_ms() + 1000
-                earliest_ms = retry_at if earliest_ms is None else min(earliest_ms, retry_at)
+                # A paused breaker has no retry time (0): only an operator lifts it.
+                if admitted.retry_at_ms:
+                    earliest_ms = min(earliest_ms or admitted.retry_at_ms, admitted.retry_at_ms)
                 continue
             sender = sticky_sender(record["to"], self.config.numbers[name])
             reservation = await self._reserve(name, sender, record)
@@ -262,7 +280,7 @@ class Pipeline:
             log.warning("provider fault", provider=name, error=mask_text(result.error or ""))
         if last is not None:
             return last
-        wait_s = max(0.0, ((earliest_ms or 0) - store.now_ms()) / 1000) or 1.0
+        wait_s = None if earliest_ms is None else max(0.0, (earliest_ms - store.now_ms()) / 1000)
         return Routed(
             None,
             SendResult(
@@ -334,6 +352,10 @@ class Pipeline:
             await (self.sleep or asyncio.sleep)(min(DEFAULT_QUICK_CAP_S, first_wait_s))
             retrying = quick_retrying(sleep=self.sleep, attempts=DEFAULT_QUICK_ATTEMPTS - 1)
             result = await retrying(self._send_once, provider, text)
+        if result.category is Category.THROTTLED:
+            # Pacing says nothing of the provider's health: counted a success, a
+            # throttled half-open probe would close the breaker.
+            return result
         # Only a provider fault counts against the provider; a carrier's answer never does.
         weight = FAILURE_WEIGHT if result.category is Category.TRANSIENT else SUCCESS_WEIGHT
         decision = await self.provider_breakers.record(name, weight, result.error_code or "")
@@ -375,6 +397,11 @@ class Pipeline:
             "rl_held": "",
         }
         fields["carrier"] = record.get("carrier") or ""
+        if routed.provider is not None:
+            # A provider answered: the pacing waits it ends were consecutive no more.
+            fields[NO_PROVIDER_WAITS_FIELD] = 0
+            if result.category is not Category.THROTTLED:
+                fields[THROTTLES_FIELD] = 0
         if result.ok:
             fields["provider_message_id"] = result.provider_message_id
             await self._finish(msg_id, Status.SENT, f"accepted by {routed.provider}", fields)
@@ -388,19 +415,20 @@ class Pipeline:
     async def _retry_later(
         self, msg_id: str, record: dict[str, str], result: SendResult, fields: dict[str, Any]
     ) -> str:
-        # Throttling and open breakers are pacing, not the text failing: no budget spent.
         failures = int(record.get("failures") or 0)
-        pacing = result.category is Category.THROTTLED or result.error_code == NO_PROVIDER_CODE
-        if not pacing:
+        delay_ms = self._pacing_delay_ms(record, result, fields)
+        pacing = delay_ms is not None
+        if delay_ms is None:
             failures += 1
+            delay_ms = self.config.backoff.delay_ms(max(1, failures), self.rng)
+            if result.retry_after_s is not None:
+                delay_ms = max(delay_ms, int(result.retry_after_s * 1000))
         fields["failures"] = failures
         if failures >= self.config.max_attempts:
             await self._finish(msg_id, Status.DEAD, f"retries exhausted: {result.category}", fields)
             return Status.DEAD.value
-        delay_ms = 0 if pacing else self.config.backoff.delay_ms(max(1, failures))
-        if result.retry_after_s is not None:
-            delay_ms = max(delay_ms, int(result.retry_after_s * 1000))
-        requeue = dramatiq_message(msg_id, self.config.queue, delay_ms=max(1, delay_ms))
+        delay_ms = max(1, delay_ms)
+        requeue = dramatiq_message(msg_id, self.config.queue, delay_ms=delay_ms)
         await self.store.transition(
             msg_id,
             [Status.SENDING],
@@ -409,13 +437,34 @@ class Pipeline:
             fields=fields,
             requeue=requeue,
         )
-        log.info(
+        # Pacing is routine (a backlog may bounce many times): never more than debug.
+        (log.debug if pacing else log.info)(
             "send will be retried",
             category=str(result.category),
             delay_ms=delay_ms,
             error_code=result.error_code,
         )
         return "retry"
+
+    def _pacing_delay_ms(
+        self, record: dict[str, str], result: SendResult, fields: dict[str, Any]
+    ) -> int | None:
+        """The wait for throttling or no open provider, which spends no retry budget;
+        None for an answer that is a failure of the text's attempt."""
+        if result.category is Category.THROTTLED:
+            throttles = _bump(record, fields, THROTTLES_FIELD)
+            if result.retry_after_s is not None:
+                return int(result.retry_after_s * 1000)
+            # No Retry-After: back off, or a throttling provider is hammered forever.
+            backoff = self.config.backoff
+            return full_jitter_ms(backoff.base_ms, backoff.cap_ms, throttles, self.rng)
+        if result.error_code == NO_PROVIDER_CODE:
+            waits = _bump(record, fields, NO_PROVIDER_WAITS_FIELD)
+            if result.retry_after_s is not None:
+                # The earliest breaker's cool-down end.
+                return int(result.retry_after_s * 1000)
+            return self.config.no_provider_backoff.delay_ms(waits, self.rng)
+        return None
 
     async def _finish(
         self, msg_id: str, status: Status, reason: str, fields: dict[str, Any]
@@ -434,6 +483,13 @@ class Pipeline:
             )
         if status in (Status.FAILED, Status.DEAD, Status.SUPPRESSED, Status.EXPIRED):
             log.warning("text ended", status=status.value, reason=reason)
+
+
+def _bump(record: dict[str, str], fields: dict[str, Any], counter: str) -> int:
+    """Count one more consecutive wait of this kind in the record's ``counter`` field."""
+    count = int(record.get(counter) or 0) + 1
+    fields[counter] = count
+    return count
 
 
 def timed_queue(queue: str) -> str:
