@@ -397,3 +397,44 @@ async def test_a_throttled_probe_does_not_close_a_half_open_breaker(
     # stays half-open, its window holding only the failure that opened it.
     status = provider_breakers.status("twilio")
     assert (status["state"], status["window_calls"]) == ("half_open", 1)
+
+
+# -- ambiguous answers: worker.retry_ambiguous --------------------------------------------------
+
+
+@pytest.fixture
+def two_routes(pipeline: Pipeline, sim: str) -> Pipeline:
+    """The same simulator behind two provider names, so a failover would show."""
+    backup = TwilioProvider(account_sid=SID, auth_token=AUTH_TOKEN, base_url=sim, timeout_s=2)
+    pipeline.providers = {**pipeline.providers, "backup": backup}
+    pipeline.config.routes = {"default": ["twilio", "backup"]}
+    pipeline.config.numbers = {**pipeline.config.numbers, "backup": ["+12015550102"]}
+    return pipeline
+
+
+async def test_an_ambiguous_answer_is_retried_later_when_allowed(
+    two_routes, client, ns, queue, sim
+) -> None:
+    scenario(sim, rules=[{"error_code": "30008", "mode": "sync"}])
+    msg_id = enqueue(client, ns, queue)
+    assert two_routes.config.retry_ambiguous is True
+    assert await two_routes.deliver(msg_id) == "retry"
+    record = Store(client, ns).get(msg_id)
+    assert record is not None
+    assert (record["status"], record["failures"], record["error_code"]) == ("queued", "1", "30008")
+    assert report(sim)["requests"] == 1  # never failed over, never quick-retried
+
+
+async def test_an_ambiguous_answer_ends_the_text_failed_when_retries_are_off(
+    two_routes, client, ns, queue, sim
+) -> None:
+    two_routes.config.retry_ambiguous = False
+    scenario(sim, rules=[{"error_code": "30008", "mode": "sync"}])
+    msg_id = enqueue(client, ns, queue)
+    assert await two_routes.deliver(msg_id) == "failed"
+    record = Store(client, ns).get(msg_id)
+    assert record is not None
+    assert (record["status"], record["error_code"]) == ("failed", "30008")
+    assert record["error"]
+    assert report(sim)["requests"] == 1  # never failed over
+    assert client.llen(keys.dramatiq_queue(keys.dramatiq_delay_queue_name(queue))) == 0

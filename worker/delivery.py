@@ -84,6 +84,8 @@ class PipelineConfig:
     backoff: Backoff
     lease_ms: int = DEFAULT_LEASE_MS
     limits: LimitsSettings = field(default_factory=LimitsSettings)
+    # worker.retry_ambiguous: false ends an ambiguous answer "failed" at once.
+    retry_ambiguous: bool = True
     no_provider_backoff: Backoff = field(
         default_factory=lambda: Backoff(
             base_ms=DEFAULT_NO_PROVIDER_BASE_WAIT_MS, cap_ms=DEFAULT_NO_PROVIDER_MAX_WAIT_MS
@@ -410,6 +412,11 @@ class Pipeline:
             status = FINAL_FOR[result.category]
             await self._finish(msg_id, status, f"{result.category}: {result.error_code}", fields)
             return status.value
+        if result.category is Category.AMBIGUOUS and not self.config.retry_ambiguous:
+            # The text may have gone: the operator chose a missed text over a doubled one.
+            reason = f"{result.category}: {result.error_code} (worker.retry_ambiguous is off)"
+            await self._finish(msg_id, Status.FAILED, reason, fields)
+            return Status.FAILED.value
         return await self._retry_later(msg_id, record, result, fields)
 
     async def _retry_later(
