@@ -7,6 +7,7 @@ Layout (``{ns}`` is ``sendq`` unless configured otherwise):
     {ns}:idem:{key}          string idempotency key -> message id
     {ns}:stats               hash   "{campaign}|{status}" -> count
     {ns}:counters            hash   pipeline counters (crash resends, ...)
+    {ns}:inflight            zset   ids of texts being sent -> their lease's end, epoch ms
     {ns}:breaker:{kind}:{name}    hash  a circuit breaker's state (see lua/breaker.lua)
     {ns}:breaker:{kind}:{name}:w  hash  its sliding window
     {ns}:breakers:{kind}     set    the names of every breaker of a kind ever used
@@ -45,6 +46,10 @@ def stats(ns: str = DEFAULT_NAMESPACE) -> str:
 
 def counters(ns: str = DEFAULT_NAMESPACE) -> str:
     return f"{ns}:counters"
+
+
+def inflight(ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:inflight"
 
 
 def breaker(kind: str, name: str, ns: str = DEFAULT_NAMESPACE) -> str:

@@ -88,6 +88,7 @@ def transition_args(
         keys.stats(ns),
         push_list,
         keys.dramatiq_messages(queue),
+        keys.inflight(ns),
     ]
     argv = [
         allowed_s,

@@ -6,6 +6,8 @@
 -- KEYS[4]  a list to push onto: dramatiq:{queue} (a requeue) or
 --          {ns}:hold:{carrier}:{campaign} (a hold); unused when ARGV[7] is ""
 -- KEYS[5]  dramatiq:{queue}.msgs   dramatiq's message bodies (requeue only)
+-- KEYS[6]  {ns}:inflight           ids of texts being sent -> their lease's end (zset);
+--          kept here so a dead worker's texts are found without scanning
 --
 -- ARGV[1]  allowed current statuses, space separated ("*" for any non-final)
 -- ARGV[2]  the new status
@@ -47,8 +49,13 @@ for i = 9, #ARGV do
     fields[#fields + 1] = ARGV[i]
 end
 redis.call("HSET", KEYS[1], unpack(fields))
+local id = string.match(KEYS[1], "([^:]+)$")
 if new == "sending" then
     redis.call("HINCRBY", KEYS[1], "attempts", 1)
+    local lease = redis.call("HGET", KEYS[1], "lease_until_ms") or now
+    redis.call("ZADD", KEYS[6], lease, id)
+elseif current == "sending" then
+    redis.call("ZREM", KEYS[6], id)
 end
 
 local entry = cjson.encode({at = tonumber(now), from = current, to = new, why = ARGV[4]})
