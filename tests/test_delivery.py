@@ -17,6 +17,7 @@ import structlog
 
 from tests.conftest import AUTH_TOKEN
 from worker import keys
+from worker.alerts import Alerter
 from worker.breaker import FAILURE_WEIGHT, AsyncBreakers, Breakers, Policy
 from worker.delivery import (
     CRASH_RESEND_COUNTER,
@@ -438,3 +439,28 @@ async def test_an_ambiguous_answer_ends_the_text_failed_when_retries_are_off(
     assert record["error"]
     assert report(sim)["requests"] == 1  # never failed over
     assert client.llen(keys.dramatiq_queue(keys.dramatiq_delay_queue_name(queue))) == 0
+
+
+# -- alerts say why -----------------------------------------------------------------------------
+
+
+class Recording(Alerter):
+    def __init__(self) -> None:
+        super().__init__([])
+        self.calls: list[tuple[str, str, str, str]] = []
+
+    def announce(self, kind: str, name: str, transition: str, why: str = "", **extra: Any) -> None:
+        self.calls.append((kind, name, transition, why))
+
+
+async def test_a_breaker_alert_says_why_it_opened(pipeline, client, ns, queue, sim) -> None:
+    alerter = Recording()
+    pipeline.alerter = alerter
+    pipeline.provider_breakers = AsyncBreakers(
+        pipeline.provider_breakers.client, "provider", Policy(consecutive=1), ns
+    )
+    scenario(sim, rules=[{"http_status": 503}])
+    assert await pipeline.deliver(enqueue(client, ns, queue)) == "retry"
+    [(kind, name, transition, why)] = alerter.calls
+    assert (kind, name, transition) == ("provider", "twilio", "closed>open")
+    assert why.startswith("1 failures in a row, last 20503")
