@@ -182,3 +182,115 @@ async def test_successes_are_written_in_batches_and_failures_at_once(aclient, cl
         await worker.record("p", FAILURE_WEIGHT, "503")
         status = ops.status("p")
         assert (status["window_calls"], status["window_failures"]) == (6, 1.0)
+
+
+SILENT_POLICY = Policy(
+    window_s=10,
+    min_calls=10,
+    failure_rate=0.5,
+    consecutive=4,
+    cooldown_s=0.2,
+    cooldown_max_s=1.0,
+    probes=2,
+    probe_timeout_s=1.0,
+)
+
+
+async def half_open_with_probes_out(clock: Clock, b: AsyncBreakers) -> None:
+    await fail(b, 4)
+    clock.ms += 250
+    assert [(await b.admit("p")).allowed for _ in range(3)] == [True, True, False]
+
+
+async def test_a_half_open_breaker_whose_probes_never_report_lets_new_probes_go_after_probe_timeout(
+    aclient, client, ns
+) -> None:
+    clock = Clock()
+    with mock.patch.object(breaker_mod, "now_ms", clock):
+        b = AsyncBreakers(aclient, "provider", SILENT_POLICY, ns, cache_ms=0)
+        await half_open_with_probes_out(clock, b)
+        clock.ms += 999
+        assert not (await b.admit("p")).allowed  # the probes may still report
+        clock.ms += 1
+        again = [await b.admit("p") for _ in range(3)]
+        assert [(d.allowed, d.state) for d in again] == [
+            (True, State.HALF_OPEN),
+            (True, State.HALF_OPEN),
+            (False, State.HALF_OPEN),
+        ]
+        assert all(d.transition == "" for d in again)  # a new round is no transition
+
+
+async def test_silent_probes_are_not_counted_as_failures(aclient, client, ns) -> None:
+    clock = Clock()
+    with mock.patch.object(breaker_mod, "now_ms", clock):
+        b = AsyncBreakers(aclient, "provider", SILENT_POLICY, ns, cache_ms=0)
+        ops = Breakers(client, "provider", SILENT_POLICY, ns)
+        await half_open_with_probes_out(clock, b)
+        before = ops.status("p")
+        for _ in range(3):  # three rounds whose probes all go silent
+            clock.ms += 1000
+            assert (await b.admit("p")).allowed
+            assert (await b.admit("p")).allowed
+        after = ops.status("p")
+        assert after["state"] == "half_open"
+        assert (after["consecutive"], after["reopens"]) == (
+            before["consecutive"],
+            before["reopens"],
+        )
+        assert after["window_failures"] == before["window_failures"]
+        assert [h["to"] for h in ops.history("p")] == ["half_open", "open"]
+        # Probes of the latest round that do report still close it.
+        await b.record("p", SUCCESS_WEIGHT)
+        closed = await b.record("p", SUCCESS_WEIGHT)
+        assert closed.transition == "half_open>closed"
+
+
+async def test_hold_keeper_may_claim_probes_once_per_round(aclient, client, ns) -> None:
+    clock = Clock()
+    with mock.patch.object(breaker_mod, "now_ms", clock):
+        b = AsyncBreakers(aclient, "carrier", SILENT_POLICY, ns, cache_ms=0)
+        await fail(b, 4, "att:gotv")
+        assert await b.claim_probes("att:gotv") == 0  # still cooling down
+        clock.ms += 250
+        assert [await b.claim_probes("att:gotv") for _ in range(2)] == [2, 0]
+        # The claimed texts arrive and become the probes: still nothing to claim.
+        assert (await b.admit("att:gotv")).state is State.HALF_OPEN
+        assert await b.claim_probes("att:gotv") == 0
+        assert (await b.admit("att:gotv")).allowed
+        clock.ms += 1000  # they never report
+        assert [await b.claim_probes("att:gotv") for _ in range(2)] == [2, 0]
+        clock.ms += 1000  # and the texts released for the new round never came
+        assert await b.claim_probes("att:gotv") == 2
+
+
+async def test_hold_keeper_may_claim_the_probes_new_traffic_left(aclient, client, ns) -> None:
+    clock = Clock()
+    with mock.patch.object(breaker_mod, "now_ms", clock):
+        b = AsyncBreakers(aclient, "carrier", SILENT_POLICY, ns, cache_ms=0)
+        await fail(b, 4, "att:gotv")
+        clock.ms += 250
+        assert (await b.admit("att:gotv")).allowed  # a new text, not a held one, probes
+        assert [await b.claim_probes("att:gotv") for _ in range(2)] == [1, 0]
+
+
+async def test_a_wide_breaker_open_in_its_cool_down_admits_nothing_under_it(
+    aclient, client, ns
+) -> None:
+    clock = Clock()
+    with mock.patch.object(breaker_mod, "now_ms", clock):
+        b = AsyncBreakers(aclient, "carrier", SILENT_POLICY, ns, cache_ms=0)
+        await fail(b, 4, "att:*")
+        assert (await b.admit("att:gotv", wider="att:*")).state is State.OPEN
+        clock.ms += 250
+        assert (await b.admit("att:gotv", wider="att:*")).allowed
+
+
+async def test_an_automatic_open_says_which_codes_tripped_it(aclient, client, ns) -> None:
+    b, ops = breakers(aclient, client, ns)
+    await b.record("p", 400, "30008")  # ambiguous: counts by code, does not break the run
+    for code in ("30007", "30007", "30008", "30007"):
+        await b.record("p", FAILURE_WEIGHT, code)
+    why = ops.history("p")[0]["why"]
+    assert why == "4 failures in a row, last 30007; codes=30007:3,30008:2"
+    assert ops.status("p")["window_failures"] == 4.4  # the codes are no extra failures

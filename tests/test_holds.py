@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from tests.conftest import AUTH_TOKEN
 from worker import keys
 from worker.alerts import Alerter
-from worker.breaker import AsyncBreakers, Breakers, Policy
+from worker.breaker import FAILURE_WEIGHT, AsyncBreakers, Breakers, Policy
 from worker.carriers import CarrierResolver
 from worker.delivery import Pipeline, PipelineConfig
 from worker.enqueue import Producer
@@ -34,6 +34,7 @@ CARRIER_POLICY = Policy(
     cooldown_s=0.3,
     cooldown_max_s=5,
     probes=2,
+    probe_timeout_s=1,
 )
 
 
@@ -247,3 +248,60 @@ async def test_the_sweeper_leaves_texts_alone_while_their_queue_has_messages(
         client.hset(keys.message(msg_id, ns), "created_ms", 1)
     keeper = HoldKeeper(aclient, AsyncHolds(aclient, queue, ns), probes=2, ns=ns, orphan_after_s=1)
     assert await keeper.sweep() == 0
+
+
+def released_ids(client: redis.Redis, queue: str, skip: int) -> list[str]:
+    """The text ids of the messages on the queue after the first ``skip``."""
+    import dramatiq
+
+    queued = client.lrange(keys.dramatiq_queue(queue), skip, -1)
+    raw = [client.hget(keys.dramatiq_messages(queue), q) for q in queued]
+    return [dramatiq.Message.decode(m).args[0] for m in raw]  # type: ignore[arg-type]
+
+
+async def test_a_carrier_wide_pause_keeps_campaign_holds_still_until_it_lifts(
+    pipeline, aclient, client, ns, queue
+) -> None:
+    ops(client, ns).pause("verizon:*", who="maria", reason="carrier-wide block")
+    ids = enqueue(client, ns, queue, "verizon", 4)
+    assert [await pipeline.deliver(i) for i in ids] == ["held"] * 4
+    hold = keys.hold("verizon:gotv", ns)
+    before = [client.lrange(keys.history(i, ns), 0, -1) for i in ids]
+    audit = client.xlen(keys.audit(ns))
+    keeper = HoldKeeper(aclient, AsyncHolds(aclient, queue, ns), probes=2, ns=ns)
+    for _ in range(5):
+        assert await keeper.tick() == 0
+    assert client.lrange(hold, 0, -1) == [i.encode() for i in ids]
+    assert {Store(client, ns).get(i)["status"] for i in ids} == {"held"}  # type: ignore[index]
+    assert [client.lrange(keys.history(i, ns), 0, -1) for i in ids] == before
+    assert client.xlen(keys.audit(ns)) == audit
+    assert client.llen(keys.dramatiq_queue(queue)) == 4  # only the enqueue's own messages
+    ops(client, ns).resume("verizon:*", who="maria")
+    assert await keeper.tick() == 4
+    assert released_ids(client, queue, 4) == ids
+
+
+async def test_a_half_open_carrier_releases_only_probe_texts_from_its_hold(
+    pipeline, aclient, client, ns, queue, sim
+) -> None:
+    from unittest import mock
+
+    from worker import breaker as breaker_mod
+
+    clock = [1_800_000_000_000]
+    with mock.patch.object(breaker_mod, "now_ms", lambda: clock[0]):
+        for _ in range(5):
+            await pipeline.carrier_breakers.record("att:gotv", FAILURE_WEIGHT, "30007")
+        ids = enqueue(client, ns, queue, "att", 6)
+        assert [await pipeline.deliver(i) for i in ids] == ["held"] * 6
+        keeper = HoldKeeper(aclient, AsyncHolds(aclient, queue, ns), probes=2, ns=ns)
+        clock[0] += 300  # the cool-down is over
+        assert [await keeper.tick() for _ in range(3)] == [2, 0, 0]
+        # The probes go, and their receipts never come.
+        assert [await pipeline.deliver(i) for i in ids[:2]] == ["sent", "sent"]
+        assert ops(client, ns).status("att:gotv")["state"] == "half_open"
+        assert await keeper.tick() == 0
+        clock[0] += int(CARRIER_POLICY.probe_timeout_s * 1000)
+        assert [await keeper.tick() for _ in range(3)] == [2, 0, 0]
+        assert released_ids(client, queue, 6) == ids[:4]
+        assert client.lrange(keys.hold("att:gotv", ns), 0, -1) == [i.encode() for i in ids[4:]]

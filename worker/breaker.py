@@ -10,7 +10,8 @@ machine is ``lua/breaker.lua``; this module holds the policy and the calls.
 - open: nothing goes until the cool-down ends. The cool-down doubles on each
   re-open, up to ``cooldown_max_s`` (Envoy's ejection-time backoff).
 - half_open: ``probes`` calls go; that many successes close it, one failure
-  re-opens it.
+  re-opens it. Probes that have not reported within ``probe_timeout_s`` are
+  given up on (not counted as failures) and a new round of probes may go.
 - paused: an operator's decision; only an operator's resume lifts it.
 """
 
@@ -31,6 +32,7 @@ from worker.store import now_ms
 SUCCESS_WEIGHT = 0
 FAILURE_WEIGHT = 1000
 DEFAULT_CACHE_MS = 200
+DEFAULT_PROBE_TIMEOUT_S = 30.0
 
 
 class State(StrEnum):
@@ -50,6 +52,7 @@ class Policy:
     cooldown_s: float = 5.0
     cooldown_max_s: float = 300.0
     probes: int = 3
+    probe_timeout_s: float = DEFAULT_PROBE_TIMEOUT_S
 
     def argv(self) -> str:
         return " ".join(
@@ -63,6 +66,7 @@ class Policy:
                 self.cooldown_s * 1000,
                 self.cooldown_max_s * 1000,
                 self.probes,
+                self.probe_timeout_s * 1000,
             )
         )
 
@@ -156,6 +160,16 @@ class AsyncBreakers:
         await self.flush(name)
         return await self._run(name, "record", str(weight), code, "1")
 
+    async def claim_probes(self, name: str) -> int:
+        """How many held texts may go now as probes (HoldKeeper's question).
+
+        At most one claim per probe round succeeds, across every worker, so
+        texts released as probes and still on their way are not released again.
+        """
+        k, a = _call_args(self.kind, name, "claim", self.policy, self.ns)
+        raw = await cast(Awaitable[list[Any]], self._script(keys=k, args=a))
+        return int(raw[0])
+
     async def flush(self, name: str) -> Decision:
         count, _ = self._pending.pop(name, (0, 0))
         if not count:
@@ -203,7 +217,7 @@ class Breakers:
             if int(bucket) > oldest:
                 if what == "n":
                     calls += int(value)
-                else:
+                elif what == "f":  # "c:{code}" fields count failing calls by code
                     failures += int(value)
         return {
             "name": name,

@@ -3,10 +3,16 @@
 Every ``tick_s`` each worker process looks at every carrier breaker:
 - closed (an operator resumed it, or probes closed it) with texts held:
   release them all, oldest first;
-- open past its cool-down with texts held: release ``probes`` of them, whose
-  own admission turns the breaker half-open and makes them the probes.
-Paused breakers are left alone: only an operator lifts a pause. Several
-workers doing this at once is harmless: every release is a compare-and-set.
+- open past its cool-down, or half-open with probes to spare (or whose
+  probes never reported within the probe timeout): release one held text per
+  probe the breaker will admit; their own admission makes them the probes.
+  The breaker grants that once per probe round (``claim``), so several
+  workers, or texts released but not yet admitted, never release more.
+Paused breakers are left alone: only an operator lifts a pause. So are the
+campaigns of a carrier whose carrier-wide breaker is paused (or open): their
+texts would only be held again, so they stay put, in order, until it lifts.
+Several workers doing this at once is harmless: every release is a
+compare-and-set.
 
 Every ``sweep_s`` it also looks for orphans. dramatiq can strand a message in
 a live worker's unacked set when Redis drops mid-fetch (a retried fetch pops
@@ -30,8 +36,8 @@ from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
 from worker import keys
-from worker.breaker import State
-from worker.holds import AsyncHolds
+from worker.breaker import AsyncBreakers, Policy, State
+from worker.holds import ALL_CAMPAIGNS, AsyncHolds, breaker_name, split_name
 from worker.logs import mask_text
 from worker.store import now_ms
 
@@ -40,6 +46,9 @@ log = structlog.get_logger("sendq.maintenance")
 
 DEFAULT_ORPHAN_AFTER_S = 60.0
 DEFAULT_SWEEP_S = 30.0
+# CarrierBreakerSettings.probe_timeout_s's default. Used only until a breaker
+# has had a probe round, which records the workers' own setting.
+DEFAULT_CARRIER_PROBE_TIMEOUT_S = 120.0
 ORPHAN_COUNTER = "orphans_requeued"
 
 
@@ -50,6 +59,7 @@ class HoldKeeper:
         holds: AsyncHolds,
         *,
         probes: int,
+        probe_timeout_s: float = DEFAULT_CARRIER_PROBE_TIMEOUT_S,
         ns: str = keys.DEFAULT_NAMESPACE,
         orphan_after_s: float = DEFAULT_ORPHAN_AFTER_S,
         sweep_s: float = DEFAULT_SWEEP_S,
@@ -58,6 +68,15 @@ class HoldKeeper:
         self.holds = holds
         self.probes = probes
         self.ns = ns
+        # Only claims go through it; a round's own probe timeout, written by
+        # the workers' policy, wins over probe_timeout_s here.
+        self.breakers = AsyncBreakers(
+            client,
+            "carrier",
+            Policy(probes=probes, probe_timeout_s=probe_timeout_s),
+            ns,
+            cache_ms=0,
+        )
         self.orphan_after_ms = int(orphan_after_s * 1000)
         self.sweep_s = sweep_s
         self._last_sweep = 0.0
@@ -73,23 +92,34 @@ class HoldKeeper:
         return released
 
     async def _one(self, name: str) -> int:
-        if not await self.holds.count(name):
+        if not await self.holds.count(name) or await self._wide_blocks(name):
             return 0
-        raw = await cast(
-            Awaitable[dict[bytes, bytes]],
-            self.client.hgetall(keys.breaker("carrier", name, self.ns)),
-        )
-        state = {k.decode(): v.decode() for k, v in raw.items()}
-        current = state.get("state", State.CLOSED.value)
+        raw = await self.client.hget(keys.breaker("carrier", name, self.ns), "state")
+        current = raw.decode() if isinstance(raw, bytes) else State.CLOSED.value
         if current == State.CLOSED:
             released = await self.holds.release(name)
             log.warning("released held texts", breaker=name, count=released)
             return released
-        if current == State.OPEN:
-            cooled_at = int(state.get("since_ms", 0)) + int(state.get("cooldown_ms", 0))
-            if now_ms() >= cooled_at:
-                return await self.holds.release(name, self.probes)
+        if current in (State.OPEN, State.HALF_OPEN):
+            allowed = await self.breakers.claim_probes(name)
+            return await self.holds.release(name, allowed) if allowed else 0
         return 0
+
+    async def _wide_blocks(self, name: str) -> bool:
+        """Is this campaign's carrier paused (or open) for all campaigns?
+
+        The pipeline would hold a released text again at once, so releasing
+        would only churn the hold list and the audit trail.
+        """
+        carrier, campaign = split_name(name)
+        if campaign == ALL_CAMPAIGNS:
+            return False
+        wide = keys.breaker("carrier", breaker_name(carrier, ALL_CAMPAIGNS), self.ns)
+        raw = await self.client.hmget(wide, ["state", "since_ms", "cooldown_ms"])
+        state, since, cooldown = (v.decode() if isinstance(v, bytes) else "" for v in raw)
+        if state == State.PAUSED:
+            return True
+        return state == State.OPEN and now_ms() < int(since or 0) + int(cooldown or 0)
 
     async def sweep(self) -> int:
         """Give a fresh message to texts that have none coming; returns how many."""

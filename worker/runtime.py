@@ -46,6 +46,7 @@ def breaker_policy(cfg: BreakerSettings) -> Policy:
         cooldown_s=cfg.cooldown_s,
         cooldown_max_s=cfg.cooldown_max_s,
         probes=cfg.probes,
+        probe_timeout_s=cfg.probe_timeout_s,
     )
 
 
