@@ -14,6 +14,7 @@ from worker import logs, runtime
 from worker.broker import SEND_ACTOR, install
 from worker.delivery import timed_queue
 from worker.holds import AsyncHolds
+from worker.leases import LeaseSweeper
 from worker.maintenance import HoldKeeper, HoldMaintenance
 from worker.settings import get_settings
 
@@ -37,8 +38,14 @@ def _keeper() -> HoldKeeper:
         client,
         AsyncHolds(client, settings.worker.queue),
         probes=settings.breakers.carrier.probes,
+        probe_timeout_s=settings.breakers.carrier.probe_timeout_s,
         orphan_after_s=settings.worker.orphan_after_s,
         sweep_s=settings.worker.sweep_s,
+        leases=LeaseSweeper(
+            client,
+            queue=settings.worker.queue,
+            lease_ms=int(settings.worker.send_lease_s * 1000),
+        ),
     )
 
 

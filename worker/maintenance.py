@@ -14,6 +14,9 @@ texts would only be held again, so they stay put, in order, until it lifts.
 Several workers doing this at once is harmless: every release is a
 compare-and-set.
 
+Every tick it also requeues texts a dead worker left ``sending`` past their
+lease (``worker.leases``), so they need not wait behind the backlog.
+
 Every ``sweep_s`` it also looks for orphans. dramatiq can strand a message in
 a live worker's unacked set when Redis drops mid-fetch (a retried fetch pops
 again; the first reply is lost), and only a dead worker's set is ever
@@ -38,6 +41,7 @@ from dramatiq.middleware import Middleware
 from worker import keys
 from worker.breaker import AsyncBreakers, Policy, State
 from worker.holds import ALL_CAMPAIGNS, AsyncHolds, breaker_name, split_name
+from worker.leases import LeaseSweeper
 from worker.logs import mask_text
 from worker.store import now_ms
 
@@ -63,6 +67,7 @@ class HoldKeeper:
         ns: str = keys.DEFAULT_NAMESPACE,
         orphan_after_s: float = DEFAULT_ORPHAN_AFTER_S,
         sweep_s: float = DEFAULT_SWEEP_S,
+        leases: LeaseSweeper | None = None,
     ) -> None:
         self.client = client
         self.holds = holds
@@ -80,6 +85,7 @@ class HoldKeeper:
         self.orphan_after_ms = int(orphan_after_s * 1000)
         self.sweep_s = sweep_s
         self._last_sweep = 0.0
+        self.leases = leases
 
     async def tick(self) -> int:
         """One pass over every carrier breaker; returns how many texts it released."""
@@ -183,6 +189,8 @@ class HoldKeeper:
                 if loop.time() - self._last_sweep >= self.sweep_s:
                     self._last_sweep = loop.time()
                     await self.sweep()
+                if self.leases is not None:
+                    await self.leases.sweep()
                 await self.tick()
             except Exception as exc:
                 log.error("hold maintenance failed; retrying", error=mask_text(str(exc))[:300])
