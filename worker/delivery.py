@@ -238,8 +238,11 @@ class Pipeline:
         )
         remaining_ms = int(lease_until or 0) - store.now_ms()
         if remaining_ms > 0:
-            # Its worker may still be sending: look again when the lease runs out.
-            requeue = dramatiq_message(msg_id, self.config.queue, delay_ms=remaining_ms + 100)
+            # Its worker may still be sending: look again when the lease runs out,
+            # on the timed queue: back on the main one it would wait behind the backlog.
+            requeue = dramatiq_message(
+                msg_id, timed_queue(self.config.queue), delay_ms=remaining_ms + 100
+            )
             await self.store.transition(
                 msg_id,
                 [Status.SENDING],

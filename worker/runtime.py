@@ -91,6 +91,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         backoff=Backoff(base_ms=w.retry_base_ms, cap_ms=w.retry_cap_ms),
         lease_ms=int(w.send_lease_s * 1000),
         limits=settings.limits,
+        retry_ambiguous=w.retry_ambiguous,
     )
     client = async_redis(settings)
     return Pipeline(
