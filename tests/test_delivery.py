@@ -173,6 +173,20 @@ async def test_a_text_left_sending_by_a_dead_worker_is_taken_over_and_counted(
     assert store.counters()[CRASH_RESEND_COUNTER] == 1
 
 
+async def test_two_workers_finding_a_dead_workers_text_send_it_once(
+    pipeline, client, ns, queue, sim
+) -> None:
+    msg_id = enqueue(client, ns, queue)
+    store = Store(client, ns)
+    store.transition(
+        msg_id, ["queued"], "sending", reason="worker died", fields={"lease_until_ms": 1}
+    )
+    outcomes = await asyncio.gather(pipeline.deliver(msg_id), pipeline.deliver(msg_id))
+    assert sorted(outcomes) == ["sent", "skipped"]
+    assert report(sim)["requests"] == 1
+    assert store.counters()[CRASH_RESEND_COUNTER] == 1
+
+
 async def test_a_text_another_worker_is_sending_waits_for_its_lease(
     pipeline, client, ns, queue, sim
 ) -> None:

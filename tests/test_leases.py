@@ -75,3 +75,12 @@ async def test_a_text_taken_over_carries_its_new_lease(client, aclient, ns, queu
     )
     assert client.zscore(keys.inflight(ns), msg_id) == new_lease
     assert await sweeper(aclient, ns, queue).sweep() == 0
+
+
+def test_a_dead_workers_text_is_taken_over_once_however_many_find_it(client, ns, queue) -> None:
+    msg_id = sending(client, ns, queue, lease_until_ms=now_ms() - 1)
+    store = Store(client, ns)
+    new_lease = {"lease_until_ms": now_ms() + LEASE_MS}
+    first = store.transition(msg_id, ["sending"], "sending", reason="taken over", fields=new_lease)
+    second = store.transition(msg_id, ["sending"], "sending", reason="taken over", fields=new_lease)
+    assert (first.ok, second.ok) == (True, False)

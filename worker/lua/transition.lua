@@ -22,6 +22,9 @@
 --
 -- Returns {1, record...} (or {1}) on success, {0, current status} when the
 -- current status is not allowed, {-1} when the message does not exist.
+-- A text already sending is given a new lease (ARGV[9..] sets lease_until_ms:
+-- a take-over) only when its lease has run out: two workers that both find a
+-- dead worker's text get one take-over between them, not two sends.
 -- The status change, its history entry, the stats and (for retries) the
 -- requeue happen together or not at all.
 
@@ -43,6 +46,16 @@ end
 
 local new = ARGV[2]
 local now = ARGV[3]
+if current == "sending" and new == "sending" then
+    for i = 9, #ARGV - 1, 2 do
+        if ARGV[i] == "lease_until_ms" then
+            local held = tonumber(redis.call("HGET", KEYS[1], "lease_until_ms") or "0") or 0
+            if held > tonumber(now) then
+                return {0, current}
+            end
+        end
+    end
+end
 local campaign = redis.call("HGET", KEYS[1], "campaign") or "default"
 local fields = {"status", new, "updated_ms", now}
 for i = 9, #ARGV do
