@@ -239,8 +239,8 @@ def test_any_file_is_read_row_by_row_with_each_bad_row_named_by_its_line(
     good = sum(r.error is None for r in got)
     event("some rows read" if good else "every row rejected" if got else "no rows")
     lines = data.count(b"\n") + 1
-    # Each line reported once (not always in order: see the xfail below).
-    assert len({r.line for r in got}) == len(got)
+    # Each line reported once, in order.
+    assert [r.line for r in got] == sorted({r.line for r in got})
     for row in got:
         assert (row.fields is None) != (row.error is None)
         assert 1 <= row.line <= lines
@@ -337,11 +337,6 @@ def test_a_20_mb_header_line_is_refused_naming_the_file_and_line(tmp_path: Path)
     assert peak < 4 * DEFAULT_MAX_LINE_BYTES
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: worker/ingest.py _csv_body yields a line that is not UTF-8 at once, even "
-    "inside a quoted field still open from an earlier line, so rows come out of order",
-)
 def test_rows_come_in_line_order_even_when_a_bad_line_interrupts_a_quoted_field(
     tmp_path: Path,
 ) -> None:
@@ -350,22 +345,12 @@ def test_rows_come_in_line_order_even_when_a_bad_line_interrupts_a_quoted_field(
     assert [r.line for r in got] == [2, 3]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: worker/ingest.py _jsonl_rows catches only JSONDecodeError; json.loads "
-    "raises ValueError for an integer over 4,300 digits",
-)
 def test_a_jsonl_number_too_long_to_convert_rejects_only_its_line(tmp_path: Path) -> None:
     line = b'{"to": ' + b"1" * 5000 + b', "body": "x"}\n'
     got = rows(write(tmp_path, "t.jsonl", line + b'{"to": "+12015550123", "body": "ok"}\n'))
     assert got[0].line == 1 and got[0].error and got[1].fields is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: worker/ingest.py _jsonl_rows lets json.loads' RecursionError out for "
-    "deeply nested JSON (well under the 1 MiB line limit)",
-)
 def test_deeply_nested_jsonl_rejects_only_its_line(tmp_path: Path) -> None:
     line = b"[" * 100_000 + b"\n"
     got = rows(write(tmp_path, "t.jsonl", line + b'{"to": "+12015550123", "body": "ok"}\n'))

@@ -90,7 +90,11 @@ def dramatiq_message(msg_id: str, queue: str, delay_ms: int | None = None) -> st
 
 
 def coerce(job: SendJob | Mapping[str, Any]) -> SendJob:
-    return job if isinstance(job, SendJob) else SendJob.model_validate(dict(job))
+    if isinstance(job, SendJob):
+        return job
+    # Anything but a mapping (a number, a list, None) is refused by pydantic with
+    # its reason, like any other bad job, instead of breaking the whole batch.
+    return SendJob.model_validate(dict(job) if isinstance(job, Mapping) else job)
 
 
 class Producer:

@@ -189,6 +189,11 @@ def _csv_body(
             continue
         text = _decode(raw, line_no)
         if isinstance(text, Row):
+            if pending:
+                # The open quoted field cannot go on through an unreadable line:
+                # its row ends here, reported before this line, in order.
+                yield Row(start, None, f"a quoted field runs into line {line_no}, not UTF-8")
+                pending = []
             yield text
             continue
         if not pending:
@@ -231,6 +236,12 @@ def _jsonl_rows(lines: Iterator[tuple[int, bytes | None]], tmpl: Template | None
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             yield Row(line_no, None, f"invalid JSON: {exc.msg} at column {exc.colno}")
+            continue
+        except ValueError as exc:  # an integer too long to convert
+            yield Row(line_no, None, f"invalid JSON: {exc}"[:200])
+            continue
+        except RecursionError:
+            yield Row(line_no, None, "invalid JSON: nested too deeply")
             continue
         if not isinstance(value, dict):
             yield Row(line_no, None, f"not a JSON object (a {type(value).__name__})")

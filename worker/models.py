@@ -110,6 +110,10 @@ class SendJob(BaseModel):
             raise ValueError(f"must be text, not {type(value).__name__}")
         if len(value) > MAX_KEY_CHARS or any(ord(c) < 32 for c in value):
             raise ValueError(f"must be at most {MAX_KEY_CHARS} printable characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode (it holds a lone surrogate)") from None
         return value
 
     @field_validator("send_before")
