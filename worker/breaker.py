@@ -79,13 +79,16 @@ class Decision:
     state: State
     retry_at_ms: int
     transition: str
+    # The transition's reason (counts and codes, or the operator's), "" without one.
+    why: str = ""
 
 
 def _decode(raw: Sequence[Any]) -> Decision:
     def s(v: Any) -> str:
         return v.decode() if isinstance(v, bytes) else str(v)
 
-    return Decision(bool(int(raw[0])), State(s(raw[1])), int(raw[2]), s(raw[3]))
+    why = s(raw[4]) if len(raw) > 4 else ""
+    return Decision(bool(int(raw[0])), State(s(raw[1])), int(raw[2]), s(raw[3]), why)
 
 
 def _call_args(

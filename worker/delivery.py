@@ -162,7 +162,7 @@ class Pipeline:
         decision = await self.carrier_breakers.admit(
             name, wider=breaker_name(carrier, ALL_CAMPAIGNS)
         )
-        await self._announce(self.carrier_breakers, name, decision)
+        self._announce(self.carrier_breakers, name, decision)
         if decision.allowed:
             return name
         held = await self.store.transition(
@@ -188,7 +188,7 @@ class Pipeline:
         if weight is None or self.carrier_breakers is None:
             return
         decision = await self.carrier_breakers.record(name, weight, result.error_code or "")
-        await self._announce(self.carrier_breakers, name, decision, result.error_code)
+        self._announce(self.carrier_breakers, name, decision, result.error_code)
 
     def carrier_weight(self, category: Category) -> int | None:
         """How a result counts against its carrier; None: it says nothing about the carrier.
@@ -201,12 +201,12 @@ class Pipeline:
             return int(self.ambiguous_weight * FAILURE_WEIGHT)
         return None
 
-    async def _announce(
+    def _announce(
         self, breakers: AsyncBreakers, name: str, decision: Decision, code: str | None = None
     ) -> None:
         if not decision.transition or self.alerter is None:
             return
-        why = await _breaker_why(breakers, name) or (f"last error {code}" if code else "")
+        why = decision.why or (f"last error {code}" if code else "")
         self.alerter.announce(breakers.kind, name, decision.transition, why=why)
 
     # -- claim -------------------------------------------------------------
@@ -368,7 +368,7 @@ class Pipeline:
         # Only a provider fault counts against the provider; a carrier's answer never does.
         weight = FAILURE_WEIGHT if result.category is Category.TRANSIENT else SUCCESS_WEIGHT
         decision = await self.provider_breakers.record(name, weight, result.error_code or "")
-        await self._announce(self.provider_breakers, name, decision, result.error_code)
+        self._announce(self.provider_breakers, name, decision, result.error_code)
         return result
 
     async def _send_once(self, provider: Provider, text: OutboundText) -> SendResult:
@@ -504,12 +504,6 @@ def _bump(record: dict[str, str], fields: dict[str, Any], counter: str) -> int:
     count = int(record.get(counter) or 0) + 1
     fields[counter] = count
     return count
-
-
-async def _breaker_why(breakers: AsyncBreakers, name: str) -> str:
-    """The reason the breaker's script gave its last transition (counts, last code)."""
-    raw = await breakers.client.hget(keys.breaker(breakers.kind, name, breakers.ns), "why")
-    return raw.decode() if isinstance(raw, bytes) else str(raw or "")
 
 
 def timed_queue(queue: str) -> str:

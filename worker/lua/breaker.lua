@@ -44,8 +44,8 @@
 -- a round is probe_timeout_ms old with every probe out, the next admit starts
 -- a new round. Silent probes count neither as failures nor as successes.
 --
--- Returns {allowed or changed (0/1), state, retry_at_ms, transition or ""};
--- claim returns {texts to release, state, 0, ""}.
+-- Returns {allowed or changed (0/1), state, retry_at_ms, transition or "",
+-- the transition's reason or ""}; claim returns {texts to release, state, 0, ""}.
 
 local state_key, window_key, audit_key = KEYS[1], KEYS[2], KEYS[3]
 local command, now = ARGV[1], tonumber(ARGV[2])
@@ -62,7 +62,11 @@ local st = {}
 for i = 1, #s, 2 do st[s[i]] = s[i + 1] end
 local state = st.state or "closed"
 
+-- The reason of this call's transition, returned with it (see reply).
+local moved_why = ""
+
 local function move(to, who, why, extra)
+    moved_why = why
     local fields = {"state", to, "since_ms", now, "why", why, "by", who}
     for i = 1, #extra do fields[#fields + 1] = extra[i] end
     redis.call("HSET", state_key, unpack(fields))
@@ -71,6 +75,12 @@ local function move(to, who, why, extra)
     local from = state
     state = to
     return from .. ">" .. to
+end
+
+-- {allowed or count, state, retry_at_ms, transition, why}: the why of a
+-- transition travels with it, so callers that alert need no second read.
+local function reply(allowed, to, retry_at_ms, change)
+    return {allowed, to, retry_at_ms, change, change ~= "" and moved_why or ""}
 end
 
 -- Calls, failure weight and failing calls by code in the window; drops stale buckets.
@@ -167,9 +177,9 @@ if command == "admit" then
         new_round(round_start())
     end
     local probes = tonumber(st.probes or 0)
-    if probes >= probes_max then return {0, state, now + bucket_ms, change} end
+    if probes >= probes_max then return reply(0, state, now + bucket_ms, change) end
     redis.call("HINCRBY", state_key, "probes", 1)
-    return {1, state, 0, change}
+    return reply(1, state, 0, change)
 end
 
 if command == "record" then
@@ -189,16 +199,18 @@ if command == "record" then
         if weight >= 1000 then
             local reopens = tonumber(st.reopens or 0) + 1
             local cd = cooldown_for(reopens)
-            return {1, "open", now + cd, move("open", "auto",
+            local change = move("open", "auto",
                 "probe failed (" .. code .. "): open for " .. cd .. " ms",
-                {"reopens", reopens, "cooldown_ms", cd})}
+                {"reopens", reopens, "cooldown_ms", cd})
+            return reply(1, "open", now + cd, change)
         end
         if weight == 0 then
             local ok = redis.call("HINCRBY", state_key, "probe_ok", 1)
             if ok >= probes_max then
                 redis.call("DEL", window_key)
-                return {1, "closed", 0, move("closed", "auto", ok .. " probes succeeded",
-                    {"consecutive", 0})}
+                local change = move("closed", "auto", ok .. " probes succeeded",
+                    {"consecutive", 0})
+                return reply(1, "closed", 0, change)
             end
         end
         return {0, state, 0, ""}
@@ -220,8 +232,9 @@ if command == "record" then
     local reopens = tonumber(st.reopens or 0)
     if now - tonumber(st.since_ms or 0) > cooldown_max_ms then reopens = 0 end
     local cd = cooldown_for(reopens)
-    return {1, "open", now + cd, move("open", "auto", why,
-        {"reopens", reopens, "cooldown_ms", cd, "consecutive", 0})}
+    local change = move("open", "auto", why,
+        {"reopens", reopens, "cooldown_ms", cd, "consecutive", 0})
+    return reply(1, "open", now + cd, change)
 end
 
 if command == "claim" then
@@ -246,14 +259,16 @@ end
 
 if command == "pause" then
     if state == "paused" then return {0, state, 0, ""} end
-    return {1, "paused", 0, move("paused", ARGV[6], ARGV[7], {})}
+    local change = move("paused", ARGV[6], ARGV[7], {})
+    return reply(1, "paused", 0, change)
 end
 
 if command == "resume" then
     if state == "closed" then return {0, state, 0, ""} end
     redis.call("DEL", window_key)
-    return {1, "closed", 0, move("closed", ARGV[6], ARGV[7],
-        {"consecutive", 0, "reopens", 0, "probes", 0, "probe_ok", 0})}
+    local change = move("closed", ARGV[6], ARGV[7],
+        {"consecutive", 0, "reopens", 0, "probes", 0, "probe_ok", 0})
+    return reply(1, "closed", 0, change)
 end
 
 return redis.error_reply("breaker.lua: unknown command " .. tostring(command))
