@@ -61,7 +61,9 @@ class CarrierFeed:
         name = breaker_name(record.get("carrier") or UNKNOWN_CARRIER, record.get("campaign", ""))
         decision = await self.breakers.record(name, weight, receipt.error_code or "")
         if decision.transition and self.alerter is not None:
-            self.alerter.announce("carrier", name, decision.transition, source="receipt")
+            self.alerter.announce(
+                "carrier", name, decision.transition, decision.why, source="receipt"
+            )
 
 
 def create_app(
