@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from worker import keys
 from worker.alerts import Alerter
+from worker.bodies import read_limited
 from worker.breaker import Breakers, Policy, State
 from worker.carriers import normalise
 from worker.holds import ALL_CAMPAIGNS, breaker_name
@@ -165,22 +166,13 @@ class Admin:
 
 async def _read_limited(request: Request, limit: int) -> bytes | Response:
     """The body, read only while it stays within ``limit`` bytes."""
-    too_large = _error(413, f"the body is larger than the admin API's limit of {limit} bytes")
     declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            return _error(400, "Content-Length must be a number of bytes")
-        # Refuse before reading a byte: a huge body never reaches memory.
-        if int(declared) > limit:
-            return too_large
-    chunks, size = [], 0
-    # A chunked body declares no length, and a declared one may lie: count as it comes.
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+    if declared is not None and not declared.isdigit():
+        return _error(400, "Content-Length must be a number of bytes")
+    raw = await read_limited(request, limit)
+    if raw is None:
+        return _error(413, f"the body is larger than the admin API's limit of {limit} bytes")
+    return raw
 
 
 async def _json_body(request: Request) -> dict[str, Any] | Response:

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from worker.admin import Admin
 from worker.alerts import Alerter
+from worker.bodies import read_limited
 from worker.breaker import FAILURE_WEIGHT, SUCCESS_WEIGHT, AsyncBreakers
 from worker.carriers import UNKNOWN as UNKNOWN_CARRIER
 from worker.carriers import CarrierResolver
@@ -80,7 +81,7 @@ def create_app(
         provider = providers.get(request.path_params["provider"])
         if provider is None:
             return _error(404, "unknown provider")
-        body = await _read_limited(request)
+        body = await read_limited(request, DEFAULT_MAX_BODY_BYTES)
         if body is None:
             return _error(413, f"body larger than {DEFAULT_MAX_BODY_BYTES} bytes")
         hook = WebhookRequest(
@@ -180,19 +181,6 @@ async def _apply(
 def _signed_url(public_url: str, request: Request) -> str:
     query = request.url.query
     return f"{public_url}{request.url.path}" + (f"?{query}" if query else "")
-
-
-async def _read_limited(request: Request) -> bytes | None:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > DEFAULT_MAX_BODY_BYTES:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > DEFAULT_MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _error(status_code: int, reason: str) -> JSONResponse:
