@@ -21,6 +21,11 @@ DEFAULT_QUICK_BASE_S = 0.05
 DEFAULT_QUICK_CAP_S = 1.0
 
 
+def ceiling(base: float, cap: float, attempt: int) -> float:
+    """``base`` doubled for each attempt after the first, never more than ``cap``."""
+    return min(cap, base * 2.0 ** max(0, attempt - 1))
+
+
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """Exponential backoff with full jitter and a cap; ``delay_ms(n)`` for the n-th failure."""
@@ -29,9 +34,9 @@ class Backoff:
     cap_ms: int
 
     def delay_ms(self, failures: int, rng: random.Random | None = None) -> int:
-        ceiling = min(self.cap_ms, self.base_ms * 2 ** max(0, failures - 1))
+        top = ceiling(self.base_ms, self.cap_ms, failures)
         # Half fixed, half jitter: never hammer at once, never wait for nothing.
-        return int(ceiling / 2 + (rng or random).random() * ceiling / 2)
+        return int(top / 2 + (rng or random).random() * top / 2)
 
 
 def full_jitter_ms(
@@ -42,8 +47,7 @@ def full_jitter_ms(
     For pacing, where many texts hit the same wall at once: spreading them over the
     whole range keeps them from coming back together.
     """
-    ceiling = min(cap_ms, base_ms * 2 ** max(0, attempt - 1))
-    return max(1, int((rng or random).random() * ceiling))
+    return max(1, int((rng or random).random() * ceiling(base_ms, cap_ms, attempt)))
 
 
 def quick_wait(cap_s: float, base_s: float) -> Callable[[RetryCallState], float]:
@@ -54,8 +58,8 @@ def quick_wait(cap_s: float, base_s: float) -> Callable[[RetryCallState], float]
         result = outcome.result() if outcome and not outcome.failed else None
         if isinstance(result, SendResult) and result.retry_after_s is not None:
             return min(cap_s, result.retry_after_s)
-        ceiling = min(cap_s, base_s * 2 ** (state.attempt_number - 1))
-        return random.uniform(ceiling / 2, ceiling)
+        top = ceiling(base_s, cap_s, state.attempt_number)
+        return random.uniform(top / 2, top)
 
     return wait
 
