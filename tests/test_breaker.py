@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from unittest import mock
 
 import redis
@@ -184,16 +185,7 @@ async def test_successes_are_written_in_batches_and_failures_at_once(aclient, cl
         assert (status["window_calls"], status["window_failures"]) == (6, 1.0)
 
 
-SILENT_POLICY = Policy(
-    window_s=10,
-    min_calls=10,
-    failure_rate=0.5,
-    consecutive=4,
-    cooldown_s=0.2,
-    cooldown_max_s=1.0,
-    probes=2,
-    probe_timeout_s=1.0,
-)
+SILENT_POLICY = dataclasses.replace(POLICY, probe_timeout_s=1.0)
 
 
 async def half_open_with_probes_out(clock: Clock, b: AsyncBreakers) -> None:
