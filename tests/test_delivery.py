@@ -161,14 +161,20 @@ async def test_a_text_past_its_window_expires_unsent(pipeline, client, ns, queue
     assert report(sim)["requests"] == 0
 
 
+def left_sending(client: redis.Redis, ns: str, queue: str, *, lease_until_ms: int) -> str:
+    """A text some worker claimed, with its lease ending at ``lease_until_ms``."""
+    msg_id = enqueue(client, ns, queue)
+    Store(client, ns).transition(
+        msg_id, ["queued"], "sending", reason="claimed", fields={"lease_until_ms": lease_until_ms}
+    )
+    return msg_id
+
+
 async def test_a_text_left_sending_by_a_dead_worker_is_taken_over_and_counted(
     pipeline, client, ns, queue, sim
 ) -> None:
-    msg_id = enqueue(client, ns, queue)
+    msg_id = left_sending(client, ns, queue, lease_until_ms=1)
     store = Store(client, ns)
-    store.transition(
-        msg_id, ["queued"], "sending", reason="worker died", fields={"lease_until_ms": 1}
-    )
     assert await pipeline.deliver(msg_id) == "sent"
     assert store.counters()[CRASH_RESEND_COUNTER] == 1
 
@@ -176,11 +182,8 @@ async def test_a_text_left_sending_by_a_dead_worker_is_taken_over_and_counted(
 async def test_two_workers_finding_a_dead_workers_text_send_it_once(
     pipeline, client, ns, queue, sim
 ) -> None:
-    msg_id = enqueue(client, ns, queue)
+    msg_id = left_sending(client, ns, queue, lease_until_ms=1)
     store = Store(client, ns)
-    store.transition(
-        msg_id, ["queued"], "sending", reason="worker died", fields={"lease_until_ms": 1}
-    )
     outcomes = await asyncio.gather(pipeline.deliver(msg_id), pipeline.deliver(msg_id))
     assert sorted(outcomes) == ["sent", "skipped"]
     assert report(sim)["requests"] == 1
@@ -190,9 +193,7 @@ async def test_two_workers_finding_a_dead_workers_text_send_it_once(
 async def test_a_text_another_worker_is_sending_waits_for_its_lease(
     pipeline, client, ns, queue, sim
 ) -> None:
-    msg_id = enqueue(client, ns, queue)
-    store = Store(client, ns)
-    store.transition(msg_id, ["queued"], "sending", reason="busy", fields={"lease_until_ms": 2**50})
+    msg_id = left_sending(client, ns, queue, lease_until_ms=2**50)
     assert await pipeline.deliver(msg_id) == "skipped"
     assert report(sim)["requests"] == 0
     # It looks again on the timed queue: on the main one it would wait behind the backlog.
