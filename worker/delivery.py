@@ -408,8 +408,10 @@ class Pipeline:
         fields["carrier"] = record.get("carrier") or ""
         if routed.provider is not None:
             # A provider answered: the pacing waits it ends were consecutive no more.
-            fields[NO_PROVIDER_WAITS_FIELD] = 0
-            if result.category is not Category.THROTTLED:
+            # Only counters already set are reset: most texts never had one.
+            if record.get(NO_PROVIDER_WAITS_FIELD):
+                fields[NO_PROVIDER_WAITS_FIELD] = 0
+            if record.get(THROTTLES_FIELD) and result.category is not Category.THROTTLED:
                 fields[THROTTLES_FIELD] = 0
         if result.ok:
             fields["provider_message_id"] = result.provider_message_id
