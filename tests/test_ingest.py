@@ -361,3 +361,28 @@ def test_a_header_csv_cannot_parse_is_a_file_error(tmp_path: Path) -> None:
     # Found by the fuzzer: a bare carriage return inside the header line.
     with pytest.raises(FileError, match="the header is not valid CSV"):
         rows(write(tmp_path, "t.csv", b"to,\rbody\x00\n"))
+
+
+def _reason(fields: dict[str, object] | None) -> str:
+    from pydantic import ValidationError
+
+    from worker.models import SendJob, describe_validation_error
+
+    with pytest.raises(ValidationError) as info:
+        SendJob.model_validate(fields)
+    return describe_validation_error(info.value)
+
+
+def test_an_empty_body_or_number_cell_is_rejected_as_empty_as_on_the_command_line(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "t.csv", "to,body\n+12015550123,\n,hi\n+12015550123,  \n")
+    got = [_reason(r.fields) for r in rows(path)]
+    # The same words `sendq enqueue --body ""` prints.
+    assert got == ["body: is empty", "to: is empty", "body: is empty"]
+    assert _reason({"to": "+12015550123", "body": ""}) == "body: is empty"
+
+
+def test_a_null_body_in_jsonl_is_rejected_as_empty(tmp_path: Path) -> None:
+    path = write(tmp_path, "t.jsonl", '{"to": "+12015550123", "body": null}\n')
+    assert _reason(rows(path)[0].fields) == "body: is empty"

@@ -116,3 +116,39 @@ def test_metadata_must_be_a_small_json_object() -> None:
 
 def test_masking_keeps_only_the_last_four_digits() -> None:
     assert mask(GOOD) == "*******0123"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "+1201555012\u0663",  # ARABIC-INDIC DIGIT THREE, where the US fast path used to look
+        "+\u0661\u0662\u0660\u0661\u0665\u0665\u0665\u0660\u0661\u0662\u0663",
+        "+\uff11\uff12\uff10\uff11\uff15\uff15\uff15\uff10\uff11\uff12\uff13",  # full-width
+        "+1 201 555 012\u0663",
+    ],
+)
+def test_a_number_in_other_scripts_digits_is_stored_in_ascii_e164(raw: str) -> None:
+    assert to_e164(raw) == GOOD
+    assert SendJob(to=raw, body="hi").to == GOOD
+
+
+@pytest.mark.parametrize("raw", ["1.20255501E+10", "1.2015550123E+10", "1,20156E+10", "1.2e10"])
+def test_a_number_a_spreadsheet_turned_into_scientific_notation_says_so_and_how_to_fix_it(
+    raw: str,
+) -> None:
+    why = reason(to=raw, body="hi")
+    assert "scientific notation" in why and "digits" in why
+    assert "format the column as Text" in why
+
+
+def test_an_empty_body_has_one_reason_however_it_is_given() -> None:
+    assert reason(to=GOOD, body="") == "body: is empty"
+    assert reason(to=GOOD, body=None) == "body: is empty"
+
+
+def test_accepted_is_not_a_status_a_record_can_take() -> None:
+    # Enqueue writes a record straight into "queued"; "accepted" only labels the
+    # first history step, so a status for it was dead and misled readers.
+    from worker.models import Status
+
+    assert "accepted" not in {s.value for s in Status}

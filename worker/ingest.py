@@ -31,6 +31,7 @@ from worker.errors import InvalidInput
 
 DEFAULT_MAX_LINE_BYTES = 1024 * 1024
 KNOWN_FIELDS = ("to", "body", "campaign", "key", "send_before")
+REQUIRED_FIELDS = ("to", "body")
 Format = Literal["csv", "jsonl"]
 
 
@@ -254,7 +255,11 @@ def _to_row(values: dict[str, Any], line_no: int, tmpl: Template | None) -> Row:
     metadata: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
     fields: dict[str, Any] = {}
     for name, value in values.items():
-        if name in KNOWN_FIELDS:
+        if name in REQUIRED_FIELDS:
+            # Kept even when blank, so the job says "is empty", as --body "" does,
+            # rather than that a field the row plainly has is missing.
+            fields[name] = value
+        elif name in KNOWN_FIELDS:
             if value not in ("", None):
                 fields[name] = value
         elif name != "metadata":

@@ -19,7 +19,6 @@ CAMPAIGN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
 class Status(StrEnum):
-    ACCEPTED = "accepted"
     QUEUED = "queued"
     SENDING = "sending"
     SENT = "sent"
@@ -76,6 +75,8 @@ class SendJob(BaseModel):
     @field_validator("to", mode="before")
     @classmethod
     def _to_e164(cls, value: object) -> str:
+        if value is None:  # JSON null: the same reason as an empty string
+            raise ValueError("is empty")
         if not isinstance(value, str | int):
             raise ValueError(f"must be a phone number string, not {type(value).__name__}")
         try:

@@ -38,19 +38,33 @@ def _us_pattern() -> re.Pattern[str]:
     patterns = [d.national_number_pattern for d in descs if d and d.national_number_pattern]
     assert meta.general_desc is not None
     general = meta.general_desc.national_number_pattern
-    return re.compile(f"(?=(?:{general})$)(?:{'|'.join(f'(?:{p})' for p in patterns)})")
+    # re.ASCII: the metadata's \d means 0-9, as it does in libphonenumber.
+    alternatives = "|".join(f"(?:{p})" for p in patterns)
+    return re.compile(f"(?=(?:{general})$)(?:{alternatives})", re.ASCII)
 
 
 _US_VALID = _us_pattern()
+# How a spreadsheet saves a long number in a "General" column: 1.20255501E+10
+# (or 1,20256E+10 where the decimal mark is a comma). Digits past the mantissa
+# are gone; even a full mantissa is refused, since a guess could text a stranger.
+SCIENTIFIC_RE = re.compile(r"\s*\+?[0-9]+(?:[.,][0-9]+)?[eE]\+?[0-9]+\s*", re.ASCII)
+SCIENTIFIC_HINT = (
+    "is in scientific notation, so its digits were lost: a spreadsheet saved the "
+    "number as it displays it. In Excel, format the column as Text (Format Cells > "
+    "Text) before saving as CSV, or import the file with that column as Text"
+)
 
 
 def to_e164(raw: str, region: str = DEFAULT_REGION) -> str:
     """Parse ``raw`` into E.164, or raise InvalidNumber naming the reason."""
     # Fast path for the common case, a US number already in E.164: the same
     # metadata phonenumbers applies, without its general parsing (4x faster).
+    # ASCII only: other scripts' digits (Arabic-Indic, full-width) go the slow
+    # way, where phonenumbers normalises them, so what is stored is always 0-9.
     if (
         isinstance(raw, str)
         and len(raw) == 12
+        and raw.isascii()
         and raw.startswith("+1")
         and raw[2:].isdigit()
         and _US_VALID.fullmatch(raw[2:])
@@ -60,6 +74,9 @@ def to_e164(raw: str, region: str = DEFAULT_REGION) -> str:
         raise InvalidNumber("to", "is empty")
     if len(raw) > 64:
         raise InvalidNumber("to", "is longer than any phone number")
+    if SCIENTIFIC_RE.fullmatch(raw):
+        # Shown as given, as an unparseable value is: the user must find it in the file.
+        raise InvalidNumber("to", f"{raw.strip()!r} {SCIENTIFIC_HINT}")
     try:
         parsed = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
@@ -100,6 +117,8 @@ def count_segments(body: str) -> int:
 
 def check_body(body: object) -> tuple[str, int]:
     """Validate a body and return it with its segment count."""
+    if body is None:  # JSON null or a blank cell: the same "is empty" as --body ""
+        raise InvalidBody("body", "is empty")
     if not isinstance(body, str):
         raise InvalidBody("body", f"must be text, not {type(body).__name__}")
     if not body.strip():
