@@ -447,10 +447,10 @@ def carrier_scenario(workdir: Path, name: str, rule: dict[str, Any], n: int) -> 
     """One filtering scenario on a fresh stack; figures from records, audit and inboxes."""
     from worker import keys
     from worker.breaker import Breakers
-    from worker.runtime import breaker_policy
     from worker.services import Stack
     from worker.settings import CarrierBreakerSettings
     from worker.simulator.carriers import carrier_of
+    from worker.wiring import breaker_policy
 
     data = workdir / f"carrier-{name}"
     url = embedded.ensure(data)
@@ -605,20 +605,20 @@ async def _failover(redis_url: str, sim_url: str, n: int) -> dict[str, float]:
 
     import redis.asyncio as aioredis
 
+    from tests import parts
     from worker.breaker import AsyncBreakers, Breakers
-    from worker.delivery import Pipeline, PipelineConfig
     from worker.providers.base import Provider
     from worker.providers.telnyx import TelnyxProvider
     from worker.providers.twilio import TwilioProvider
     from worker.retry import Backoff
-    from worker.runtime import breaker_policy
+    from worker.sendpath import Pipeline, PipelineConfig
     from worker.settings import BreakerSettings
     from worker.simulator.config import (
         DEFAULT_TELNYX_API_KEY,
         TELNYX_API_KEY_ENV,
         telnyx_public_key,
     )
-    from worker.store import AsyncStore
+    from worker.wiring import breaker_policy
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -646,7 +646,7 @@ async def _failover(redis_url: str, sim_url: str, n: int) -> dict[str, float]:
             backoff=Backoff(1000, 10_000),
         )
         breakers = AsyncBreakers(client, "provider", policy, ns, cache_ms=0)
-        return Pipeline(config, AsyncStore(client, ns), providers, breakers)
+        return parts.pipeline(config, client, ns, providers, breakers, sleep=asyncio.sleep)
 
     async def run(route: list[str], ns: str) -> list[float]:
         producer = Producer(redis.Redis.from_url(redis_url), ns=ns, queue=f"{ns}q")
@@ -663,7 +663,7 @@ async def _failover(redis_url: str, sim_url: str, n: int) -> dict[str, float]:
             t = time.perf_counter()
             await p.deliver(msg_id)
             latencies.append((time.perf_counter() - t) * 1000)
-        for provider in p.providers.values():
+        for provider in p.parts.providers.values():
             await provider.aclose()
         return latencies
 

@@ -15,24 +15,21 @@ import redis
 import redis.asyncio as aioredis
 import structlog
 
+from tests import parts
 from tests.conftest import AUTH_TOKEN
-from worker import keys
+from worker import wire
 from worker.alerts import Alerter
 from worker.breaker import FAILURE_WEIGHT, AsyncBreakers, Breakers, Policy
-from worker.delivery import (
-    CRASH_RESEND_COUNTER,
-    DEFAULT_NO_PROVIDER_MAX_WAIT_MS,
-    Pipeline,
-    PipelineConfig,
-    timed_queue,
-)
 from worker.enqueue import Producer
 from worker.models import Category
 from worker.providers.base import OutboundText, SendResult
 from worker.providers.twilio import TwilioProvider
 from worker.retry import Backoff
+from worker.sendpath import Pipeline, PipelineConfig
+from worker.sendpath.claim import CRASH_RESEND_COUNTER
+from worker.sendpath.config import DEFAULT_NO_PROVIDER_MAX_WAIT_MS
 from worker.simulator.carriers import number_for
-from worker.store import AsyncStore, Store
+from worker.store import Store
 
 SID = "AC" + "1" * 32
 
@@ -55,7 +52,7 @@ async def pipeline(
         backoff=Backoff(base_ms=1000, cap_ms=10_000),
     )
     breakers = AsyncBreakers(aclient, "provider", Policy(consecutive=100, min_calls=1000), ns)
-    yield Pipeline(config, AsyncStore(aclient, ns), {"twilio": provider}, breakers, sleep=no_sleep)
+    yield parts.pipeline(config, aclient, ns, {"twilio": provider}, breakers)
     await provider.aclose()
 
 
@@ -125,7 +122,7 @@ async def test_a_provider_fault_is_retried_later_without_losing_the_text(
     assert (record["status"], record["failures"], record["error_code"]) == ("queued", "1", "20503")
     # Quick retries inside the attempt, then one delayed redelivery queued for dramatiq.
     assert report(sim)["requests"] == 3
-    assert client.llen(keys.dramatiq_queue(keys.dramatiq_delay_queue_name(queue))) == 1
+    assert client.llen(wire.queue_key(wire.delay_queue(queue))) == 1
 
 
 async def test_exhausted_retries_end_the_text_dead_with_the_last_error(
@@ -197,8 +194,8 @@ async def test_a_text_another_worker_is_sending_waits_for_its_lease(
     assert await pipeline.deliver(msg_id) == "skipped"
     assert report(sim)["requests"] == 0
     # It looks again on the timed queue: on the main one it would wait behind the backlog.
-    timed = keys.dramatiq_delay_queue_name(timed_queue(queue))
-    assert client.llen(keys.dramatiq_queue(timed)) == 1
+    timed = wire.delay_queue(wire.timed_queue(queue))
+    assert client.llen(wire.queue_key(timed)) == 1
 
 
 @pytest.fixture
@@ -212,7 +209,7 @@ async def limited(pipeline: Pipeline, aclient: aioredis.Redis, ns: str) -> Pipel
         numbers={"+12015550100": "slow", "+12015550101": "slow"},
         default_number_type="brisk",
     )
-    pipeline.limiter = AsyncLimiter(aclient, ns)
+    pipeline.parts.limiter = AsyncLimiter(aclient, ns)
     return pipeline
 
 
@@ -231,8 +228,8 @@ async def test_a_text_over_its_numbers_limit_waits_for_its_slot_without_spending
     assert (record["status"], record.get("failures", "0")) == ("queued", "0")
     assert record["rl_held"].startswith("number:")
     # It waits on its own queue, not behind the backlog of the main one.
-    timed = keys.dramatiq_delay_queue_name(timed_queue(queue))
-    assert client.llen(keys.dramatiq_queue(timed)) == 1
+    timed = wire.delay_queue(wire.timed_queue(queue))
+    assert client.llen(wire.queue_key(timed)) == 1
     assert report(sim)["requests"] == 1
 
 
@@ -261,7 +258,7 @@ async def test_a_short_wait_is_slept_in_the_worker(limited, client, ns, queue, s
     async def sleep(s: float) -> None:
         slept.append(s)
 
-    limited.sleep = sleep
+    limited.parts.sleep = sleep
     to = number_for("tmobile", 4)  # a "brisk" number: 10/s, 100 ms apart
     limited.config.numbers = {"twilio": ["+12015550199"]}
     ids = [enqueue(client, ns, queue, to=to, body=f"brisk {i}") for i in range(3)]
@@ -289,7 +286,7 @@ def retry_delays_ms(client: redis.Redis, ns: str, msg_id: str) -> list[int]:
 async def test_throttling_without_retry_after_backs_off_doubling_to_the_cap(
     pipeline, client, ns, queue, sim
 ) -> None:
-    pipeline.rng = Highest()
+    pipeline.parts.rng = Highest()
     scenario(sim, rules=[{"error_code": "20429", "mode": "sync"}])  # no Retry-After
     msg_id = enqueue(client, ns, queue)
     for _ in range(6):
@@ -304,7 +301,7 @@ async def test_throttling_without_retry_after_backs_off_doubling_to_the_cap(
 async def test_throttle_backoff_is_jittered_over_its_whole_range(
     pipeline, client, ns, queue, sim
 ) -> None:
-    pipeline.rng = random.Random(7)
+    pipeline.parts.rng = random.Random(7)
     scenario(sim, rules=[{"error_code": "20429", "mode": "sync"}])
     ids = [enqueue(client, ns, queue, body=f"jitter {i}") for i in range(8)]
     for msg_id in ids:
@@ -330,7 +327,9 @@ async def test_throttling_with_retry_after_waits_what_the_provider_asks(
         async def send(self, text: OutboundText) -> SendResult:
             return SendResult(Category.THROTTLED, error_code="20429", retry_after_s=7)
 
-    pipeline.providers = {"twilio": Slow(account_sid=SID, auth_token=AUTH_TOKEN, base_url=sim)}
+    pipeline.parts.providers = {
+        "twilio": Slow(account_sid=SID, auth_token=AUTH_TOKEN, base_url=sim)
+    }
     msg_id = enqueue(client, ns, queue)
     assert await pipeline.deliver(msg_id) == "retry"
     assert await pipeline.deliver(msg_id) == "retry"
@@ -347,7 +346,7 @@ def provider_breakers(client: redis.Redis, ns: str) -> Breakers:
 async def test_with_every_provider_paused_texts_back_off_unspent_and_go_after_resume(
     pipeline, client, ns, queue, sim, provider_breakers
 ) -> None:
-    pipeline.rng = Highest()
+    pipeline.parts.rng = Highest()
     provider_breakers.pause("twilio", who="test", reason="maintenance")
     ids = [enqueue(client, ns, queue, body=f"paused {i}") for i in range(3)]
     with structlog.testing.capture_logs() as logs:
@@ -368,11 +367,11 @@ async def test_with_every_provider_paused_texts_back_off_unspent_and_go_after_re
     # No error (or warning) per bounce; nothing reached the provider; every bounce requeued.
     assert not [e for e in logs if e["log_level"] in ("error", "warning")]
     assert report(sim)["requests"] == 0
-    assert client.llen(keys.dramatiq_queue(keys.dramatiq_delay_queue_name(queue))) == 21
+    assert client.llen(wire.queue_key(wire.delay_queue(queue))) == 21
 
     provider_breakers.resume("twilio", who="test")
-    pipeline.provider_breakers = AsyncBreakers(
-        pipeline.provider_breakers.client, "provider", Policy(), ns
+    pipeline.parts.provider_breakers = AsyncBreakers(
+        pipeline.parts.provider_breakers.client, "provider", Policy(), ns
     )
     assert [await pipeline.deliver(msg_id) for msg_id in ids] == ["sent"] * 3
     record = Store(client, ns).get(ids[0])
@@ -384,9 +383,12 @@ async def test_with_every_provider_open_a_text_waits_for_the_earliest_cool_down(
     pipeline, client, ns, queue, sim
 ) -> None:
     breakers = AsyncBreakers(
-        pipeline.provider_breakers.client, "provider", Policy(consecutive=1, cooldown_s=20), ns
+        pipeline.parts.provider_breakers.client,
+        "provider",
+        Policy(consecutive=1, cooldown_s=20),
+        ns,
     )
-    pipeline.provider_breakers = breakers
+    pipeline.parts.provider_breakers = breakers
     await breakers.record("twilio", FAILURE_WEIGHT, "test")
     msg_id = enqueue(client, ns, queue)
     assert await pipeline.deliver(msg_id) == "retry"
@@ -400,12 +402,12 @@ async def test_a_throttled_probe_does_not_close_a_half_open_breaker(
     pipeline, client, ns, queue, sim, provider_breakers
 ) -> None:
     breakers = AsyncBreakers(
-        pipeline.provider_breakers.client,
+        pipeline.parts.provider_breakers.client,
         "provider",
         Policy(consecutive=1, cooldown_s=0.001, probes=1),
         ns,
     )
-    pipeline.provider_breakers = breakers
+    pipeline.parts.provider_breakers = breakers
     await breakers.record("twilio", FAILURE_WEIGHT, "test")
     await asyncio.sleep(0.01)  # past the cool-down: the next send is the probe
     scenario(sim, rules=[{"error_code": "20429", "mode": "sync"}])
@@ -424,7 +426,7 @@ async def test_a_throttled_probe_does_not_close_a_half_open_breaker(
 def two_routes(pipeline: Pipeline, sim: str) -> Pipeline:
     """The same simulator behind two provider names, so a failover would show."""
     backup = TwilioProvider(account_sid=SID, auth_token=AUTH_TOKEN, base_url=sim, timeout_s=2)
-    pipeline.providers = {**pipeline.providers, "backup": backup}
+    pipeline.parts.providers = {**pipeline.parts.providers, "backup": backup}
     pipeline.config.routes = {"default": ["twilio", "backup"]}
     pipeline.config.numbers = {**pipeline.config.numbers, "backup": ["+12015550102"]}
     return pipeline
@@ -455,7 +457,7 @@ async def test_an_ambiguous_answer_ends_the_text_failed_when_retries_are_off(
     assert (record["status"], record["error_code"]) == ("failed", "30008")
     assert record["error"]
     assert report(sim)["requests"] == 1  # never failed over
-    assert client.llen(keys.dramatiq_queue(keys.dramatiq_delay_queue_name(queue))) == 0
+    assert client.llen(wire.queue_key(wire.delay_queue(queue))) == 0
 
 
 # -- alerts say why -----------------------------------------------------------------------------
@@ -472,9 +474,9 @@ class Recording(Alerter):
 
 async def test_a_breaker_alert_says_why_it_opened(pipeline, client, ns, queue, sim) -> None:
     alerter = Recording()
-    pipeline.alerter = alerter
-    pipeline.provider_breakers = AsyncBreakers(
-        pipeline.provider_breakers.client, "provider", Policy(consecutive=1), ns
+    pipeline.parts.alerter = alerter
+    pipeline.parts.provider_breakers = AsyncBreakers(
+        pipeline.parts.provider_breakers.client, "provider", Policy(consecutive=1), ns
     )
     scenario(sim, rules=[{"http_status": 503}])
     assert await pipeline.deliver(enqueue(client, ns, queue)) == "retry"

@@ -10,16 +10,17 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from tests import parts
 from tests.conftest import AUTH_TOKEN
 from worker.breaker import AsyncBreakers, Breakers, Policy
-from worker.delivery import Pipeline, PipelineConfig
 from worker.enqueue import Producer
 from worker.providers.twilio import TwilioProvider
 from worker.retry import Backoff
+from worker.sendpath import Pipeline, PipelineConfig
 from worker.simulator.carriers import number_for
 from worker.simulator.config import SimulatorConfig
 from worker.simulator.server import start_in_thread
-from worker.store import AsyncStore, Store
+from worker.store import Store
 
 SID = "AC" + "3" * 32
 POLICY = Policy(consecutive=3, min_calls=10, failure_rate=0.5, cooldown_s=0.3, probes=2)
@@ -53,14 +54,14 @@ def make_pipeline(aclient, ns, queue, primary_url: str, secondary_url: str) -> P
         backoff=Backoff(base_ms=1000, cap_ms=10_000),
     )
     breakers = AsyncBreakers(aclient, "provider", POLICY, ns, cache_ms=0)
-    return Pipeline(config, AsyncStore(aclient, ns), providers, breakers, sleep=no_sleep)
+    return parts.pipeline(config, aclient, ns, providers, breakers)
 
 
 @pytest.fixture
 async def outage(sim, aclient: aioredis.Redis, ns, queue) -> AsyncIterator[Pipeline]:
     pipeline = make_pipeline(aclient, ns, queue, dead_url(), sim)
     yield pipeline
-    for p in pipeline.providers.values():
+    for p in pipeline.parts.providers.values():
         await p.aclose()
 
 
@@ -122,7 +123,7 @@ async def test_the_primary_closes_again_through_probes_when_it_recovers(
         assert providers[-1] == "primary"
     finally:
         revived.stop()
-        for p in pipeline.providers.values():
+        for p in pipeline.parts.providers.values():
             await p.aclose()
 
 

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
+from tests import parts
 from worker import keys
 from worker.enqueue import Producer
 from worker.errors import ConfigError
@@ -241,7 +242,10 @@ def hooks(redis_url: str) -> Iterator[InProcess]:
     }
     store = aioredis.Redis.from_url(redis_url)
     app = create_app(
-        store=AsyncStore(store, "fuzz"), providers=providers, public_url="http://testserver"
+        store=AsyncStore(store, "fuzz"),
+        providers=providers,
+        public_url="http://testserver",
+        feed=parts.feed(store, "fuzz"),
     )
     client = InProcess(app)
     yield client
@@ -330,7 +334,12 @@ def signed_hooks(redis_url: str) -> Iterator[tuple[InProcess, redis.Redis, str, 
     kept = Producer(sync, ns=ns, queue=f"q{ns}").enqueue({"to": "+12015550123", "body": "kept"})
     Store(sync, ns).transition(kept.message_id, ["queued"], "sending", reason="test")
     store = aioredis.Redis.from_url(redis_url)
-    app = create_app(store=AsyncStore(store, ns), providers=providers, public_url=SIGNED_PUBLIC)
+    app = create_app(
+        store=AsyncStore(store, ns),
+        providers=providers,
+        public_url=SIGNED_PUBLIC,
+        feed=parts.feed(store, ns),
+    )
     client = InProcess(app, SIGNED_PUBLIC)
     kept_key = keys.message(kept.message_id, ns)
     yield client, sync, kept_key, sync.dump(kept_key)

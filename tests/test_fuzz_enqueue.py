@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from worker import keys
+from worker import keys, wire
 from worker.enqueue import Producer
 from worker.store import Store
 
@@ -97,13 +97,13 @@ def _snapshot(client: redis.Redis, ns: str, queue: str, msg_id: str) -> tuple[An
     pipe.dump(keys.message(msg_id, ns))
     pipe.dump(keys.history(msg_id, ns))
     pipe.hgetall(keys.stats(ns))
-    pipe.llen(keys.dramatiq_queue(queue))
+    pipe.llen(wire.queue_key(queue))
     *kept, stats, length = pipe.execute()
     return (*kept, {k: v for k, v in stats.items() if k.startswith(b"keep")}), length
 
 
 def _queued_ids(client: redis.Redis, queue: str) -> list[bytes]:
-    return list(client.lrange(keys.dramatiq_queue(queue), 0, -1))
+    return list(client.lrange(wire.queue_key(queue), 0, -1))
 
 
 @pytest.fixture

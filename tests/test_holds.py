@@ -11,19 +11,19 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from tests import parts
 from tests.conftest import AUTH_TOKEN
-from worker import keys
+from worker import keys, wire
 from worker.alerts import Alerter
 from worker.breaker import FAILURE_WEIGHT, AsyncBreakers, Breakers, Policy
 from worker.carriers import CarrierResolver
-from worker.delivery import Pipeline, PipelineConfig
 from worker.enqueue import Producer
-from worker.holds import AsyncHolds
-from worker.maintenance import HoldKeeper
+from worker.models import Category
 from worker.providers.twilio import TwilioProvider
 from worker.retry import Backoff
+from worker.sendpath import Pipeline, PipelineConfig
 from worker.simulator.carriers import number_for
-from worker.store import AsyncStore, Store
+from worker.store import Store
 
 SID = "AC" + "4" * 32
 CARRIER_POLICY = Policy(
@@ -63,15 +63,15 @@ async def pipeline(sim, aclient: aioredis.Redis, ns, queue) -> AsyncIterator[Pip
         max_attempts=3,
         backoff=Backoff(1000, 10_000),
     )
-    yield Pipeline(
+    yield parts.pipeline(
         config,
-        AsyncStore(aclient, ns),
+        aclient,
+        ns,
         {"twilio": provider},
         AsyncBreakers(aclient, "provider", Policy(), ns, cache_ms=0),
         carriers=CarrierResolver(aclient, ns=ns, lookup=lookup),
         carrier_breakers=AsyncBreakers(aclient, "carrier", CARRIER_POLICY, ns, cache_ms=0),
         alerter=Alerts(),
-        sleep=no_sleep,
     )
     await provider.aclose()
     await lookup.aclose()
@@ -131,7 +131,7 @@ async def test_synchronous_blocks_open_the_carrier_breaker_and_hold_the_rest(
     outcomes = [await pipeline.deliver(i) for i in ids]
     assert outcomes == ["failed"] * 5 + ["held"] * 7
     assert ops(client, ns).status("verizon:gotv")["state"] == "open"
-    assert ("carrier", "verizon:gotv", "closed>open") in pipeline.alerter.seen
+    assert ("carrier", "verizon:gotv", "closed>open") in pipeline.parts.alerter.seen
     # A carrier's block says nothing about the provider.
     assert Breakers(client, "provider", Policy(), ns).status("twilio")["state"] == "closed"
 
@@ -142,12 +142,12 @@ async def test_release_sends_held_texts_oldest_first(pipeline, aclient, client, 
     for i in ids:
         await pipeline.deliver(i)
     ops(client, ns).resume("att:gotv", who="maria")
-    keeper = HoldKeeper(aclient, AsyncHolds(aclient, queue, ns), probes=2, ns=ns)
+    keeper = parts.keeper(aclient, queue, ns, probes=2)
     assert await keeper.tick() == 6
-    queued = client.lrange(keys.dramatiq_queue(queue), 0, -1)
+    queued = client.lrange(wire.queue_key(queue), 0, -1)
     # The enqueue put 6 on the queue first; the release appended 6 more in hold order.
     released = [
-        __import__("dramatiq").Message.decode(client.hget(keys.dramatiq_messages(queue), q)).args[0]
+        __import__("dramatiq").Message.decode(client.hget(wire.messages_key(queue), q)).args[0]
         for q in queued[6:]
     ]
     assert released == ids
@@ -162,7 +162,7 @@ async def test_a_manual_pause_is_never_released_by_the_keeper(
     ids = enqueue(client, ns, queue, "att", 3)
     for i in ids:
         await pipeline.deliver(i)
-    keeper = HoldKeeper(aclient, AsyncHolds(aclient, queue, ns), probes=2, ns=ns)
+    keeper = parts.keeper(aclient, queue, ns, probes=2)
     import asyncio
 
     await asyncio.sleep(0.4)  # past any cool-down
@@ -187,16 +187,16 @@ async def test_after_the_cool_down_probes_are_released_and_success_closes(
         await pipeline.deliver(i)
     assert ops(client, ns).status("verizon:gotv")["state"] == "open"
     await asyncio.sleep(0.6)  # the filter lifts and the cool-down ends
-    keeper = HoldKeeper(aclient, AsyncHolds(aclient, queue, ns), probes=2, ns=ns)
+    keeper = parts.keeper(aclient, queue, ns, probes=2)
     assert await keeper.tick() == 2
     probe_ids = ids[5:7]
     assert [await pipeline.deliver(i) for i in probe_ids] == ["sent", "sent"]
     # Accepted is not delivered: the breaker closes on the probes' receipts.
-    feed = __import__("worker.webhooks").webhooks.CarrierFeed(pipeline.carrier_breakers)
-    from worker.providers.base import Receipt
-
+    feed = pipeline.parts.feed
     for i in probe_ids:
-        await feed.feed(Store(client, ns).get(i), Receipt("SM1", "delivered", i))  # type: ignore[arg-type]
+        record = Store(client, ns).get(i)
+        assert record is not None
+        await feed.receipt(record, "delivered", Category.OK, None)
     assert ops(client, ns).status("verizon:gotv")["state"] == "closed"
     assert await keeper.tick() == 3  # the rest follow
 
@@ -224,19 +224,19 @@ async def test_a_held_text_past_its_window_expires_when_released(
     assert await pipeline.deliver(msg_id) == "held"
     await asyncio.sleep(0.4)
     ops(client, ns).resume("att:gotv", who="maria")
-    await HoldKeeper(aclient, AsyncHolds(aclient, queue, ns), probes=2, ns=ns).tick()
+    await parts.keeper(aclient, queue, ns, probes=2).tick()
     assert await pipeline.deliver(msg_id) == "expired"
     assert sim_report(sim)["requests"] == 0
 
 
 async def test_a_text_whose_message_was_lost_gets_a_new_one(aclient, client, ns, queue) -> None:
     (msg_id,) = enqueue(client, ns, queue, "att", 1)
-    client.delete(keys.dramatiq_queue(queue))  # dramatiq stranded its message
-    keeper = HoldKeeper(aclient, AsyncHolds(aclient, queue, ns), probes=2, ns=ns, orphan_after_s=1)
+    client.delete(wire.queue_key(queue))  # dramatiq stranded its message
+    keeper = parts.keeper(aclient, queue, ns, probes=2, orphan_after_s=1)
     assert await keeper.sweep() == 0  # not overdue yet
     client.hset(keys.message(msg_id, ns), "created_ms", 1)
     assert await keeper.sweep() == 1
-    assert client.llen(keys.dramatiq_queue(queue)) == 1
+    assert client.llen(wire.queue_key(queue)) == 1
     assert await keeper.sweep() == 0  # a message is waiting again: nothing is lost
 
 
@@ -246,7 +246,7 @@ async def test_the_sweeper_leaves_texts_alone_while_their_queue_has_messages(
     ids = enqueue(client, ns, queue, "att", 2)
     for msg_id in ids:
         client.hset(keys.message(msg_id, ns), "created_ms", 1)
-    keeper = HoldKeeper(aclient, AsyncHolds(aclient, queue, ns), probes=2, ns=ns, orphan_after_s=1)
+    keeper = parts.keeper(aclient, queue, ns, probes=2, orphan_after_s=1)
     assert await keeper.sweep() == 0
 
 
@@ -254,8 +254,8 @@ def released_ids(client: redis.Redis, queue: str, skip: int) -> list[str]:
     """The text ids of the messages on the queue after the first ``skip``."""
     import dramatiq
 
-    queued = client.lrange(keys.dramatiq_queue(queue), skip, -1)
-    raw = [client.hget(keys.dramatiq_messages(queue), q) for q in queued]
+    queued = client.lrange(wire.queue_key(queue), skip, -1)
+    raw = [client.hget(wire.messages_key(queue), q) for q in queued]
     return [dramatiq.Message.decode(m).args[0] for m in raw]  # type: ignore[arg-type]
 
 
@@ -268,14 +268,14 @@ async def test_a_carrier_wide_pause_keeps_campaign_holds_still_until_it_lifts(
     hold = keys.hold("verizon:gotv", ns)
     before = [client.lrange(keys.history(i, ns), 0, -1) for i in ids]
     audit = client.xlen(keys.audit(ns))
-    keeper = HoldKeeper(aclient, AsyncHolds(aclient, queue, ns), probes=2, ns=ns)
+    keeper = parts.keeper(aclient, queue, ns, probes=2)
     for _ in range(5):
         assert await keeper.tick() == 0
     assert client.lrange(hold, 0, -1) == [i.encode() for i in ids]
     assert {Store(client, ns).get(i)["status"] for i in ids} == {"held"}  # type: ignore[index]
     assert [client.lrange(keys.history(i, ns), 0, -1) for i in ids] == before
     assert client.xlen(keys.audit(ns)) == audit
-    assert client.llen(keys.dramatiq_queue(queue)) == 4  # only the enqueue's own messages
+    assert client.llen(wire.queue_key(queue)) == 4  # only the enqueue's own messages
     ops(client, ns).resume("verizon:*", who="maria")
     assert await keeper.tick() == 4
     assert released_ids(client, queue, 4) == ids
@@ -291,10 +291,10 @@ async def test_a_half_open_carrier_releases_only_probe_texts_from_its_hold(
     clock = [1_800_000_000_000]
     with mock.patch.object(breaker_mod, "now_ms", lambda: clock[0]):
         for _ in range(5):
-            await pipeline.carrier_breakers.record("att:gotv", FAILURE_WEIGHT, "30007")
+            await pipeline.parts.carrier_breakers.record("att:gotv", FAILURE_WEIGHT, "30007")
         ids = enqueue(client, ns, queue, "att", 6)
         assert [await pipeline.deliver(i) for i in ids] == ["held"] * 6
-        keeper = HoldKeeper(aclient, AsyncHolds(aclient, queue, ns), probes=2, ns=ns)
+        keeper = parts.keeper(aclient, queue, ns, probes=2)
         clock[0] += 300  # the cool-down is over
         assert [await keeper.tick() for _ in range(3)] == [2, 0, 0]
         # The probes go, and their receipts never come.

@@ -7,8 +7,7 @@ import json
 import redis
 import redis.asyncio as aioredis
 
-from worker import keys
-from worker.delivery import timed_queue
+from worker import keys, wire
 from worker.enqueue import Producer
 from worker.leases import LEASE_REQUEUE_COUNTER, LeaseSweeper
 from worker.simulator.carriers import number_for
@@ -24,7 +23,7 @@ def sending(client: redis.Redis, ns: str, queue: str, lease_until_ms: int) -> st
         .message_id
     )
     # The worker that took it died: its message is gone from the queue.
-    client.delete(keys.dramatiq_queue(queue))
+    client.delete(wire.queue_key(queue))
     Store(client, ns).transition(
         msg_id, ["queued"], "sending", reason="claimed", fields={"lease_until_ms": lease_until_ms}
     )
@@ -36,9 +35,9 @@ def sweeper(aclient: aioredis.Redis, ns: str, queue: str) -> LeaseSweeper:
 
 
 def timed_messages(client: redis.Redis, queue: str) -> list[str]:
-    timed = timed_queue(queue)
-    ids = client.lrange(keys.dramatiq_queue(timed), 0, -1)
-    bodies = [client.hget(keys.dramatiq_messages(timed), i) for i in ids]
+    timed = wire.timed_queue(queue)
+    ids = client.lrange(wire.queue_key(timed), 0, -1)
+    bodies = [client.hget(wire.messages_key(timed), i) for i in ids]
     return [json.loads(b)["args"][0] for b in bodies if b is not None]
 
 

@@ -10,7 +10,7 @@ import redis
 import redis.asyncio as aioredis
 from dramatiq import Message
 
-from worker import keys
+from worker import wire
 from worker.enqueue import Producer
 from worker.models import Status
 from worker.store import DEFAULT_HISTORY_CAP, AsyncStore, Store
@@ -29,8 +29,8 @@ def test_an_accepted_text_is_recorded_and_queued_for_dramatiq(
     record = Store(client, ns).get(accepted.message_id)
     assert record is not None
     assert (record["status"], record["to"], record["segments"]) == ("queued", GOOD, "1")
-    (redis_id,) = client.lrange(keys.dramatiq_queue(queue), 0, -1)
-    encoded = client.hget(keys.dramatiq_messages(queue), redis_id)
+    (redis_id,) = client.lrange(wire.queue_key(queue), 0, -1)
+    encoded = client.hget(wire.messages_key(queue), redis_id)
     message = Message.decode(encoded)
     assert message.actor_name == "send_text"
     assert message.args == (accepted.message_id,)
@@ -46,7 +46,7 @@ def test_the_same_key_returns_the_same_id_and_queues_once(
     assert again.message_id == first.message_id and again.duplicate
     assert {a.message_id for a in report.accepted} == {first.message_id}
     assert report.duplicates == 3
-    assert client.llen(keys.dramatiq_queue(queue)) == 1
+    assert client.llen(wire.queue_key(queue)) == 1
 
 
 def test_concurrent_producers_with_one_key_make_one_message(
@@ -60,7 +60,7 @@ def test_concurrent_producers_with_one_key_make_one_message(
             )
         )
     assert len(ids) == 1
-    assert client.llen(keys.dramatiq_queue(queue)) == 1
+    assert client.llen(wire.queue_key(queue)) == 1
 
 
 def test_a_batch_with_bad_jobs_still_accepts_the_good_ones(
@@ -80,7 +80,7 @@ def test_a_batch_with_bad_jobs_still_accepts_the_good_ones(
         (2, "body"),
         (3, "extra"),
     ]
-    assert client.llen(keys.dramatiq_queue(queue)) == 2
+    assert client.llen(wire.queue_key(queue)) == 2
     assert Store(client, ns).stats() == {"default": {"queued": 2}}
 
 
@@ -167,7 +167,8 @@ def test_the_record_keeps_key_metadata_and_validity(
 
 
 def test_the_fast_message_encoding_is_what_dramatiq_decodes() -> None:
-    from worker.enqueue import dramatiq_message, fresh_message
+    from worker.wire import fresh_message
+    from worker.wire import message as dramatiq_message
 
     fast = Message.decode(fresh_message("abc123", "sendq").encoded.encode())
     slow = Message.decode(dramatiq_message("abc123", "sendq").encoded.encode())

@@ -9,6 +9,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from tests import parts
 from worker.enqueue import Producer
 from worker.providers.twilio import TwilioProvider, signature
 from worker.store import AsyncStore, Store
@@ -26,10 +27,12 @@ def hooks(redis_url: str, ns: str) -> Iterator[TestClient]:
     provider = TwilioProvider(
         account_sid="AC" + "2" * 32, auth_token=TOKEN, base_url="http://127.0.0.1:9"
     )
+    aclient = aioredis.Redis.from_url(redis_url)
     app = create_app(
-        store=AsyncStore(aioredis.Redis.from_url(redis_url), ns),
+        store=AsyncStore(aclient, ns),
         providers={"twilio": provider},
         public_url=PUBLIC,
+        feed=parts.feed(aclient, ns),
     )
     with TestClient(app, base_url=PUBLIC) as client:
         yield client
@@ -184,7 +187,6 @@ def test_carrier_block_receipts_open_the_carrier_breaker(redis_url, client, ns, 
     import redis.asyncio as aioredis
 
     from worker.breaker import AsyncBreakers, Breakers, Policy
-    from worker.webhooks import CarrierFeed
 
     policy = Policy(consecutive=3, min_calls=100)
     aclient = aioredis.Redis.from_url(redis_url)
@@ -195,7 +197,7 @@ def test_carrier_block_receipts_open_the_carrier_breaker(redis_url, client, ns, 
         store=AsyncStore(aclient, ns),
         providers={"twilio": provider},
         public_url=PUBLIC,
-        carrier_feed=CarrierFeed(AsyncBreakers(aclient, "carrier", policy, ns, cache_ms=0)),
+        feed=parts.feed(aclient, ns, AsyncBreakers(aclient, "carrier", policy, ns, cache_ms=0)),
     )
     ids = []
     for _ in range(4):

@@ -29,6 +29,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from tests import parts
 from tests.test_webhooks import sending, status
 from worker.providers import plivo, vonage
 from worker.providers.bandwidth import BandwidthProvider
@@ -77,10 +78,12 @@ def hooks(redis_url: str, ns: str) -> Iterator[TestClient]:
             base_url=OFFLINE,
         ),
     }
+    aclient = aioredis.Redis.from_url(redis_url)
     app = create_app(
-        store=AsyncStore(aioredis.Redis.from_url(redis_url), ns),
+        store=AsyncStore(aclient, ns),
         providers=providers,
         public_url=PUBLIC,
+        feed=parts.feed(aclient, ns),
     )
     with TestClient(app, base_url=PUBLIC) as client:
         yield client

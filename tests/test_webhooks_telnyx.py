@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from starlette.testclient import TestClient
 
+from tests import parts
 from tests.test_webhooks import GOOD, sending, status
 from worker import keys
 from worker.carriers import CarrierResolver
@@ -40,7 +41,7 @@ def hooks(redis_url: str, ns: str) -> Iterator[TestClient]:
         store=AsyncStore(aclient, ns),
         providers={"telnyx": provider},
         public_url=PUBLIC,
-        carriers=CarrierResolver(aclient, ns=ns),
+        feed=parts.feed(aclient, ns, carriers=CarrierResolver(aclient, ns=ns)),
     )
     with TestClient(app, base_url=PUBLIC) as client:
         yield client

@@ -129,7 +129,7 @@ class Alerter:
             log.warning(
                 "alert could not be delivered",
                 url=safe_url(url),
-                error=mask_text(type(exc).__name__),
+                error=type(exc).__name__,
             )
             return False
         return True

@@ -28,9 +28,8 @@ from redis.commands.core import AsyncScript, Script
 
 from worker import keys, lua
 from worker.store import now_ms
+from worker.verdicts import FAILURE_WEIGHT, SUCCESS_WEIGHT
 
-SUCCESS_WEIGHT = 0
-FAILURE_WEIGHT = 1000
 DEFAULT_CACHE_MS = 200
 DEFAULT_PROBE_TIMEOUT_S = 30.0
 
@@ -67,6 +66,7 @@ class Policy:
                 self.cooldown_max_s * 1000,
                 self.probes,
                 self.probe_timeout_s * 1000,
+                FAILURE_WEIGHT,
             )
         )
 
@@ -173,6 +173,28 @@ class AsyncBreakers:
         raw = await cast(Awaitable[list[Any]], self._script(keys=k, args=a))
         return int(raw[0])
 
+    async def names(self) -> list[str]:
+        raw = await cast(
+            Awaitable[set[bytes]], self.client.smembers(keys.breaker_names(self.kind, self.ns))
+        )
+        return sorted(n.decode() for n in raw)
+
+    async def state(self, name: str) -> State:
+        raw = await cast(
+            Awaitable[bytes | None],
+            self.client.hget(keys.breaker(self.kind, name, self.ns), "state"),
+        )
+        return State(raw.decode()) if raw else State.CLOSED
+
+    async def blocks_below(self, wide: str) -> bool:
+        """Does breaker ``wide`` (a carrier-wide one) hold every campaign under it now?
+
+        The rule is breaker.lua's, the one admit applies to ``wider``.
+        """
+        k, a = _call_args(self.kind, wide, "blocks", self.policy, self.ns)
+        raw = await cast(Awaitable[list[Any]], self._script(keys=k, args=a))
+        return int(raw[0]) == 1
+
     async def flush(self, name: str) -> Decision:
         count, _ = self._pending.pop(name, (0, 0))
         if not count:
@@ -210,18 +232,9 @@ class Breakers:
     def status(self, name: str) -> dict[str, Any]:
         raw = cast(dict[bytes, bytes], self.client.hgetall(keys.breaker(self.kind, name, self.ns)))
         state = {k.decode(): v.decode() for k, v in raw.items()}
-        window = cast(
-            dict[bytes, bytes], self.client.hgetall(keys.breaker_window(self.kind, name, self.ns))
-        )
-        oldest = (now_ms() - self.policy.window_s * 1000) // (self.policy.bucket_s * 1000)
-        calls = failures = 0
-        for field, value in window.items():
-            bucket, _, what = field.decode().partition(":")
-            if int(bucket) > oldest:
-                if what == "n":
-                    calls += int(value)
-                elif what == "f":  # "c:{code}" fields count failing calls by code
-                    failures += int(value)
+        # The window is read by breaker.lua, which owns its layout.
+        k, a = _call_args(self.kind, name, "status", self.policy, self.ns)
+        calls, failures = (int(v) for v in cast(list[Any], self._script(keys=k, args=a)))
         return {
             "name": name,
             "state": state.get("state", State.CLOSED.value),

@@ -15,7 +15,6 @@ from worker.settings import Settings
 
 log = structlog.get_logger("sendq.redis")
 
-SEND_ACTOR = "send_text"
 # About three minutes of retries with backoff capped at 5 s: a Redis restart
 # is waited out, and then every command goes on where it stopped.
 DEFAULT_RECONNECT_RETRIES = 40

@@ -22,8 +22,6 @@ import structlog
 
 from worker import keys
 from worker.errors import ConfigError, ProviderError
-from worker.logs import mask_text
-from worker.phone import mask
 from worker.providers import transport
 
 log = structlog.get_logger("sendq.carriers")
@@ -124,7 +122,8 @@ class CarrierResolver:
             carrier = normalise(info.get("carrier_name"))
             ttl = self.cache_ttl_s
         except (ProviderError, httpx.HTTPStatusError, ValueError, AttributeError) as exc:
-            log.warning("carrier lookup failed", to=mask(number), error=mask_text(str(exc))[:200])
+            # The log processor masks the number and any secret in the error.
+            log.warning("carrier lookup failed", to=number, error=str(exc)[:200])
             carrier, ttl = UNKNOWN, DEFAULT_NEGATIVE_TTL_S
         await self.client.set(keys.carrier(number, self.ns), carrier, ex=ttl)
         return carrier

@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 from rich.console import Console
 
-from worker import embedded, keys
+from worker import embedded
 from worker.breaker import Breakers
 from worker.enqueue import Producer
+from worker.holds import Holds
 from worker.models import FINAL_STATUSES
-from worker.runtime import breaker_policy
 from worker.services import Stack
-from worker.settings import CarrierBreakerSettings
+from worker.settings import Settings
 from worker.simulator.carriers import number_for
+from worker.wiring import Root
 
 DEFAULT_DATA_DIR = Path(".sendq/demo")
 DEFAULT_CARRIERS = ("att", "tmobile", "verizon")
@@ -91,16 +91,17 @@ def run(*, count: int, progress: bool, data_dir: Path = DEFAULT_DATA_DIR) -> dic
 
 
 def _drive(stack: Stack, url: str, count: int, console: Console | None) -> dict[str, Any]:
-    client = redis.Redis.from_url(url)
-    producer = Producer(client)
-    breakers = Breakers(client, "carrier", breaker_policy(CarrierBreakerSettings()))
+    root = Root(Settings(redis_url=url))
+    producer = root.producer()
+    breakers = root.carrier_breakers()
+    holds = root.holds()
     httpx.post(f"{stack.sim_url}/sim/scenario", json=scenario()).raise_for_status()
     httpx.post(f"{stack.sim_url}/sim/reset").raise_for_status()
     started = time.monotonic()
     report = producer.enqueue_many(jobs(count, str(int(time.time()))))
     ids = [a.message_id for a in report.accepted]
     watch = Watch()
-    final = _wait(stack, producer, breakers, len(ids), watch, console)
+    final = _wait(stack, producer, breakers, holds, len(ids), watch, console)
     elapsed = time.monotonic() - started
     sim = httpx.get(f"{stack.sim_url}/sim/report", timeout=10).json()
     counts = producer.store.stats().get(CAMPAIGN, {})
@@ -137,6 +138,7 @@ def _wait(
     stack: Stack,
     producer: Producer,
     breakers: Breakers,
+    holds: Holds,
     expected: int,
     watch: Watch,
     console: Console | None,
@@ -147,7 +149,7 @@ def _wait(
     while time.monotonic() < deadline:
         counts = producer.store.stats().get(CAMPAIGN, {})
         final = sum(n for s, n in counts.items() if s in FINAL_STATUSES)
-        held = int(producer.store.client.llen(keys.hold(name)))
+        held = holds.count(name)
         watch.held_peak = max(watch.held_peak, held)
         state = breakers.status(name)
         if watch.opened_at_ms is None and state["state"] == "open":

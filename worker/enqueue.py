@@ -9,18 +9,15 @@ together, so nothing is ever half accepted.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, cast
+from typing import Any
 
 import redis
-from dramatiq import Message
 from pydantic import ValidationError
 
-from worker import keys, store
-from worker.broker import SEND_ACTOR
+from worker import keys, store, wire
 from worker.models import SendJob, describe_validation_error
 
 DEFAULT_BATCH_SIZE = 500
@@ -56,37 +53,7 @@ class EnqueueReport:
         return sum(1 for a in self.accepted if a.duplicate)
 
 
-def fresh_message(msg_id: str, queue: str) -> store.Requeue:
-    """A first send's dramatiq message, encoded without building a Message.
-
-    The bulk path spends most of its time here otherwise; the JSON is exactly
-    what ``Message.encode`` writes (a test decodes it with dramatiq), and the
-    ids are the message id, which is unique and never enqueued twice.
-    """
-    # Message ids are hex digits: safe in JSON as they are.
-    body = _MESSAGE_TEMPLATE % (json.dumps(queue), msg_id, msg_id, msg_id, store.now_ms())
-    return store.Requeue(queue, msg_id, body)
-
-
-_MESSAGE_TEMPLATE = (
-    '{"queue_name":%s,"actor_name":"' + SEND_ACTOR + '","args":["%s"],"kwargs":{},'
-    '"options":{"redis_message_id":"%s"},"message_id":"%s","message_timestamp":%d}'
-)
 _HISTORY_TEMPLATE = '{"at":%d,"from":"accepted","to":"queued","why":"accepted"}'
-
-
-def dramatiq_message(msg_id: str, queue: str, delay_ms: int | None = None) -> store.Requeue:
-    """Encode the send actor's message as dramatiq's RedisBroker would."""
-    redis_message_id = str(uuid.uuid4())
-    options: dict[str, Any] = {"redis_message_id": redis_message_id}
-    eta_ms = store.now_ms() + (delay_ms or 0)
-    if delay_ms is not None:
-        queue = keys.dramatiq_delay_queue_name(queue)
-        options["eta"] = eta_ms
-    message: Message[Any] = Message(
-        queue_name=queue, actor_name=SEND_ACTOR, args=(msg_id,), kwargs={}, options=options
-    )
-    return store.Requeue(queue, redis_message_id, message.encode().decode(), eta_ms)
 
 
 def coerce(job: SendJob | Mapping[str, Any]) -> SendJob:
@@ -114,9 +81,8 @@ class Producer:
     def enqueue(self, job: SendJob | Mapping[str, Any]) -> Accepted:
         """Accept one text; raises pydantic's ValidationError for a bad job."""
         valid = coerce(job)
-        keys_, args = self._script_args(valid)
-        raw = cast(list[Any], self.store.enqueue_script(keys=keys_, args=args))
-        return Accepted(0, _s(raw[0]), duplicate=int(raw[1]) == 0)
+        ((msg_id, new),) = self.store.accept([self._script_args(valid)])
+        return Accepted(0, msg_id, duplicate=not new)
 
     def enqueue_many(
         self,
@@ -137,23 +103,22 @@ class Producer:
     def _write_batch(
         self, batch: list[tuple[int, SendJob | Mapping[str, Any]]], report: EnqueueReport
     ) -> None:
-        pipe = self.store.client.pipeline(transaction=False)
         indexes = []
+        calls = []
         for index, job in batch:
             try:
                 valid = coerce(job)
             except ValidationError as exc:
                 report.rejected.append(Rejected(index, describe_validation_error(exc)))
                 continue
-            keys_, args = self._script_args(valid)
-            self.store.enqueue_script(keys=keys_, args=args, client=pipe)
+            calls.append(self._script_args(valid))
             indexes.append(index)
-        for index, raw in zip(indexes, pipe.execute(), strict=True):
-            report.accepted.append(Accepted(index, _s(raw[0]), duplicate=int(raw[1]) == 0))
+        for index, (msg_id, new) in zip(indexes, self.store.accept(calls), strict=True):
+            report.accepted.append(Accepted(index, msg_id, duplicate=not new))
 
     def _script_args(self, job: SendJob) -> tuple[list[str], list[str]]:
         msg_id = store.new_message_id()
-        queued = fresh_message(msg_id, self.queue)
+        queued = wire.fresh_message(msg_id, self.queue)
         now = store.now_ms()
         history = _HISTORY_TEMPLATE % now
         script_keys = [
@@ -161,8 +126,8 @@ class Producer:
             keys.message(msg_id, self.ns),
             keys.history(msg_id, self.ns),
             keys.stats(self.ns),
-            keys.dramatiq_queue(self.queue),
-            keys.dramatiq_messages(self.queue),
+            wire.queue_key(self.queue),
+            wire.messages_key(self.queue),
             keys.carrier(job.to, self.ns),
         ]
         args = [
@@ -190,24 +155,11 @@ def _record_fields(msg_id: str, job: SendJob) -> Iterator[str]:
         yield from ("metadata", json.dumps(job.metadata, ensure_ascii=False))
 
 
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-_default: Producer | None = None
-
-
 def default_producer() -> Producer:
     """A producer on the configured (or embedded) Redis, made once per process."""
-    global _default
-    if _default is None:
-        from worker.broker import redis_url
-        from worker.settings import get_settings
+    from worker import wiring
 
-        settings = get_settings()
-        client = redis.Redis.from_url(redis_url(settings))
-        _default = Producer(client, queue=settings.worker.queue)
-    return _default
+    return wiring.root().producer()
 
 
 def enqueue(job: SendJob | Mapping[str, Any]) -> Accepted:

@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, cast
 
+import redis
 import redis.asyncio as aioredis
 
-from worker import keys, lua, store
-from worker.enqueue import dramatiq_message
+from worker import keys, lua, store, wire
 from worker.models import Status
 
 ALL_CAMPAIGNS = "*"
@@ -34,6 +34,23 @@ def breaker_name(carrier: str, campaign: str) -> str:
 def split_name(name: str) -> tuple[str, str]:
     carrier, _, campaign = name.partition(":")
     return carrier, campaign
+
+
+class Holds:
+    """Held counts, synchronously: for operators' status and metrics."""
+
+    def __init__(self, client: redis.Redis, ns: str = keys.DEFAULT_NAMESPACE) -> None:
+        self.client = client
+        self.ns = ns
+
+    def count(self, name: str) -> int:
+        return int(self.client.llen(keys.hold(name, self.ns)))
+
+    def counts(self, names: list[str]) -> dict[str, int]:
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(keys.hold(name, self.ns))
+        return {name: int(n) for name, n in zip(names, pipe.execute(), strict=True)}
 
 
 class AsyncHolds:
@@ -73,7 +90,7 @@ class AsyncHolds:
                 [Status.HELD],
                 Status.QUEUED,
                 reason="released from hold",
-                requeue=dramatiq_message(msg_id, self.queue),
+                requeue=wire.message(msg_id, self.queue),
                 ns=self.ns,
             )
             await self.transition_script(keys=k, args=a, client=pipe)

@@ -17,19 +17,29 @@ Layout (``{ns}`` is ``sendq`` unless configured otherwise):
     {ns}:hold:{carrier}:{campaign}  list  held message ids, oldest first
     {ns}:rl:used:{limiter}   hash   per-second use, for `sendq limits status`
 
-dramatiq's own keys live under the ``dramatiq`` namespace; see
-``dramatiq/brokers/redis/dispatch.lua`` for their layout.
+dramatiq's own keys and queue names are its wire format: ``worker.wire``.
 """
 
 from __future__ import annotations
 
 DEFAULT_NAMESPACE = "sendq"
-DRAMATIQ_NAMESPACE = "dramatiq"
 STATS_FIELD_SEP = "|"
 
 
 def message(msg_id: str, ns: str = DEFAULT_NAMESPACE) -> str:
     return f"{ns}:msg:{msg_id}"
+
+
+def message_pattern(ns: str = DEFAULT_NAMESPACE) -> str:
+    """A SCAN pattern for message records (it matches their history lists too)."""
+    return f"{ns}:msg:*"
+
+
+def message_id_of(key: str, ns: str = DEFAULT_NAMESPACE) -> str | None:
+    """The message id in a record's key; None for any other key the pattern matched."""
+    prefix = f"{ns}:msg:"
+    rest = key[len(prefix) :] if key.startswith(prefix) else ""
+    return rest if rest and ":" not in rest else None
 
 
 def history(msg_id: str, ns: str = DEFAULT_NAMESPACE) -> str:
@@ -82,16 +92,3 @@ def carrier(number: str, ns: str = DEFAULT_NAMESPACE) -> str:
 
 def hold(breaker_name: str, ns: str = DEFAULT_NAMESPACE) -> str:
     return f"{ns}:hold:{breaker_name}"
-
-
-def dramatiq_queue(queue_name: str) -> str:
-    return f"{DRAMATIQ_NAMESPACE}:{queue_name}"
-
-
-def dramatiq_messages(queue_name: str) -> str:
-    return f"{DRAMATIQ_NAMESPACE}:{queue_name}.msgs"
-
-
-def dramatiq_delay_queue_name(queue_name: str) -> str:
-    # Mirrors dramatiq.common.dq_name: delayed messages live on "{queue}.DQ".
-    return f"{queue_name}.DQ"

@@ -1,4 +1,4 @@
-"""Texts a dead worker left mid-send: found by their lease, and sent on at once.
+"""Texts with no message coming: a dead worker's (by lease) and dramatiq's orphans.
 
 A worker that dies while sending leaves its text ``sending`` and its dramatiq
 message unacked. dramatiq gives that message back only after the worker's
@@ -9,15 +9,24 @@ transition into ``sending`` records the text's lease end in ``{ns}:inflight``
 gives each a fresh message on the timed queue, which has no backlog. The
 pipeline then takes the text over (``crash_resends``), as it would a late
 redelivery. A duplicate message is harmless: the claim is a compare-and-set.
+
+Orphans: dramatiq can strand a message in a live worker's unacked set when
+Redis drops mid-fetch (a retried fetch pops again; the first reply is lost),
+and only a dead worker's set is ever requeued. So when every sendq queue list
+is empty, a text still ``queued`` long past its due time, or ``sending`` long
+past its lease, has no message coming: ``OrphanSweeper`` gives it a fresh one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import Any, cast
+
 import redis.asyncio as aioredis
 import structlog
 
-from worker import keys
-from worker.enqueue import dramatiq_message
+from worker import keys, lua, store, wire
+from worker.models import Status
 from worker.store import now_ms
 
 log = structlog.get_logger("sendq.leases")
@@ -25,6 +34,8 @@ log = structlog.get_logger("sendq.leases")
 # At most this many expired leases are requeued per sweep, so one sweep stays short.
 DEFAULT_BATCH = 500
 LEASE_REQUEUE_COUNTER = "expired_leases_requeued"
+ORPHAN_COUNTER = "orphans_requeued"
+DEFAULT_ORPHAN_AFTER_S = 60.0
 
 
 class LeaseSweeper:
@@ -59,13 +70,79 @@ class LeaseSweeper:
         return len(due)
 
     async def _requeue(self, msg_id: str, now: int) -> None:
-        from worker.delivery import timed_queue
-
-        message = dramatiq_message(msg_id, timed_queue(self.queue))
+        message = wire.message(msg_id, wire.timed_queue(self.queue))
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(keys.dramatiq_messages(message.queue), message.redis_message_id, message.encoded)
-        pipe.rpush(keys.dramatiq_queue(message.queue), message.redis_message_id)
+        pipe.hset(wire.messages_key(message.queue), message.redis_message_id, message.encoded)
+        pipe.rpush(wire.queue_key(message.queue), message.redis_message_id)
         # If nobody takes it over (every worker busy or gone), look again a lease
         # later; XX: a text that ended meanwhile is not put back.
         pipe.zadd(keys.inflight(self.ns), {msg_id: now + self.lease_ms}, xx=True)
         await pipe.execute()
+
+
+class OrphanSweeper:
+    """Finds texts queued or sending with no dramatiq message left for them."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        queue: str,
+        orphan_after_s: float = DEFAULT_ORPHAN_AFTER_S,
+        ns: str = keys.DEFAULT_NAMESPACE,
+    ) -> None:
+        self.client = client
+        self.queue = queue
+        self.orphan_after_ms = int(orphan_after_s * 1000)
+        self.ns = ns
+        self._transition = client.register_script(lua.source("transition"))
+
+    async def sweep(self) -> int:
+        """Give a fresh message to texts that have none coming; returns how many."""
+        pipe = self.client.pipeline(transaction=False)
+        for name in wire.queues_of(self.queue):
+            pipe.llen(wire.queue_key(name))
+        if any(await pipe.execute()):
+            return 0  # messages are still waiting their turn: none can be called lost
+        if not await self._any_in_flight():
+            return 0  # the usual idle case: every text is final or held, nothing to scan
+        requeued = 0
+        async for key in self.client.scan_iter(match=keys.message_pattern(self.ns), count=1000):
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            msg_id = keys.message_id_of(name, self.ns)
+            if msg_id is not None:
+                requeued += await self._maybe_requeue(msg_id)
+        if requeued:
+            await self.client.hincrby(keys.counters(self.ns), ORPHAN_COUNTER, requeued)
+            log.warning("requeued texts that had no message coming", count=requeued)
+        return requeued
+
+    async def _any_in_flight(self) -> bool:
+        stats = await cast(Awaitable[dict[bytes, bytes]], self.client.hgetall(keys.stats(self.ns)))
+        return any(
+            int(count) > 0
+            for field, count in stats.items()
+            if field.decode().rpartition(keys.STATS_FIELD_SEP)[2] in ("queued", "sending")
+        )
+
+    async def _maybe_requeue(self, msg_id: str) -> int:
+        raw = await self.client.hmget(
+            keys.message(msg_id, self.ns), ["status", "eta_ms", "created_ms", "lease_until_ms"]
+        )
+        status, eta, created, lease = (
+            v.decode() if isinstance(v, bytes) else str(v or "") for v in raw
+        )
+        now = now_ms()
+        due = int(eta or created or now) if status == Status.QUEUED else int(lease or now)
+        if status not in (Status.QUEUED, Status.SENDING) or now - due < self.orphan_after_ms:
+            return 0
+        k, a = store.transition_args(
+            msg_id,
+            [status],
+            status,
+            reason="swept: no message was coming",
+            requeue=wire.message(msg_id, self.queue),
+            ns=self.ns,
+        )
+        result = await cast(Awaitable[list[Any]], self._transition(keys=k, args=a))
+        return 1 if int(result[0]) == 1 else 0

@@ -29,79 +29,56 @@ the claim is a compare-and-set.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import Any, cast
+from collections.abc import Callable
 
 import dramatiq
-import redis.asyncio as aioredis
 import structlog
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
-from worker import keys
-from worker.breaker import AsyncBreakers, Policy, State
+from worker.breaker import AsyncBreakers, State
 from worker.holds import ALL_CAMPAIGNS, AsyncHolds, breaker_name, split_name
-from worker.leases import LeaseSweeper
-from worker.logs import mask_text
-from worker.store import now_ms
+from worker.leases import LeaseSweeper, OrphanSweeper
 
 log = structlog.get_logger("sendq.maintenance")
 
-
-DEFAULT_ORPHAN_AFTER_S = 60.0
 DEFAULT_SWEEP_S = 30.0
-# CarrierBreakerSettings.probe_timeout_s's default. Used only until a breaker
-# has had a probe round, which records the workers' own setting.
-DEFAULT_CARRIER_PROBE_TIMEOUT_S = 120.0
-ORPHAN_COUNTER = "orphans_requeued"
 
 
 class HoldKeeper:
+    """One worker's chores; every part is a state-layer object the composition root built.
+
+    ``breakers`` are the carrier breakers, with the workers' own policy: its
+    probe count and probe timeout are what a claim grants and records.
+    """
+
     def __init__(
         self,
-        client: aioredis.Redis,
         holds: AsyncHolds,
+        breakers: AsyncBreakers,
+        leases: LeaseSweeper,
+        orphans: OrphanSweeper,
         *,
-        probes: int,
-        probe_timeout_s: float = DEFAULT_CARRIER_PROBE_TIMEOUT_S,
-        ns: str = keys.DEFAULT_NAMESPACE,
-        orphan_after_s: float = DEFAULT_ORPHAN_AFTER_S,
         sweep_s: float = DEFAULT_SWEEP_S,
-        leases: LeaseSweeper | None = None,
     ) -> None:
-        self.client = client
         self.holds = holds
-        self.probes = probes
-        self.ns = ns
-        # Only claims go through it; a round's own probe timeout, written by
-        # the workers' policy, wins over probe_timeout_s here.
-        self.breakers = AsyncBreakers(
-            client,
-            "carrier",
-            Policy(probes=probes, probe_timeout_s=probe_timeout_s),
-            ns,
-            cache_ms=0,
-        )
-        self.orphan_after_ms = int(orphan_after_s * 1000)
+        self.breakers = breakers
+        self.leases = leases
+        self.orphans = orphans
         self.sweep_s = sweep_s
         self._last_sweep = 0.0
-        self.leases = leases
 
     async def tick(self) -> int:
         """One pass over every carrier breaker; returns how many texts it released."""
-        names = await cast(
-            Awaitable[set[bytes]], self.client.smembers(keys.breaker_names("carrier", self.ns))
-        )
         released = 0
-        for raw in names:
-            released += await self._one(raw.decode())
+        for name in await self.breakers.names():
+            released += await self._one(name)
         return released
 
     async def _one(self, name: str) -> int:
         if not await self.holds.count(name) or await self._wide_blocks(name):
             return 0
-        raw = await self.client.hget(keys.breaker("carrier", name, self.ns), "state")
-        current = raw.decode() if isinstance(raw, bytes) else State.CLOSED.value
+        current = await self.breakers.state(name)
         if current == State.CLOSED:
             released = await self.holds.release(name)
             log.warning("released held texts", breaker=name, count=released)
@@ -120,67 +97,11 @@ class HoldKeeper:
         carrier, campaign = split_name(name)
         if campaign == ALL_CAMPAIGNS:
             return False
-        wide = keys.breaker("carrier", breaker_name(carrier, ALL_CAMPAIGNS), self.ns)
-        raw = await self.client.hmget(wide, ["state", "since_ms", "cooldown_ms"])
-        state, since, cooldown = (v.decode() if isinstance(v, bytes) else "" for v in raw)
-        if state == State.PAUSED:
-            return True
-        return state == State.OPEN and now_ms() < int(since or 0) + int(cooldown or 0)
+        return await self.breakers.blocks_below(breaker_name(carrier, ALL_CAMPAIGNS))
 
     async def sweep(self) -> int:
         """Give a fresh message to texts that have none coming; returns how many."""
-        queue = self.holds.queue
-        lists = [queue, f"{queue}-timed"]
-        lists += [keys.dramatiq_delay_queue_name(q) for q in list(lists)]
-        pipe = self.client.pipeline(transaction=False)
-        for name in lists:
-            pipe.llen(keys.dramatiq_queue(name))
-        if any(await pipe.execute()):
-            return 0  # messages are still waiting their turn: none can be called lost
-        if not await self._any_in_flight():
-            return 0  # the usual idle case: every text is final or held, nothing to scan
-        requeued = 0
-        async for key in self.client.scan_iter(match=f"{self.ns}:msg:*", count=1000):
-            name = key.decode() if isinstance(key, bytes) else str(key)
-            if not name.endswith(":h"):
-                requeued += await self._maybe_requeue(name.rsplit(":", 1)[1])
-        if requeued:
-            await self.client.hincrby(keys.counters(self.ns), ORPHAN_COUNTER, requeued)
-            log.warning("requeued texts that had no message coming", count=requeued)
-        return requeued
-
-    async def _any_in_flight(self) -> bool:
-        stats = await cast(Awaitable[dict[bytes, bytes]], self.client.hgetall(keys.stats(self.ns)))
-        return any(
-            int(count) > 0
-            for field, count in stats.items()
-            if field.decode().rpartition(keys.STATS_FIELD_SEP)[2] in ("queued", "sending")
-        )
-
-    async def _maybe_requeue(self, msg_id: str) -> int:
-        from worker import store
-        from worker.enqueue import dramatiq_message
-
-        raw = await self.client.hmget(
-            keys.message(msg_id, self.ns), ["status", "eta_ms", "created_ms", "lease_until_ms"]
-        )
-        status, eta, created, lease = (
-            v.decode() if isinstance(v, bytes) else str(v or "") for v in raw
-        )
-        now = now_ms()
-        due = int(eta or created or now) if status == "queued" else int(lease or now)
-        if status not in ("queued", "sending") or now - due < self.orphan_after_ms:
-            return 0
-        k, a = store.transition_args(
-            msg_id,
-            [status],
-            status,
-            reason="swept: no message was coming",
-            requeue=dramatiq_message(msg_id, self.holds.queue),
-            ns=self.ns,
-        )
-        result = await self.holds.transition_script(keys=k, args=a)
-        return 1 if int(result[0]) == 1 else 0
+        return await self.orphans.sweep()
 
     async def run(self, tick_s: float) -> None:
         loop = asyncio.get_running_loop()
@@ -189,18 +110,18 @@ class HoldKeeper:
                 if loop.time() - self._last_sweep >= self.sweep_s:
                     self._last_sweep = loop.time()
                     await self.sweep()
-                if self.leases is not None:
-                    await self.leases.sweep()
+                await self.leases.sweep()
                 await self.tick()
             except Exception as exc:
-                log.error("hold maintenance failed; retrying", error=mask_text(str(exc))[:300])
+                # The log processor masks numbers and secrets in the message.
+                log.error("hold maintenance failed; retrying", error=str(exc)[:300])
             await asyncio.sleep(tick_s)
 
 
 class HoldMaintenance(Middleware):
     """Runs a HoldKeeper on each worker process's event loop."""
 
-    def __init__(self, make_keeper: Any, tick_s: float) -> None:
+    def __init__(self, make_keeper: Callable[[], HoldKeeper], tick_s: float) -> None:
         self.make_keeper = make_keeper
         self.tick_s = tick_s
         self._task: asyncio.Future[None] | None = None

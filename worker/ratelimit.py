@@ -166,6 +166,14 @@ class Limiter:
         k, a = _args(limits, segments, self.ns, now_us, hold_all_us)
         return _decode(cast(list[Any], self._script(keys=k, args=a)), limits)
 
+    def recent_use(self, name: str, minutes: int = 5) -> dict[str, int]:
+        """Segments charged to limiter ``name`` in each of the last ``minutes`` minutes."""
+        return recent_use(self.client, name, minutes, self.ns)
+
+    def booked_ahead_s(self, limit: Rate) -> float:
+        """How far ahead of now this limiter's slots are already taken."""
+        return booked_ahead_s(self.client, limit, self.ns)
+
 
 def limits_for(
     cfg: LimitsSettings, *, provider: str, sender: str, carrier: str | None, campaign: str

@@ -19,7 +19,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript, Script
 
-from worker import keys, lua
+from worker import keys, lua, wire
 from worker.models import FINAL_STATUSES, Status
 
 DEFAULT_HISTORY_CAP = 50
@@ -49,17 +49,6 @@ class Transition:
 
 
 @dataclass(frozen=True, slots=True)
-class Requeue:
-    """A dramatiq message to push atomically with a transition."""
-
-    queue: str
-    redis_message_id: str
-    encoded: str
-    # When dramatiq should hand it to a worker: the sweeper's measure of "overdue".
-    eta_ms: int = 0
-
-
-@dataclass(frozen=True, slots=True)
 class Hold:
     """A hold list to append the message id to, atomically with a transition."""
 
@@ -74,20 +63,20 @@ def transition_args(
     reason: str,
     fields: Mapping[str, object] | None = None,
     return_record: bool = False,
-    requeue: Requeue | None = None,
+    requeue: wire.Requeue | None = None,
     hold: Hold | None = None,
     ns: str = keys.DEFAULT_NAMESPACE,
 ) -> tuple[list[str], list[str]]:
     allowed_s = allowed if isinstance(allowed, str) else " ".join(allowed)
     queue = requeue.queue if requeue else "unused"
-    push_list = keys.hold(hold.breaker, ns) if hold else keys.dramatiq_queue(queue)
+    push_list = keys.hold(hold.breaker, ns) if hold else wire.queue_key(queue)
     push = requeue.redis_message_id if requeue else msg_id if hold else ""
     script_keys = [
         keys.message(msg_id, ns),
         keys.history(msg_id, ns),
         keys.stats(ns),
         push_list,
-        keys.dramatiq_messages(queue),
+        wire.messages_key(queue),
         keys.inflight(ns),
     ]
     argv = [
@@ -138,6 +127,16 @@ class Store:
         k, a = transition_args(msg_id, allowed, new, ns=self.ns, **kw)
         return decode_transition(cast(list[Any], self._transition(keys=k, args=a)))
 
+    def accept(self, calls: Sequence[tuple[list[str], list[str]]]) -> list[tuple[str, bool]]:
+        """Run lua/enqueue.lua once per (keys, args), pipelined: (message id, new) for each.
+
+        ``new`` is false when an idempotency key already named a message.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for script_keys, args in calls:
+            self.enqueue_script(keys=script_keys, args=args, client=pipe)
+        return [(_s(raw[0]), int(raw[1]) == 1) for raw in pipe.execute()]
+
     def get(self, msg_id: str) -> dict[str, str] | None:
         raw = cast(dict[bytes, bytes], self.client.hgetall(keys.message(msg_id, self.ns)))
         return {k.decode(): v.decode() for k, v in raw.items()} or None
@@ -178,3 +177,21 @@ class AsyncStore:
 
     async def count(self, counter: str, by: int = 1) -> None:
         await self.client.hincrby(keys.counters(self.ns), counter, by)
+
+    async def lease_until_ms(self, msg_id: str) -> int:
+        """When the current send lease of a text runs out (0: it has none)."""
+        raw = await cast(
+            Awaitable[bytes | None],
+            self.client.hget(keys.message(msg_id, self.ns), "lease_until_ms"),
+        )
+        return int(raw or 0)
+
+    async def set_fields(self, msg_id: str, fields: Mapping[str, str]) -> None:
+        """Write fields of a record without changing its status (no compare-and-set)."""
+        await self.client.hset(keys.message(msg_id, self.ns), mapping=dict(fields.items()))
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from starlette.applications import Starlette
@@ -20,17 +19,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from worker.admin import Admin
-from worker.alerts import Alerter
 from worker.bodies import read_limited
-from worker.breaker import FAILURE_WEIGHT, SUCCESS_WEIGHT, AsyncBreakers
-from worker.carriers import UNKNOWN as UNKNOWN_CARRIER
-from worker.carriers import CarrierResolver
 from worker.carriers import normalise as normalise_carrier
-from worker.holds import breaker_name
 from worker.models import Category, Status
 from worker.providers.base import InvalidWebhook, Provider, Receipt, WebhookRequest
+from worker.sendpath.feedback import CarrierFeed
 from worker.store import AsyncStore
+
+if TYPE_CHECKING:
+    from worker.admin import Admin
 
 log = structlog.get_logger("sendq.webhooks")
 
@@ -38,42 +35,12 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 FINAL_RECEIPT_FROM = [Status.SENDING, Status.SENT, Status.QUEUED]
 
 
-@dataclass
-class CarrierFeed:
-    """Receipts feed the carrier breakers: filtering often shows only in receipts."""
-
-    breakers: AsyncBreakers
-    alerter: Alerter | None = None
-    ambiguous_weight: float = 0.3
-
-    def weight(self, receipt: Receipt) -> int | None:
-        if receipt.status == Status.DELIVERED:
-            return SUCCESS_WEIGHT
-        if receipt.category is Category.CARRIER_BLOCK:
-            return FAILURE_WEIGHT
-        if receipt.category is Category.AMBIGUOUS:
-            return int(self.ambiguous_weight * FAILURE_WEIGHT)
-        return None
-
-    async def feed(self, record: Mapping[str, str], receipt: Receipt) -> None:
-        weight = self.weight(receipt)
-        if weight is None:
-            return
-        name = breaker_name(record.get("carrier") or UNKNOWN_CARRIER, record.get("campaign", ""))
-        decision = await self.breakers.record(name, weight, receipt.error_code or "")
-        if decision.transition and self.alerter is not None:
-            self.alerter.announce(
-                "carrier", name, decision.transition, decision.why, source="receipt"
-            )
-
-
 def create_app(
     *,
     store: AsyncStore,
     providers: Mapping[str, Provider],
     public_url: str,
-    carrier_feed: CarrierFeed | None = None,
-    carriers: CarrierResolver | None = None,
+    feed: CarrierFeed,
     admin: Admin | None = None,
     admin_token: str | None = None,
 ) -> Starlette:
@@ -97,13 +64,13 @@ def create_app(
             receipts = provider.parse_receipts(hook)
         except InvalidWebhook as exc:
             return _error(400, str(exc))
-        results = [await _apply(store, provider.name, r, carrier_feed, carriers) for r in receipts]
+        results = [await _apply(store, provider.name, r, feed) for r in receipts]
         if len(results) == 1:
             return JSONResponse(results[0], status_code=results[0].pop("http_status", 200))
         return JSONResponse({"receipts": results})
 
     async def health(_: Request) -> Response:
-        await store.client.ping()
+        await store.ping()
         return JSONResponse({"ok": True})
 
     @asynccontextmanager
@@ -111,7 +78,7 @@ def create_app(
         yield
         for provider in providers.values():
             await provider.aclose()
-        await store.client.aclose()
+        await store.aclose()
 
     return Starlette(
         routes=[
@@ -128,8 +95,7 @@ async def _apply(
     store: AsyncStore,
     provider: str,
     receipt: Receipt,
-    carrier_feed: CarrierFeed | None,
-    carriers: CarrierResolver | None,
+    feed: CarrierFeed,
 ) -> dict[str, Any]:
     if receipt.message_id is None:
         return {"error": "the receipt carries no message id (mid)", "http_status": 400}
@@ -156,13 +122,12 @@ async def _apply(
         fields=fields,
         return_record=True,
     )
-    if done.ok and done.record is not None and carrier_feed is not None:
+    if done.ok and done.record is not None:
         # Only the receipt that changed the state counts: duplicates never do.
-        await carrier_feed.feed(done.record, receipt)
-    if done.ok and done.record is not None and carriers is not None and receipt.carrier:
+        await feed.receipt(done.record, receipt.status, receipt.category, receipt.error_code)
         # The next text to this number goes under the carrier the receipt named
         # (a ported number moves), not a lookup that may be 30 days old.
-        await carriers.remember(done.record.get("to", ""), receipt.carrier)
+        await feed.learn_carrier(done.record.get("to", ""), receipt.carrier)
     if done.missing:
         # Answer 200 so the provider stops retrying a text we never had.
         log.warning("receipt for an unknown message", message_id=receipt.message_id)
@@ -192,27 +157,8 @@ def app_from_settings() -> Starlette:
 
     Also ``uvicorn --factory worker.webhooks:app_from_settings``.
     """
-    from worker import logs, runtime
-    from worker.settings import get_settings
+    from worker import logs, wiring
 
-    settings = get_settings()
-    logs.configure(settings.log_level)
-    import redis
-
-    from worker.broker import redis_url
-
-    client = runtime.async_redis(settings)
-    token = settings.admin_token.get_secret_value() if settings.admin_token else None
-    return create_app(
-        store=AsyncStore(client),
-        providers=runtime.providers(settings),
-        public_url=settings.webhooks.public_url,
-        carrier_feed=runtime.carrier_feed(settings, client),
-        carriers=CarrierResolver(client, cache_ttl_s=settings.carriers.cache_ttl_s),
-        admin=Admin(
-            redis.Redis.from_url(redis_url(settings)),
-            runtime.breaker_policy(settings.breakers.carrier),
-            alerter=Alerter(settings.alerts.urls),
-        ),
-        admin_token=token,
-    )
+    root = wiring.root()
+    logs.configure(root.settings.log_level)
+    return root.webhook_app()

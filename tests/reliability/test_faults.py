@@ -21,7 +21,7 @@ import httpx
 import pytest
 import redis
 
-from worker import embedded, keys
+from worker import embedded, keys, wire
 from worker.enqueue import Producer
 from worker.models import FINAL_STATUSES
 from worker.services import Stack, free_port
@@ -98,12 +98,12 @@ def in_flight(producer: Producer, ids: list[str]) -> list[str]:
 def held_by_workers(producer: Producer) -> list[str]:
     """Texts whose dramatiq message some worker has fetched and not acked yet."""
     client = producer.store.client
-    prefix = f"{keys.DRAMATIQ_NAMESPACE}:__acks__."
+    prefix = f"{wire.DRAMATIQ_NAMESPACE}:__acks__."
     held: list[str] = []
     for key in client.scan_iter(f"{prefix}*"):
         queue = key.decode()[len(prefix) :].split(".", 1)[1]
         for redis_id in client.smembers(key):
-            raw = client.hget(keys.dramatiq_messages(queue), redis_id)
+            raw = client.hget(wire.messages_key(queue), redis_id)
             if raw is not None:
                 held.append(json.loads(raw)["args"][0])
     return held
@@ -213,8 +213,8 @@ def test_redis_crashing_mid_stream_loses_nothing_with_aof_always(
 
 def test_held_texts_survive_a_worker_kill_and_go_only_after_resume(tmp_path: Path) -> None:
     from worker.breaker import Breakers
-    from worker.runtime import breaker_policy
     from worker.settings import CarrierBreakerSettings
+    from worker.wiring import breaker_policy
 
     data = tmp_path / "redis"
     url = embedded.ensure(data)

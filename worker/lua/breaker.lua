@@ -15,7 +15,7 @@
 --            consecutive  failures in a row
 --            why, by      the last transition's reason and author
 -- KEYS[2]  {ns}:breaker:{kind}:{name}:w   hash: sliding window by time,
---            "{bucket}:n" calls and "{bucket}:f" failure weight (x1000),
+--            "{bucket}:n" calls and "{bucket}:f" failure weight (x full_weight),
 --            "{bucket}:c:{code}" failing calls (weight > 0) by code, so an
 --            automatic open can say which codes tripped it
 -- KEYS[3]  {ns}:audit                      stream: every transition
@@ -23,21 +23,25 @@
 --          carrier's "all campaigns" breaker: while it is paused, or open
 --          within its cool-down, nothing under it is admitted either
 --
--- ARGV[1]  command: admit | record | pause | resume | claim
+-- ARGV[1]  command: admit | record | pause | resume | claim | blocks | status
 -- ARGV[2]  now, epoch ms
 -- ARGV[3]  breaker kind ("provider" / "carrier"), for the audit entry
 -- ARGV[4]  breaker name, for the audit entry
 -- ARGV[5]  policy, space separated: window_ms bucket_ms min_calls
 --          rate_milli consecutive cooldown_ms cooldown_max_ms probes
---          probe_timeout_ms (missing: DEFAULT_PROBE_TIMEOUT_MS)
+--          probe_timeout_ms full_weight (a failure's weight; worker/breaker.py
+--          FAILURE_WEIGHT is its one source)
 -- ARGV[6..] command arguments:
 --   admit   (none)
---   record  weight_milli (0 success, 1000 failure, between: ambiguous), code,
+--   record  weight (0 success, full_weight failure, between: ambiguous), code,
 --           count (calls this record stands for; workers batch successes)
 --   pause   who, reason
 --   resume  who, reason
 --   claim   (none): how many held texts HoldKeeper may release as probes now,
 --           returned as the first value; at most one claim per probe round
+--   blocks  (none): is this breaker, as a carrier-wide one, holding every
+--           campaign under it now? Returns {0/1, "paused" | "open" | ""}
+--   status  (none): the window's totals, {calls, failure weight}
 --
 -- Probe rounds: half-open admits `probes` calls, then none until they report.
 -- A probe may never report (deferred, crashed worker, lost receipt), so once
@@ -54,8 +58,8 @@ local p = {}
 for v in string.gmatch(ARGV[5], "%S+") do p[#p + 1] = tonumber(v) end
 local window_ms, bucket_ms, min_calls, rate_milli = p[1], p[2], p[3], p[4]
 local consecutive_max, cooldown_ms, cooldown_max_ms, probes_max = p[5], p[6], p[7], p[8]
-local DEFAULT_PROBE_TIMEOUT_MS = 30000
-local probe_timeout_ms = p[9] or DEFAULT_PROBE_TIMEOUT_MS
+-- Both come from worker/breaker.py (Policy.argv): no constant lives here twice.
+local probe_timeout_ms, full_weight = p[9], p[10]
 
 local s = redis.call("HGETALL", state_key)
 local st = {}
@@ -160,6 +164,17 @@ local function wider_blocks(wider_key)
     return nil
 end
 
+if command == "blocks" then
+    -- KEYS[1] is the wide breaker: does it hold its campaigns' texts right now?
+    local wide = wider_blocks(state_key)
+    return {wide and 1 or 0, wide or ""}
+end
+
+if command == "status" then
+    local n, f = window_totals()
+    return {n, f}
+end
+
 if command == "admit" then
     local wide = KEYS[4] and wider_blocks(KEYS[4])
     if wide then return {0, wide, 0, ""} end
@@ -192,11 +207,11 @@ if command == "record" then
     end
     redis.call("PEXPIRE", window_key, window_ms * 2)
     local consecutive = tonumber(st.consecutive or 0)
-    if weight >= 1000 then consecutive = consecutive + 1 elseif weight == 0 then consecutive = 0 end
+    if weight >= full_weight then consecutive = consecutive + 1 elseif weight == 0 then consecutive = 0 end
     redis.call("HSET", state_key, "consecutive", consecutive)
 
     if state == "half_open" then
-        if weight >= 1000 then
+        if weight >= full_weight then
             local reopens = tonumber(st.reopens or 0) + 1
             local cd = cooldown_for(reopens)
             local change = move("open", "auto",
@@ -223,7 +238,7 @@ if command == "record" then
         why = consecutive .. " failures in a row, last " .. code
     elseif n >= min_calls and f >= rate_milli * n then
         why = string.format("failure rate %.1f%% over %d calls in %d s, last %s",
-            f / n / 10, n, window_ms / 1000, code)
+            f / n / full_weight * 100, n, window_ms / 1000, code)
     end
     if not why then return {0, state, 0, ""} end
     local seen = codes_text(codes)

@@ -1,0 +1,20 @@
+"""The send path's gates, in order: each says go, hold or end (see ``base``).
+
+Adding a gate is its module plus one line in ``default_gates``.
+"""
+
+from __future__ import annotations
+
+from worker.sendpath.gates.base import GO, Gate, Kind, Verdict, end, hold
+from worker.sendpath.gates.carrier import CarrierGate
+from worker.sendpath.gates.expiry import ExpiryGate
+from worker.sendpath.parts import Parts
+
+__all__ = ["GO", "Gate", "Kind", "Verdict", "default_gates", "end", "hold"]
+
+
+def default_gates(parts: Parts) -> list[Gate]:
+    return [
+        ExpiryGate(),
+        CarrierGate(parts),
+    ]

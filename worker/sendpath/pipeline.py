@@ -1,0 +1,62 @@
+"""The send path (DESIGN.md, "Flow"): claim, gates, route, outcome.
+
+The pipeline knows no provider by name and no check by name: it claims the
+text, asks each gate in turn (go, hold or end), routes what all of them let
+through, and records what came of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import structlog
+
+from worker.holds import breaker_name
+from worker.providers.base import SendResult
+from worker.sendpath.claim import Claimer
+from worker.sendpath.config import PipelineConfig
+from worker.sendpath.gates import Gate, Kind
+from worker.sendpath.outcome import Outcomes
+from worker.sendpath.parts import Parts
+from worker.sendpath.route import Router
+from worker.sendpath.text import Text
+
+BOUND = ("message_id", "campaign", "provider", "carrier")
+
+
+class Pipeline:
+    def __init__(self, config: PipelineConfig, parts: Parts, gates: Sequence[Gate]) -> None:
+        self.config = config
+        self.parts = parts
+        self.gates = list(gates)
+        self.claimer = Claimer(parts.store, queue=config.queue, lease_ms=config.lease_ms)
+        self.router = Router(config, parts)
+        self.outcomes = Outcomes(config, parts)
+
+    async def deliver(self, msg_id: str) -> str:
+        """Take one text as far as it can go now; returns what happened, for tests and logs."""
+        structlog.contextvars.bind_contextvars(message_id=msg_id)
+        try:
+            text = await self.claimer.claim(msg_id)
+            if text is None:
+                return "skipped"
+            structlog.contextvars.bind_contextvars(campaign=text.record.get("campaign"))
+            for gate in self.gates:
+                verdict = await gate.check(text)
+                if verdict.kind is not Kind.GO:
+                    return await self.outcomes.verdict(text, verdict)
+            routed = await self.router.route(text)
+            if routed.defer is not None:
+                return await self.outcomes.defer(text, routed)
+            await self._feed(text, routed.result)
+            return await self.outcomes.record(text, routed)
+        finally:
+            structlog.contextvars.unbind_contextvars(*BOUND)
+
+    async def _feed(self, text: Text, result: SendResult | None) -> None:
+        """What the answer says of the carrier: its name, and whether it is filtering."""
+        if result is None:
+            return
+        await self.parts.feed.learn_carrier(text.to, result.carrier)
+        name = breaker_name(text.carrier, text.campaign)
+        await self.parts.feed.answer(name, result.category, result.error_code)

@@ -1,0 +1,258 @@
+"""The composition root: every part of sendq is built here, from ``Settings``, and nowhere else.
+
+Each entry point asks a ``Root`` for what it needs:
+
+    actors       root.pipeline(), root.keeper()
+    webhooks     root.webhook_app()          (with root.admin() mounted)
+    CLI          root.producer(), root.store(), root.operations(), root.limiter()
+    demo, bench  the same, on a Root of their own settings
+    producer API root.producer()             (worker.enqueue.default_producer)
+
+Parts are built once per Root and kept. Async parts bind to the event loop that
+first uses them (redis.asyncio, httpx), so they are built lazily, on the loop
+that will run them: a dramatiq worker's event-loop thread, or uvicorn's loop.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import redis
+import redis.asyncio as aioredis
+
+from worker.alerts import Alerter
+from worker.breaker import AsyncBreakers, Breakers, Policy
+from worker.broker import async_reconnect_retry, redis_url
+from worker.carriers import CarrierResolver, load_overrides
+from worker.enqueue import Producer
+from worker.holds import AsyncHolds, Holds
+from worker.leases import LeaseSweeper, OrphanSweeper
+from worker.maintenance import HoldKeeper
+from worker.providers import registry, transport
+from worker.providers.base import Provider
+from worker.ratelimit import AsyncLimiter, Limiter
+from worker.retry import Backoff
+from worker.sendpath import Parts, Pipeline, PipelineConfig, default_gates
+from worker.sendpath.feedback import CarrierFeed
+from worker.settings import BreakerSettings, Settings
+from worker.store import AsyncStore, Store
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from worker.admin import Admin
+    from worker.operations import Operations
+
+DEFAULT_REDIS_POOL_SIZE = 64
+
+
+def breaker_policy(cfg: BreakerSettings) -> Policy:
+    return Policy(
+        window_s=cfg.window_s,
+        min_calls=cfg.min_calls,
+        failure_rate=cfg.failure_rate,
+        consecutive=cfg.consecutive,
+        cooldown_s=cfg.cooldown_s,
+        cooldown_max_s=cfg.cooldown_max_s,
+        probes=cfg.probes,
+        probe_timeout_s=cfg.probe_timeout_s,
+    )
+
+
+class Root:
+    """Builds each part once, from one ``Settings``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    # -- synchronous parts: producers, operators, status ------------------
+
+    @cached_property
+    def url(self) -> str:
+        """The configured Redis URL, or the embedded server's (started if need be)."""
+        return redis_url(self.settings)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+    def store(self) -> Store:
+        return self._store
+
+    @cached_property
+    def _store(self) -> Store:
+        return Store(self.redis)
+
+    def producer(self) -> Producer:
+        return self._producer
+
+    @cached_property
+    def _producer(self) -> Producer:
+        return Producer(self.redis, queue=self.settings.worker.queue)
+
+    def limiter(self) -> Limiter:
+        return Limiter(self.redis)
+
+    def carrier_breakers(self) -> Breakers:
+        return Breakers(self.redis, "carrier", breaker_policy(self.settings.breakers.carrier))
+
+    def provider_breakers(self) -> Breakers:
+        return Breakers(self.redis, "provider", breaker_policy(self.settings.breakers.provider))
+
+    def holds(self) -> Holds:
+        return Holds(self.redis)
+
+    def operations(self) -> Operations:
+        from worker.operations import Operations
+
+        return Operations(
+            carriers=self.carrier_breakers(),
+            providers=self.provider_breakers(),
+            holds=self.holds(),
+            alert_urls=list(self.settings.alerts.urls),
+            provider_names=self.settings.routed_providers(),
+        )
+
+    def admin(self) -> Admin:
+        from worker.admin import Admin
+
+        return Admin(self.operations(), self.store())
+
+    # -- asynchronous parts: workers and the webhook app ------------------
+
+    @cached_property
+    def async_redis(self) -> aioredis.Redis:
+        return aioredis.Redis.from_url(
+            self.url,
+            max_connections=DEFAULT_REDIS_POOL_SIZE,
+            health_check_interval=15,
+            retry=async_reconnect_retry(),
+        )
+
+    @cached_property
+    def providers(self) -> dict[str, Provider]:
+        return registry.build_all(self.settings)
+
+    @cached_property
+    def async_store(self) -> AsyncStore:
+        return AsyncStore(self.async_redis)
+
+    @cached_property
+    def alerter(self) -> Alerter:
+        return Alerter(self.settings.alerts.urls)
+
+    @cached_property
+    def async_carrier_breakers(self) -> AsyncBreakers:
+        cfg = self.settings.breakers.carrier
+        return AsyncBreakers(
+            self.async_redis, "carrier", breaker_policy(cfg), cache_ms=cfg.cache_ms
+        )
+
+    @cached_property
+    def async_provider_breakers(self) -> AsyncBreakers:
+        cfg = self.settings.breakers.provider
+        return AsyncBreakers(
+            self.async_redis, "provider", breaker_policy(cfg), cache_ms=cfg.cache_ms
+        )
+
+    @cached_property
+    def carriers(self) -> CarrierResolver:
+        cfg = self.settings.carriers
+        overrides = load_overrides(cfg.override_file) if cfg.override_file else {}
+        lookup = None
+        if cfg.lookup == "twilio" and self.settings.twilio_auth_token is not None:
+            lookup = transport.make_client(
+                base_url=cfg.lookup_url,
+                auth=(
+                    self.settings.providers.twilio.account_sid,
+                    self.settings.twilio_auth_token.get_secret_value(),
+                ),
+                timeout_s=self.settings.providers.twilio.timeout_s,
+            )
+        return CarrierResolver(
+            self.async_redis, overrides=overrides, lookup=lookup, cache_ttl_s=cfg.cache_ttl_s
+        )
+
+    @cached_property
+    def carrier_feed(self) -> CarrierFeed:
+        return CarrierFeed(
+            self.async_carrier_breakers,
+            self.carriers,
+            self.alerter,
+            self.settings.breakers.carrier.ambiguous_weight,
+        )
+
+    def pipeline_config(self) -> PipelineConfig:
+        w = self.settings.worker
+        return PipelineConfig(
+            queue=w.queue,
+            public_url=self.settings.webhooks.public_url,
+            routes=self.settings.routes,
+            numbers={
+                name: getattr(self.settings.providers, name).numbers for name in self.providers
+            },
+            max_attempts=w.max_attempts,
+            backoff=Backoff(base_ms=w.retry_base_ms, cap_ms=w.retry_cap_ms),
+            lease_ms=int(w.send_lease_s * 1000),
+            limits=self.settings.limits,
+            retry_ambiguous=w.retry_ambiguous,
+        )
+
+    def _numbers(self, provider: str) -> list[str]:
+        return list(getattr(self.settings.providers, provider).numbers)
+
+    def parts(self) -> Parts:
+        return Parts(
+            store=self.async_store,
+            providers=self.providers,
+            provider_breakers=self.async_provider_breakers,
+            carrier_breakers=self.async_carrier_breakers,
+            limiter=AsyncLimiter(self.async_redis),
+            carriers=self.carriers,
+            feed=self.carrier_feed,
+            alerter=self.alerter,
+        )
+
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        parts = self.parts()
+        return Pipeline(self.pipeline_config(), parts, default_gates(parts))
+
+    def keeper(self) -> HoldKeeper:
+        w = self.settings.worker
+        carrier = self.settings.breakers.carrier
+        return HoldKeeper(
+            AsyncHolds(self.async_redis, w.queue),
+            # Only claims go through it: the workers' probe count and timeout.
+            AsyncBreakers(self.async_redis, "carrier", breaker_policy(carrier), cache_ms=0),
+            LeaseSweeper(self.async_redis, queue=w.queue, lease_ms=int(w.send_lease_s * 1000)),
+            OrphanSweeper(self.async_redis, queue=w.queue, orphan_after_s=w.orphan_after_s),
+            sweep_s=w.sweep_s,
+        )
+
+    def webhook_app(self) -> Starlette:
+        from worker.webhooks import create_app
+
+        token = self.settings.admin_token
+        return create_app(
+            store=self.async_store,
+            providers=self.providers,
+            public_url=self.settings.webhooks.public_url,
+            feed=self.carrier_feed,
+            admin=self.admin(),
+            admin_token=token.get_secret_value() if token else None,
+        )
+
+
+_root: Root | None = None
+
+
+def root() -> Root:
+    """This process's Root, from the configured settings (raises ConfigError on a bad config)."""
+    global _root
+    if _root is None:
+        from worker.settings import get_settings
+
+        _root = Root(get_settings())
+    return _root
