@@ -5,24 +5,22 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 import uvicorn
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from tests.test_alerts import alert_receiver, hanging_url
 from worker.admin import DEFAULT_MAX_BODY_BYTES, Admin
-from worker.alerts import Alerter
 from worker.breaker import Breakers, Policy
 from worker.enqueue import Producer
-from worker.providers.twilio import TwilioProvider
-from worker.store import AsyncStore
-from worker.webhooks import create_app
+from worker.holds import Holds
+from worker.operations import Operations
+from worker.store import Store
 
 TOKEN = "admin-secret-token"
 ROUTES = [
@@ -34,23 +32,31 @@ ROUTES = [
 ]
 
 
+def operations(client: redis.Redis, ns: str, alert_urls: Sequence[str] = ()) -> Operations:
+    """As worker.wiring builds them, in the test's own namespace."""
+    return Operations(
+        carriers=Breakers(client, "carrier", Policy(), ns),
+        providers=Breakers(client, "provider", Policy(), ns),
+        holds=Holds(client, ns),
+        alert_urls=alert_urls,
+        provider_names=["twilio"],
+    )
+
+
+def admin(redis_url: str, ns: str, alert_urls: Sequence[str] = ()) -> Admin:
+    client = redis.Redis.from_url(redis_url)
+    return Admin(operations(client, ns, alert_urls), Store(client, ns))
+
+
 def starlette_app(
-    redis_url: str, ns: str, token: str | None, alerter: Alerter | None = None
+    redis_url: str, ns: str, token: str | None, alert_urls: Sequence[str] = ()
 ) -> Starlette:
-    provider = TwilioProvider(
-        account_sid="AC" + "6" * 32, auth_token="t", base_url="http://127.0.0.1:9"
-    )
-    return create_app(
-        store=AsyncStore(aioredis.Redis.from_url(redis_url), ns),
-        providers={"twilio": provider},
-        public_url="http://testserver",
-        admin=Admin(redis.Redis.from_url(redis_url), Policy(), ns, alerter=alerter),
-        admin_token=token,
-    )
+    # The admin routes alone: the webhook app mounts exactly these (Admin.routes).
+    return Starlette(routes=admin(redis_url, ns, alert_urls).routes(token))
 
 
-def app(redis_url: str, ns: str, token: str | None, alerter: Alerter | None = None) -> TestClient:
-    return TestClient(starlette_app(redis_url, ns, token, alerter))
+def app(redis_url: str, ns: str, token: str | None, alert_urls: Sequence[str] = ()) -> TestClient:
+    return TestClient(starlette_app(redis_url, ns, token, alert_urls))
 
 
 @pytest.fixture
@@ -124,7 +130,7 @@ def test_metrics_report_breaker_states_and_counts(api, client, ns, queue) -> Non
 
 
 def test_an_operators_pause_and_resume_over_http_post_alerts(redis_url, ns) -> None:
-    with alert_receiver() as receiver, app(redis_url, ns, TOKEN, Alerter([receiver.url])) as api:
+    with alert_receiver() as receiver, app(redis_url, ns, TOKEN, [receiver.url]) as api:
         body = {"reason": "30007 spike", "by": "maria", "campaign": "gotv"}
         assert api.post("/admin/carriers/verizon/pause", headers=auth(), json=body).is_success
         # Pausing a paused carrier changes nothing and alerts nobody.
@@ -142,7 +148,7 @@ def test_an_operators_pause_and_resume_over_http_post_alerts(redis_url, ns) -> N
 
 
 def test_a_dead_alert_url_never_delays_the_admin_answer(redis_url, ns) -> None:
-    with hanging_url() as dead, app(redis_url, ns, TOKEN, Alerter([dead])) as api:
+    with hanging_url() as dead, app(redis_url, ns, TOKEN, [dead]) as api:
         started = time.monotonic()
         paused = api.post("/admin/carriers/att/pause", headers=auth(), json={"reason": "x"})
         assert paused.json()["state"] == "paused"

@@ -6,6 +6,12 @@
     POST /admin/carriers/{name}/resume     {"by": ..., "campaign": ...}
     GET  /metrics                          Prometheus text: breaker states, held texts, counts
 
+Which breakers a pause or resume touches is worker/operations.py's rule, the CLI's too:
+a pause without a campaign pauses the carrier-wide breaker; a resume without one resumes
+it and every campaign breaker of the carrier. The answer is the named breaker's
+``{"name", "state", "changed"}``; a resume that reached more than one adds ``"breakers"``,
+each of them in the same form.
+
 Each pause or resume that changes a breaker is logged and alerted (worker/alerts.py),
 like the workers' automatic changes. ``/metrics`` reads every breaker from Redis at
 scrape time, so a change made by any process (``sendq carriers pause``) shows at once.
@@ -19,9 +25,9 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
-import redis
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
@@ -29,12 +35,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from worker import keys
-from worker.alerts import Alerter
 from worker.bodies import read_limited
-from worker.breaker import Breakers, Policy, State
-from worker.carriers import normalise
-from worker.holds import ALL_CAMPAIGNS, breaker_name
+from worker.breaker import State
+from worker.operations import MissingReason, Operations
 from worker.store import Store
 
 STATE_CODES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2, State.PAUSED: 3}
@@ -63,19 +66,11 @@ def guarded(token: str | None, handler: Handler) -> Handler:
 
 
 class Admin:
-    def __init__(
-        self,
-        client: redis.Redis,
-        carrier_policy: Policy,
-        ns: str = keys.DEFAULT_NAMESPACE,
-        *,
-        alerter: Alerter | None = None,
-    ):
-        # Without configured URLs an operator's change is still logged.
-        self.alerter = alerter if alerter is not None else Alerter([])
-        self.store = Store(client, ns)
-        self.carriers = Breakers(client, "carrier", carrier_policy, ns)
-        self.providers = Breakers(client, "provider", Policy(), ns)
+    """The admin routes: thin callers of ``Operations`` (the rules) and ``Store`` (records)."""
+
+    def __init__(self, operations: Operations, store: Store) -> None:
+        self.operations = operations
+        self.store = store
 
     async def message(self, request: Request) -> Response:
         msg_id = request.path_params["id"]
@@ -86,45 +81,43 @@ class Admin:
         return JSONResponse({"record": record, "history": history})
 
     async def carrier_list(self, _: Request) -> Response:
-        return JSONResponse({"carriers": await run_in_threadpool(self._carrier_rows)})
-
-    def _carrier_rows(self) -> list[dict[str, Any]]:
-        rows = []
-        for name in self.carriers.names():
-            row = self.carriers.status(name)
-            row["held"] = int(self.carriers.client.llen(keys.hold(name, self.carriers.ns)))
-            rows.append(row)
-        return rows
+        rows = await run_in_threadpool(self.operations.carrier_status)
+        return JSONResponse({"carriers": rows})
 
     async def pause(self, request: Request) -> Response:
-        return await self._change(request, "pause")
+        return await self._change(request, pause=True)
 
     async def resume(self, request: Request) -> Response:
-        return await self._change(request, "resume")
+        return await self._change(request, pause=False)
 
-    async def _change(self, request: Request, action: str) -> Response:
+    async def _change(self, request: Request, *, pause: bool) -> Response:
         body = await _json_body(request)
         if isinstance(body, Response):
             return body
         reason = str(body.get("reason") or "").strip()
-        if action == "pause" and not reason:
-            return _error(400, "reason: say why the carrier is paused")
         who = str(body.get("by") or "admin-api")[:100]
         campaign = body.get("campaign")
-        name = breaker_name(normalise(request.path_params["name"]), str(campaign or ALL_CAMPAIGNS))
-        if action == "pause":
-            decision = await run_in_threadpool(self.carriers.pause, name, who=who, reason=reason)
-        else:
-            reason = reason or "resumed by operator"
-            decision = await run_in_threadpool(self.carriers.resume, name, who=who, reason=reason)
-        if decision.transition:
-            # Posted in the background: a dead alert URL never delays the answer.
-            self.alerter.announce(
-                "carrier", name, decision.transition, reason, by=who, source="admin-api"
-            )
-        return JSONResponse(
-            {"name": name, "state": decision.state.value, "changed": decision.allowed}
+        carrier = request.path_params["name"]
+        act = partial(
+            self.operations.pause_carrier if pause else self.operations.resume_carrier,
+            carrier,
+            reason=reason,
+            who=who,
+            campaign=str(campaign) if campaign else None,
         )
+        try:
+            outcome = await run_in_threadpool(act)
+        except MissingReason:
+            return _error(400, "reason: say why the carrier is paused")
+        # Posted in the background: a dead alert URL never delays the answer.
+        self.operations.announce(outcome, source="admin-api")
+        # The breaker the request names (the carrier-wide one, or the campaign's)
+        # answers, as it always has; a resume that also reached campaign breakers
+        # lists every one it touched.
+        answer = outcome.changes[0].as_dict()
+        if len(outcome.changes) > 1:
+            answer["breakers"] = [c.as_dict() for c in outcome.changes]
+        return JSONResponse(answer)
 
     async def metrics(self, _: Request) -> Response:
         return Response(await run_in_threadpool(self._metrics), media_type=CONTENT_TYPE_LATEST)
@@ -143,11 +136,13 @@ class Admin:
         texts = Gauge(
             "sendq_texts", "Texts by campaign and status", ["campaign", "status"], registry=registry
         )
-        for breakers in (self.carriers, self.providers):
-            for name in breakers.names():
-                code = STATE_CODES[State(breakers.status(name)["state"])]
-                state.labels(breakers.kind, name).set(code)
-        for row in self._carrier_rows():
+        carriers = self.operations.carrier_status()
+        # Providers with a breaker record only, as for carriers: one never used has no state.
+        providers = self.operations.provider_status(with_routed=False)
+        for kind, rows in (("carrier", carriers), ("provider", providers)):
+            for row in rows:
+                state.labels(kind, row["name"]).set(STATE_CODES[State(row["state"])])
+        for row in carriers:
             held.labels(row["name"]).set(row["held"])
         for campaign, counts in self.store.stats().items():
             for status, count in counts.items():
