@@ -45,7 +45,6 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
-from worker.providers.transport import basic_auth_header
 from worker.simulator import carriers
 from worker.simulator.dialect import (
     RETRY_AFTER_S,
@@ -54,11 +53,11 @@ from worker.simulator.dialect import (
     Outgoing,
     ReceiptBuilder,
     SendRequest,
-    basic_credentials,
     iso_now,
 )
 from worker.simulator.inbox import Text
 from worker.simulator.scenario import ErrorCategory
+from worker.simulator.signing import basic_authorization, basic_credentials
 
 JSON = "application/json"
 USER_AGENT = "BandwidthAPI/v2"
@@ -135,7 +134,7 @@ class BandwidthDialect(Dialect):
         self._client_secret = client_secret.encode()
         # Issued access token -> when it expires (time.monotonic()).
         self._tokens: dict[str, float] = {}
-        self._callback_auth = basic_auth_header(callback_username, callback_password)
+        self._callback_auth = basic_authorization(callback_username, callback_password)
         # None accepts any account id in the URL (with the right credentials).
         self.account_id = account_id
 

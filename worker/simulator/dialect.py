@@ -16,12 +16,9 @@ The flow, for every provider::
 from __future__ import annotations
 
 import abc
-import base64
-import binascii
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any, ClassVar
 
 from worker.simulator.inbox import Text
@@ -127,20 +124,6 @@ class Dialect(abc.ABC):
         self, text: Text, request: SendRequest, url: str, code: str | None, segments: int
     ) -> list[ReceiptBuilder]:
         """The final receipt(s) for ``text`` (undelivered with ``code``, else delivered)."""
-
-
-@lru_cache(maxsize=256)
-def basic_credentials(header: str) -> tuple[str, str] | None:
-    """(user, password) of a Basic Authorization header; cached, clients reuse one."""
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, sep, password = decoded.partition(":")
-    return (user, password) if sep else None
 
 
 def iso_now() -> str:

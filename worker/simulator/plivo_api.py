@@ -19,8 +19,9 @@ Receipts: a form POST to the send's ``url`` with ``MessageUUID``, ``Status``
 (delivered, or undelivered with a Plivo ``ErrorCode``), ``From``, ``To``,
 ``Units``, ..., signed with ``X-Plivo-Signature-V3`` and
 ``X-Plivo-Signature-Ma-V3`` over the URL, the sorted form and a fresh
-``X-Plivo-Signature-V3-Nonce`` (worker.providers.plivo's algorithm, which its
-tests check against plivo-python). Plivo has no throttling code in receipts:
+``X-Plivo-Signature-V3-Nonce`` (signing.plivo_v3_signature, written from
+plivo-python's signature_v3 and checked against its validate_v3_signature,
+never sendq's adapter). Plivo has no throttling code in receipts:
 what exceeding its throughput looks like there is a text expiring in its
 queue (420), which is what ``error = "throttled"`` produces.
 """
@@ -36,7 +37,6 @@ from collections.abc import Mapping
 from functools import partial
 from urllib.parse import urlencode
 
-from worker.providers.plivo import signature
 from worker.simulator.dialect import (
     RETRY_AFTER_S,
     Dialect,
@@ -44,11 +44,17 @@ from worker.simulator.dialect import (
     Outgoing,
     ReceiptBuilder,
     SendRequest,
-    basic_credentials,
     iso_now,
 )
 from worker.simulator.inbox import Text
 from worker.simulator.scenario import ErrorCategory
+from worker.simulator.signing import (
+    PLIVO_MA_SIGNATURE_HEADER,
+    PLIVO_NONCE_HEADER,
+    PLIVO_SIGNATURE_HEADER,
+    basic_credentials,
+    plivo_v3_signature,
+)
 
 FORM = "application/x-www-form-urlencoded"
 USER_AGENT = "PlivoHTTP"
@@ -184,14 +190,14 @@ class PlivoDialect(Dialect):
 
     def _signed(self, url: str, params: list[tuple[str, str]], attempt: int) -> Outgoing:
         nonce = new_nonce()
-        signed = signature(url, params, nonce, self._auth_token)
+        signed = plivo_v3_signature(url, params, nonce, self._auth_token)
         headers = {
             "Content-Type": FORM,
             "User-Agent": USER_AGENT,
-            "X-Plivo-Signature-V3": signed,
+            PLIVO_SIGNATURE_HEADER: signed,
             # The simulator's account is its own main account: one token signs both.
-            "X-Plivo-Signature-Ma-V3": signed,
-            "X-Plivo-Signature-V3-Nonce": nonce,
+            PLIVO_MA_SIGNATURE_HEADER: signed,
+            PLIVO_NONCE_HEADER: nonce,
         }
         return Outgoing("POST", url, headers, urlencode(params).encode())
 

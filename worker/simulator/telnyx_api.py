@@ -26,15 +26,15 @@ Receipts: JSON POSTed to ``webhook_url`` (else the messaging profile's URL,
      "meta": {"attempt": 1, "delivered_to": <url>}}
 
 with ``telnyx-timestamp`` (Unix seconds) and ``telnyx-signature-ed25519`` =
-base64(ed25519 signature of ``f"{timestamp}|"`` + the raw body), made at each
-attempt with the key from ``SENDQ_SIM_TELNYX_SEED`` (its public half is
-``config.telnyx_public_key()`` and ``GET /sim/keys``). Only the final event
-is sent; Telnyx's intermediate ``message.sent`` is left out.
+base64(ed25519 signature of ``f"{timestamp}|"`` + the raw body)
+(signing.telnyx_signature), made at each attempt with the key from
+``SENDQ_SIM_TELNYX_SEED`` (its public half is ``config.telnyx_public_key()``
+and ``GET /sim/keys``). Only the final event is sent; Telnyx's intermediate
+``message.sent`` is left out.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hmac
 import json
@@ -57,6 +57,11 @@ from worker.simulator.dialect import (
 )
 from worker.simulator.inbox import Text
 from worker.simulator.scenario import ErrorCategory
+from worker.simulator.signing import (
+    TELNYX_SIGNATURE_HEADER,
+    TELNYX_TIMESTAMP_HEADER,
+    telnyx_signature,
+)
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -239,12 +244,11 @@ class TelnyxDialect(Dialect):
             separators=(",", ":"),
         ).encode()
         timestamp = str(int(time.time()))
-        signature = self._key.sign(f"{timestamp}|".encode() + body)
         headers = {
             "Content-Type": JSON,
             "User-Agent": USER_AGENT,
-            "telnyx-signature-ed25519": base64.b64encode(signature).decode(),
-            "telnyx-timestamp": timestamp,
+            TELNYX_SIGNATURE_HEADER: telnyx_signature(self._key, timestamp, body),
+            TELNYX_TIMESTAMP_HEADER: timestamp,
         }
         return Outgoing("POST", url, headers, body)
 

@@ -14,7 +14,8 @@ Routes (mounted by app.py):
 
 Receipts: one form POST to ``StatusCallback`` (``MessageSid``,
 ``MessageStatus`` delivered or undelivered, ``ErrorCode``, ...) signed with
-``X-Twilio-Signature`` by worker.providers.twilio's own algorithm.
+``X-Twilio-Signature`` (signing.twilio_signature, written from Twilio's docs and
+checked against twilio-python's RequestValidator, never sendq's adapter).
 
 Shapes follow Twilio's public API reference, so a client written against the
 real service parses the simulator's answers unchanged.
@@ -35,7 +36,6 @@ from urllib.parse import parse_qsl, urlencode
 
 import phonenumbers
 
-from worker.providers.twilio import signature
 from worker.simulator import carriers
 from worker.simulator.dialect import (
     RETRY_AFTER_S,
@@ -44,10 +44,10 @@ from worker.simulator.dialect import (
     Outgoing,
     ReceiptBuilder,
     SendRequest,
-    basic_credentials,
 )
 from worker.simulator.inbox import Text
 from worker.simulator.scenario import ErrorCategory
+from worker.simulator.signing import TWILIO_SIGNATURE_HEADER, basic_credentials, twilio_signature
 
 API_VERSION = "2010-04-01"
 LOOKUP_BASE = "https://lookups.twilio.com"
@@ -336,6 +336,6 @@ class TwilioDialect(Dialect):
         headers = {
             "Content-Type": FORM,
             "User-Agent": USER_AGENT,
-            "X-Twilio-Signature": signature(url, params, self.auth_token),
+            TWILIO_SIGNATURE_HEADER: twilio_signature(url, params, self.auth_token),
         }
         return Outgoing("POST", url, headers, urlencode(params).encode())

@@ -26,7 +26,8 @@ account's URL, ``SimulatorConfig.callback_urls["vonage"]``), with
 ``messageId``, ``msisdn``, ``to``, ``network-code``, ``price``, ``status``
 (delivered, or failed with a non-zero ``err-code``), ``scts``, ``err-code``,
 ``api-key``, ``client-ref``, ``message-timestamp``, ``timestamp``, ``nonce``
-and ``sig`` over all the others (worker.providers.vonage's algorithm, with
+and ``sig`` over all the others (signing.vonage_signature, written from
+Vonage's "Signing Messages" page and checked against vonage-http-client, with
 the account's signature method). Sent as the account is set
 (``SimulatorConfig.vonage_dlr_method``): a form POST by default, a JSON POST
 ("POST-JSON") or a GET with the parameters in the query. The DLR ``err-code``
@@ -48,7 +49,6 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from worker.providers.vonage import SIGNATURE_METHODS, signature
 from worker.simulator import carriers
 from worker.simulator.dialect import (
     RETRY_AFTER_S,
@@ -57,10 +57,15 @@ from worker.simulator.dialect import (
     Outgoing,
     ReceiptBuilder,
     SendRequest,
-    basic_credentials,
 )
 from worker.simulator.inbox import Text
 from worker.simulator.scenario import ErrorCategory
+from worker.simulator.signing import (
+    VONAGE_SIGNATURE_METHODS,
+    basic_credentials,
+    vonage_signature,
+    vonage_signature_valid,
+)
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -144,8 +149,8 @@ class VonageDialect(Dialect):
         api_key: str | None = None,
         dlr_method: str = "POST",
     ) -> None:
-        if signature_method not in SIGNATURE_METHODS:
-            raise ValueError(f"Vonage signature method must be one of {SIGNATURE_METHODS}")
+        if signature_method not in VONAGE_SIGNATURE_METHODS:
+            raise ValueError(f"Vonage signature method must be one of {VONAGE_SIGNATURE_METHODS}")
         if dlr_method not in DLR_METHODS:
             raise ValueError(f"Vonage DLR method must be one of {DLR_METHODS}")
         self._api_secret = api_secret.encode()
@@ -203,9 +208,7 @@ class VonageDialect(Dialect):
             return refusal("4")
         if abs(time.time() - int(timestamp)) > SIGNED_REQUEST_TOLERANCE_S:
             return refusal("14", "the timestamp is too far from now")
-        unsigned = {k: v for k, v in params.items() if k != "sig"}
-        expected = signature(unsigned, self._signature_secret, self._method)
-        if not hmac.compare_digest(expected, params["sig"].lower()):
+        if not vonage_signature_valid(params, self._signature_secret, self._method):
             return refusal("14")
         return key
 
@@ -286,7 +289,7 @@ class VonageDialect(Dialect):
 
     def _signed(self, url: str, params: dict[str, str], attempt: int) -> Outgoing:
         params = {**params, "timestamp": str(int(time.time())), "nonce": str(uuid.uuid4())}
-        params["sig"] = signature(params, self._signature_secret, self._method)
+        params["sig"] = vonage_signature(params, self._signature_secret, self._method)
         headers = {"User-Agent": USER_AGENT}
         if self.dlr_method == "GET":
             joiner = "&" if "?" in url else "?"
