@@ -115,8 +115,8 @@ def plivo_v3_signature(
 ) -> str:
     """One ``X-Plivo-Signature-V3`` value for a callback POSTing ``params`` to ``url``.
 
-    Plivo's pages name V3 and its headers (docs.plivo.com, "Validation") and
-    leave the algorithm to the SDKs; this follows plivo-python's
+    Plivo's pages name V3 and its headers (docs.plivo.com/docs/voice/xml/request
+    /validation) and leave the algorithm to the SDKs; this follows plivo-python's
     ``utils/signature_v3.py`` for POST: HMAC-SHA256 keyed with the auth token
     over the signed URL (``plivo_v3_signed_url``), ``.`` and the nonce, base64.
     """
@@ -168,8 +168,8 @@ def vonage_signature(params: Mapping[str, str], secret: str, method: str) -> str
 def vonage_signature_valid(params: Mapping[str, str], secret: str, method: str) -> bool:
     """Whether ``params`` carry a ``sig`` over the rest made with ``secret`` and ``method``.
 
-    Vonage's docs give HMAC digests in upper case and MD5 ones in lower case, so
-    case is ignored, as vonage-http-client's ``check_signature`` does.
+    Vonage's .NET SDK documents HMAC digests in upper case and "MD5 hash" ones in
+    lower case, so case is ignored, as vonage-http-client's ``check_signature`` does.
     """
     given = params.get("sig", "")
     unsigned = {name: value for name, value in params.items() if name != "sig"}
