@@ -407,9 +407,6 @@ class BandwidthProvider(Provider):
             raise InvalidWebhook("the callback holds no outbound message status event")
         return receipts
 
-    def classify(self, error_code: str | None, http_status: int) -> Category:
-        return classify(error_code, http_status)
-
     async def aclose(self) -> None:
         await self._client.aclose()
 

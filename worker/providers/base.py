@@ -90,10 +90,6 @@ class Provider(abc.ABC):
         """Every receipt in one callback; providers that batch events override this."""
         return [self.parse_receipt(request)]
 
-    @abc.abstractmethod
-    def classify(self, error_code: str | None, http_status: int) -> Category:
-        """The category of one of this provider's error codes."""
-
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release pooled connections."""
 

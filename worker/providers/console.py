@@ -42,6 +42,3 @@ class ConsoleProvider(Provider):
 
     def parse_receipt(self, request: WebhookRequest) -> Receipt:
         raise InvalidWebhook("the console provider sends no receipts")
-
-    def classify(self, error_code: str | None, http_status: int) -> Category:
-        return Category.OK

@@ -297,9 +297,6 @@ class PlivoProvider(Provider):
             category=classify(code, 400),
         )
 
-    def classify(self, error_code: str | None, http_status: int) -> Category:
-        return classify(error_code, http_status)
-
     async def aclose(self) -> None:
         await self._client.aclose()
 

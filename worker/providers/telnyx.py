@@ -436,9 +436,6 @@ class TelnyxProvider(Provider):
             **common,
         )
 
-    def classify(self, error_code: str | None, http_status: int) -> Category:
-        return classify(error_code, http_status)
-
     async def aclose(self) -> None:
         await self._client.aclose()
 

@@ -109,12 +109,6 @@ def _url_variants(url: str) -> list[str]:
     return [url, urlunsplit(parts._replace(netloc=parts.netloc.rsplit(":", 1)[0]))]
 
 
-def validity_s(send_before_ms: int | None, now_ms: int) -> int | None:
-    if send_before_ms is None:
-        return None
-    return max(1, min(MAX_VALIDITY_S, (send_before_ms - now_ms) // 1000))
-
-
 class TwilioProvider(Provider):
     name = NAME
 
@@ -212,9 +206,6 @@ class TwilioProvider(Provider):
             error_code=code,
             category=category,
         )
-
-    def classify(self, error_code: str | None, http_status: int) -> Category:
-        return classify(error_code, http_status)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -471,9 +471,6 @@ class VonageProvider(Provider):
             category=category or Category.PERMANENT,
         )
 
-    def classify(self, error_code: str | None, http_status: int) -> Category:
-        return classify(error_code, http_status)
-
     async def aclose(self) -> None:
         await self._client.aclose()
 
