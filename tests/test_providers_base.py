@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from pydantic import SecretStr, ValidationError
 
-from worker.providers.base import retry_after_s
+from worker.errors import ConfigError
+from worker.providers.base import ProviderSettings, Secrets, retry_after_s, secret_env
 
 # Tue, 14 Nov 2023 22:13:20 GMT
 NOW_S = 1_700_000_000.0
@@ -54,3 +56,52 @@ def test_no_retry_after_is_none() -> None:
 def test_an_http_date_is_measured_against_the_real_clock_by_default() -> None:
     far = retry_after_s(answer("Fri, 01 Jan 2100 00:00:00 GMT"))
     assert far is not None and far > 0
+
+
+# -- what a provider module declares ---------------------------------------------------
+
+
+class Example(ProviderSettings):
+    base_url: str = "https://api.example.com/"
+
+
+def test_a_providers_settings_normalise_its_numbers_and_base_url() -> None:
+    section = Example.model_validate({"numbers": ["+1 (201) 555-0123"]})
+    assert section.numbers == ["+12015550123"]
+    assert Example.model_validate({"base_url": "http://127.0.0.1:8700/"}).base_url == (
+        "http://127.0.0.1:8700"
+    )
+
+
+@pytest.mark.parametrize(
+    ("section", "reason"),
+    [
+        ({"numbers": []}, "the sending-number pool is empty"),
+        ({"numbers": ["12"]}, "sending number"),
+        ({"base_url": "ftp://api.example.com"}, "must start with http:// or https://"),
+        ({"timeout_s": 0}, "greater than 0"),
+        ({"bogus": 1}, "Extra inputs are not permitted"),
+    ],
+)
+def test_a_bad_provider_setting_is_refused_with_its_reason(
+    section: dict[str, object], reason: str
+) -> None:
+    with pytest.raises(ValidationError, match=reason):
+        Example.model_validate(section)
+
+
+def test_a_required_secret_that_is_unset_or_empty_names_its_environment_variable() -> None:
+    secrets = Secrets("example", {"example_token": None, "example_key": SecretStr("")})
+    for field in ("example_token", "example_key", "example_other"):
+        with pytest.raises(ConfigError) as caught:
+            secrets.require(field)
+        assert str(caught.value) == (
+            f"providers.example: no credentials; set SENDQ_{field.upper()} in the environment"
+        )
+        assert secrets.get(field) == ""
+
+
+def test_a_set_secret_is_its_value() -> None:
+    secrets = Secrets("example", {"example_token": SecretStr("s3cret")})
+    assert secrets.require("example_token") == secrets.get("example_token") == "s3cret"
+    assert secret_env("example_token") == "SENDQ_EXAMPLE_TOKEN"

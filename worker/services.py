@@ -20,7 +20,6 @@ import httpx
 
 DEFAULT_READY_TIMEOUT_S = 20.0
 DEFAULT_STOP_TIMEOUT_S = 30.0
-SIMULATED = ("twilio", "telnyx", "bandwidth", "plivo", "vonage")
 
 
 def free_port() -> int:
@@ -41,6 +40,7 @@ class Stack:
     workdir: Path
     processes: int = 2
     threads: int = 16
+    # Every provider secret both sides read is derived from this one.
     auth_token: str = field(default_factory=lambda: secrets.token_hex(16))
     sim_port: int = field(default_factory=free_port)
     hook_port: int = field(default_factory=free_port)
@@ -75,27 +75,18 @@ class Stack:
         }
 
     def provider_env(self) -> dict[str, str]:
-        """Every provider pointed at the simulator; both sides read the same secrets."""
+        """Every registered provider pointed at the simulator; both sides read the same secrets."""
+        from worker.providers import registry
+        from worker.providers.base import secret_env
         from worker.simulator.config import telnyx_public_key
 
-        env = {
-            f"SENDQ_PROVIDERS__{name.upper()}__BASE_URL": self.provider_url(name)
-            for name in SIMULATED
-        }
-        secrets_env = {
-            "SENDQ_TWILIO_AUTH_TOKEN": self.auth_token,
-            "SENDQ_TELNYX_API_KEY": f"KEY{self.auth_token}",
-            "SENDQ_BANDWIDTH_PASSWORD": f"bw-{self.auth_token}",
-            "SENDQ_BANDWIDTH_CALLBACK_PASSWORD": f"bwcb-{self.auth_token}",
-            "SENDQ_PLIVO_AUTH_TOKEN": f"plivo-{self.auth_token}",
-            "SENDQ_VONAGE_API_SECRET": f"vonage-{self.auth_token}",
-            "SENDQ_VONAGE_SIGNATURE_SECRET": f"vonagesig-{self.auth_token}",
-        }
-        return {
-            **env,
-            **secrets_env,
-            "SENDQ_PROVIDERS__TELNYX__PUBLIC_KEY": telnyx_public_key(),
-        }
+        env: dict[str, str] = {}
+        for spec in registry.specs():
+            env[f"SENDQ_PROVIDERS__{spec.name.upper()}__BASE_URL"] = self.provider_url(spec.name)
+            env.update({secret_env(s): f"{s}-{self.auth_token}" for s in spec.secrets})
+        # The key the simulator signs Telnyx receipts with: the simulator's, not the adapter's.
+        env["SENDQ_PROVIDERS__TELNYX__PUBLIC_KEY"] = telnyx_public_key()
+        return env
 
     def start_simulator(self, scenario: Path | None = None) -> None:
         args = ["simulator", "--port", str(self.sim_port)]

@@ -6,6 +6,13 @@ in version control by accident.
 
 Where the file lives: ``$SENDQ_CONFIG``, else ``./config/sendq.toml`` if it
 exists, else the embedded defaults (the demo runs on those).
+
+Providers are not named here. Each provider module declares its
+``[providers.NAME]`` model and its secrets; worker/providers/registry.py lists
+them, and ``load_settings`` builds a ``Settings`` subclass with one section and
+the secret fields of each (``settings.providers.twilio.numbers``,
+``settings.twilio_auth_token``). So build settings with ``load_settings()`` or
+``get_settings()``; a bare ``Settings()`` has no provider in it.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import os
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,6 +29,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -29,23 +37,28 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from worker.errors import ConfigError
+from worker.providers import registry
+from worker.providers.base import ENV_PREFIX, ProviderSettings, ProviderSpec, http_url
 
 DEFAULT_CONFIG_PATH = Path("config/sendq.toml")
-ENV_PREFIX = "SENDQ_"
-SECRET_FIELDS = frozenset(
-    {
-        "twilio_auth_token",
-        "telnyx_api_key",
-        "bandwidth_password",
-        "bandwidth_callback_password",
-        "bandwidth_client_secret",
-        "plivo_auth_token",
-        "vonage_api_secret",
-        "vonage_signature_secret",
-        "admin_token",
-    }
-)
-PROVIDER_NAMES = ("twilio", "telnyx", "bandwidth", "plivo", "vonage", "console")
+# sendq's own secrets; each provider's come from the registry.
+OWN_SECRET_FIELDS = ("admin_token",)
+
+
+def provider_names() -> tuple[str, ...]:
+    """Every registered provider, in registry order."""
+    return registry.names()
+
+
+def secret_fields() -> frozenset[str]:
+    """Every setting read only from the environment, never from the file."""
+    return frozenset({*registry.secret_fields(), *OWN_SECRET_FIELDS})
+
+
+# As the registry stood when settings were first imported: for readers that
+# want a constant. A provider registered later is seen by the functions above.
+SECRET_FIELDS = secret_fields()
+PROVIDER_NAMES = provider_names()
 
 
 class _Section(BaseModel):
@@ -75,12 +88,6 @@ class WorkerSettings(_Section):
     sweep_s: float = Field(30.0, ge=1)
 
 
-def _http_url(v: str) -> str:
-    if not v.startswith(("http://", "https://")):
-        raise ValueError("must start with http:// or https://")
-    return v
-
-
 class WebhookSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8600, ge=0, le=65535)
@@ -90,96 +97,23 @@ class WebhookSettings(_Section):
     @field_validator("public_url")
     @classmethod
     def _http(cls, v: str) -> str:
-        return _http_url(v).rstrip("/")
-
-
-class ProviderSettings(_Section):
-    """What every provider has: where to reach it, how long to wait, which numbers to send from."""
-
-    base_url: str
-    numbers: list[str] = Field(default_factory=lambda: ["+12015550100"])
-    timeout_s: float = Field(10.0, gt=0, le=120)
-    max_connections: int = Field(100, ge=1)
-
-    @field_validator("numbers")
-    @classmethod
-    def _pool(cls, v: list[str]) -> list[str]:
-        from worker.errors import InvalidNumber
-        from worker.phone import to_e164
-
-        if not v:
-            raise ValueError("the sending-number pool is empty")
-        try:
-            return [to_e164(n) for n in v]
-        except InvalidNumber as exc:
-            raise ValueError(f"sending number {exc.reason}") from None
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return _http_url(v).rstrip("/")
-
-
-class TwilioSettings(ProviderSettings):
-    base_url: str = "https://api.twilio.com"
-    account_sid: str = "AC00000000000000000000000000000000"
-
-
-class TelnyxSettings(ProviderSettings):
-    base_url: str = "https://api.telnyx.com"
-    # Telnyx's webhook public key (base64 ed25519); not a secret.
-    public_key: str = ""
-    tolerance_s: float = Field(300.0, gt=0)
-
-
-class BandwidthSettings(ProviderSettings):
-    base_url: str = "https://messaging.bandwidth.com"
-    account_id: str = "0000000"
-    application_id: str = "00000000-0000-0000-0000-000000000000"
-    username: str = "sendq"
-    callback_username: str = "sendq"
-    # OAuth2 client credentials: set client_id (its secret comes from
-    # SENDQ_BANDWIDTH_CLIENT_SECRET) and sends use bearer tokens from token_url
-    # instead of HTTP Basic with username and password.
-    client_id: str = ""
-    token_url: str = "https://api.bandwidth.com/api/v1/oauth2/token"
-
-    @field_validator("token_url")
-    @classmethod
-    def _token_url(cls, v: str) -> str:
-        return _http_url(v)
-
-
-class PlivoSettings(ProviderSettings):
-    base_url: str = "https://api.plivo.com"
-    auth_id: str = Field("MA" + "0" * 18, pattern=r"^(MA|SA)[A-Z0-9]{18}$")
-
-
-class VonageSettings(ProviderSettings):
-    base_url: str = "https://rest.nexmo.com"
-    api_key: str = "00000000"
-    tolerance_s: float = Field(300.0, gt=0)
-    # Must match the account's signature setting in Vonage's dashboard.
-    signature_method: Literal["md5hash", "md5hmac", "sha1hmac", "sha256hmac", "sha512hmac"] = (
-        "md5hash"
-    )
-    # Sign sends with the signature secret instead of sending the API secret.
-    sign_requests: bool = False
-
-
-class ConsoleSettings(ProviderSettings):
-    """Logs texts instead of sending them: for trying sendq out."""
-
-    base_url: str = "http://console.invalid"
+        return http_url(v).rstrip("/")
 
 
 class ProvidersSettings(_Section):
-    twilio: TwilioSettings = Field(default_factory=lambda: TwilioSettings())
-    telnyx: TelnyxSettings = Field(default_factory=lambda: TelnyxSettings())
-    bandwidth: BandwidthSettings = Field(default_factory=lambda: BandwidthSettings())
-    plivo: PlivoSettings = Field(default_factory=lambda: PlivoSettings())
-    vonage: VonageSettings = Field(default_factory=lambda: VonageSettings())
-    console: ConsoleSettings = Field(default_factory=lambda: ConsoleSettings())
+    """``[providers.NAME]`` for each registered provider; the fields are added from
+    the registry (``_settings_model``), each provider's own settings model."""
+
+    def section(self, name: str) -> ProviderSettings:
+        """One provider's settings; ``settings.providers.twilio`` reads the same."""
+        section = getattr(self, name, None)
+        if not isinstance(section, ProviderSettings):
+            raise KeyError(name)
+        return section
+
+    if TYPE_CHECKING:
+        # One attribute per registered provider, its own settings model.
+        def __getattr__(self, name: str) -> Any: ...
 
 
 class RateSettings(_Section):
@@ -320,29 +254,35 @@ class Settings(BaseSettings):
     carriers: CarriersSettings = Field(default_factory=lambda: CarriersSettings())
     alerts: AlertsSettings = Field(default_factory=lambda: AlertsSettings())
 
-    twilio_auth_token: SecretStr | None = None
-    telnyx_api_key: SecretStr | None = None
-    bandwidth_password: SecretStr | None = None
-    bandwidth_callback_password: SecretStr | None = None
-    bandwidth_client_secret: SecretStr | None = None
-    plivo_auth_token: SecretStr | None = None
-    vonage_api_secret: SecretStr | None = None
-    vonage_signature_secret: SecretStr | None = None
     admin_token: SecretStr | None = None
+    # Each provider's secrets (twilio_auth_token, ...) are fields too, added
+    # from the registry with the providers' sections: see _settings_model.
+
+    def secret(self, field: str) -> SecretStr | None:
+        """A secret by its settings name; a registered one that is unset is None."""
+        if field not in secret_fields():
+            raise KeyError(field)
+        value = getattr(self, field, None)
+        return value if isinstance(value, SecretStr) else None
+
+    if TYPE_CHECKING:
+        # One attribute per registered provider secret (settings.twilio_auth_token).
+        def __getattr__(self, name: str) -> SecretStr | None: ...
 
     @field_validator("routes")
     @classmethod
     def _routes(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
         if "default" not in v:
             raise ValueError('needs a "default" route')
+        known = provider_names()
         for campaign, route in v.items():
             if not route:
                 raise ValueError(f"route {campaign!r} names no provider")
-            unknown = [p for p in route if p not in PROVIDER_NAMES]
+            unknown = [p for p in route if p not in known]
             if unknown:
                 raise ValueError(
                     f"route {campaign!r} names unknown provider {unknown[0]!r}; "
-                    f"known: {', '.join(PROVIDER_NAMES)}"
+                    f"known: {', '.join(known)}"
                 )
             if len(set(route)) != len(route):
                 raise ValueError(f"route {campaign!r} names a provider twice")
@@ -352,7 +292,7 @@ class Settings(BaseSettings):
     def _limits_name_known_things(self) -> Settings:
         lim = self.limits
         for name in lim.providers:
-            if name not in PROVIDER_NAMES:
+            if name not in provider_names():
                 raise ValueError(f"limits.providers.{name}: unknown provider")
         for number, kind in lim.numbers.items():
             if isinstance(kind, str) and kind not in lim.number_types:
@@ -418,7 +358,7 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
-    for name in SECRET_FIELDS & data.keys():
+    for name in sorted(secret_fields() & data.keys()):
         raise ConfigError(
             f"{path}: {name}: secrets are read only from the environment; "
             f"remove it from the file and set {ENV_PREFIX}{name.upper()}"
@@ -429,9 +369,36 @@ def read_toml(path: Path) -> dict[str, Any]:
 def load_settings(**overrides: Any) -> Settings:
     """Build and validate settings, turning every failure into one ConfigError."""
     try:
-        return Settings(**overrides)
+        return _settings_model(registry.specs())(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+
+
+@lru_cache(maxsize=8)
+def _settings_model(specs: tuple[ProviderSpec[Any], ...]) -> type[Settings]:
+    """Settings with a ``[providers.NAME]`` section and the secret fields of each
+    provider in ``specs``: built from the registry, so settings name no provider.
+
+    Cached per list of specs; a provider registered later gets a model of its own.
+    """
+    sections: dict[str, Any] = {
+        spec.name: (spec.settings, Field(default_factory=spec.settings)) for spec in specs
+    }
+    secrets: dict[str, Any] = {
+        field: (SecretStr | None, None) for spec in specs for field in spec.secrets
+    }
+    # A provider named like a method, or a secret named like a setting, would hide it.
+    for name in sections.keys() & dir(ProvidersSettings):
+        raise ValueError(f"provider {name!r}: the name is taken by ProvidersSettings")
+    for name in secrets.keys() & (Settings.model_fields.keys() | set(dir(Settings))):
+        raise ValueError(f"secret {name!r}: the name is taken by a setting")
+    providers = create_model("ProvidersSettings", __base__=ProvidersSettings, **sections)
+    return create_model(
+        "Settings",
+        __base__=Settings,
+        providers=(providers, Field(default_factory=providers)),
+        **secrets,
+    )
 
 
 def _describe(exc: ValidationError) -> str:

@@ -57,6 +57,8 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import structlog
+from pydantic import field_validator
 
 from worker.errors import ProviderError
 from worker.models import Category, Status
@@ -65,9 +67,13 @@ from worker.providers.base import (
     InvalidWebhook,
     OutboundText,
     Provider,
+    ProviderSettings,
+    ProviderSpec,
     Receipt,
+    Secrets,
     SendResult,
     WebhookRequest,
+    http_url,
     json_object,
     retry_after_s,
 )
@@ -480,3 +486,67 @@ def _describe(payload: dict[str, object], fallback: str) -> str:
         if details:
             text = f"{text} ({'; '.join(details)})"
     return text
+
+
+# -- configuration ---------------------------------------------------------------------
+
+PASSWORD = "bandwidth_password"  # SENDQ_BANDWIDTH_PASSWORD
+CALLBACK_PASSWORD = "bandwidth_callback_password"  # SENDQ_BANDWIDTH_CALLBACK_PASSWORD
+CLIENT_SECRET = "bandwidth_client_secret"  # SENDQ_BANDWIDTH_CLIENT_SECRET
+# Bandwidth decommissions API users (HTTP Basic) on this day; OAuth2 only after it.
+BANDWIDTH_BASIC_ENDS = "2026-12-02"
+log = structlog.get_logger("sendq.providers")
+
+
+class BandwidthSettings(ProviderSettings):
+    """``[providers.bandwidth]``."""
+
+    base_url: str = DEFAULT_BASE_URL
+    account_id: str = "0000000"
+    application_id: str = "00000000-0000-0000-0000-000000000000"
+    username: str = "sendq"
+    callback_username: str = "sendq"
+    # OAuth2 client credentials: set client_id (its secret comes from
+    # SENDQ_BANDWIDTH_CLIENT_SECRET) and sends use bearer tokens from token_url
+    # instead of HTTP Basic with username and password.
+    client_id: str = ""
+    token_url: str = DEFAULT_TOKEN_URL
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, v: str) -> str:
+        return http_url(v)
+
+
+def build(config: BandwidthSettings, secrets: Secrets) -> BandwidthProvider:
+    # OAuth2 client credentials when a client id is set, else HTTP Basic.
+    password = client_secret = ""
+    if config.client_id:
+        client_secret = secrets.require(CLIENT_SECRET)
+    else:
+        password = secrets.require(PASSWORD)
+        log.warning(
+            "bandwidth uses HTTP Basic auth, which Bandwidth stops accepting on "
+            f"{BANDWIDTH_BASIC_ENDS}; set providers.bandwidth.client_id and "
+            "SENDQ_BANDWIDTH_CLIENT_SECRET to use OAuth2",
+            provider=NAME,
+        )
+    return BandwidthProvider(
+        account_id=config.account_id,
+        application_id=config.application_id,
+        username=config.username,
+        password=password,
+        client_id=config.client_id,
+        client_secret=client_secret,
+        token_url=config.token_url,
+        callback_username=config.callback_username,
+        callback_password=secrets.require(CALLBACK_PASSWORD),
+        base_url=config.base_url,
+        timeout_s=config.timeout_s,
+        max_connections=config.max_connections,
+    )
+
+
+SPEC = ProviderSpec(
+    NAME, BandwidthSettings, build, secrets=(PASSWORD, CALLBACK_PASSWORD, CLIENT_SECRET)
+)

@@ -3,6 +3,11 @@
 A provider turns an OutboundText into an HTTP request, a response into a
 SendResult, and a webhook into a Receipt; given a request it says whether the
 signature is valid. It knows nothing of queues, breakers or Redis.
+
+Each provider module also declares what it needs to be built (a
+``ProviderSpec``): its ``[providers.NAME]`` settings model, the secrets it
+reads from the environment, and a build function. worker/providers/registry.py
+lists the specs; settings and the composition root read everything from there.
 """
 
 from __future__ import annotations
@@ -11,13 +16,21 @@ import abc
 import email.utils
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
+from typing import Generic, TypeVar
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from worker.errors import ConfigError, InvalidNumber
 from worker.models import Category
+from worker.phone import to_e164
+
+# Every setting's environment variable starts with this; a secret named
+# ``twilio_auth_token`` is read from SENDQ_TWILIO_AUTH_TOKEN.
+ENV_PREFIX = "SENDQ_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,3 +159,91 @@ def classify_by_table(
     if 200 <= http_status < 300 and not error_code:
         return Category.OK
     return Category.PERMANENT
+
+
+# -- what a provider module declares: settings, secrets, how to build it -------------
+
+
+def http_url(v: str) -> str:
+    if not v.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return v
+
+
+class ProviderSettings(BaseModel):
+    """What every provider has: where to reach it, how long to wait, which numbers to send from.
+
+    A provider's own model adds its fields and gives ``base_url`` a default, so
+    its ``[providers.NAME]`` section may be left out of the file.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str
+    numbers: list[str] = Field(default_factory=lambda: ["+12015550100"])
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    max_connections: int = Field(100, ge=1)
+
+    @field_validator("numbers")
+    @classmethod
+    def _pool(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("the sending-number pool is empty")
+        try:
+            return [to_e164(n) for n in v]
+        except InvalidNumber as exc:
+            raise ValueError(f"sending number {exc.reason}") from None
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return http_url(v).rstrip("/")
+
+
+def secret_env(field: str) -> str:
+    """The environment variable a secret is read from: ``SENDQ_`` + its name."""
+    return ENV_PREFIX + field.upper()
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """One provider's secrets, as settings read them from the environment."""
+
+    provider: str
+    values: Mapping[str, SecretStr | None]
+
+    def get(self, field: str) -> str:
+        """The secret, or "" when it is not set."""
+        value = self.values.get(field)
+        return value.get_secret_value() if value is not None else ""
+
+    def require(self, field: str) -> str:
+        """The secret; a missing one stops start-up, naming the variable to set."""
+        value = self.get(field)
+        if not value:
+            raise ConfigError(
+                f"providers.{self.provider}: no credentials; "
+                f"set {secret_env(field)} in the environment"
+            )
+        return value
+
+
+SettingsT = TypeVar("SettingsT", bound=ProviderSettings)
+
+
+@dataclass(frozen=True, eq=False)
+class ProviderSpec(Generic[SettingsT]):
+    """Everything sendq needs to know of a provider, from the provider's own module.
+
+    Compared and hashed by identity: settings caches the model it builds per
+    list of specs.
+    """
+
+    name: str
+    # The model of its [providers.NAME] section.
+    settings: type[SettingsT]
+    # Builds the adapter; raises ConfigError for a missing secret or a bad setting.
+    build: Callable[[SettingsT, Secrets], Provider]
+    # Secret names (``twilio_auth_token``), read only from SENDQ_<NAME> and
+    # refused in the config file.
+    secrets: tuple[str, ...] = ()

@@ -15,7 +15,10 @@ from worker.providers.base import (
     InvalidWebhook,
     OutboundText,
     Provider,
+    ProviderSettings,
+    ProviderSpec,
     Receipt,
+    Secrets,
     SendResult,
     WebhookRequest,
 )
@@ -42,3 +45,16 @@ class ConsoleProvider(Provider):
 
     def parse_receipt(self, request: WebhookRequest) -> Receipt:
         raise InvalidWebhook("the console provider sends no receipts")
+
+
+class ConsoleSettings(ProviderSettings):
+    """``[providers.console]``: only its numbers matter; nothing is sent anywhere."""
+
+    base_url: str = "http://console.invalid"
+
+
+def build(config: ConsoleSettings, secrets: Secrets) -> ConsoleProvider:
+    return ConsoleProvider()
+
+
+SPEC = ProviderSpec(NAME, ConsoleSettings, build)

@@ -45,6 +45,7 @@ from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qs, parse_qsl, urlparse, urlsplit, urlunparse
 
 import httpx
+from pydantic import Field
 
 from worker.models import Category, Status
 from worker.providers import transport
@@ -52,7 +53,10 @@ from worker.providers.base import (
     InvalidWebhook,
     OutboundText,
     Provider,
+    ProviderSettings,
+    ProviderSpec,
     Receipt,
+    Secrets,
     SendResult,
     WebhookRequest,
     classify_by_table,
@@ -333,3 +337,28 @@ def _error_text(payload: Mapping[str, object]) -> str:
     if error is None or error == "":
         return ""
     return error if isinstance(error, str) else json.dumps(error, sort_keys=True)
+
+
+# -- configuration ---------------------------------------------------------------------
+
+AUTH_TOKEN = "plivo_auth_token"  # SENDQ_PLIVO_AUTH_TOKEN
+
+
+class PlivoSettings(ProviderSettings):
+    """``[providers.plivo]``."""
+
+    base_url: str = DEFAULT_BASE_URL
+    auth_id: str = Field("MA" + "0" * 18, pattern=r"^(MA|SA)[A-Z0-9]{18}$")
+
+
+def build(config: PlivoSettings, secrets: Secrets) -> PlivoProvider:
+    return PlivoProvider(
+        auth_id=config.auth_id,
+        auth_token=secrets.require(AUTH_TOKEN),
+        base_url=config.base_url,
+        timeout_s=config.timeout_s,
+        max_connections=config.max_connections,
+    )
+
+
+SPEC = ProviderSpec(NAME, PlivoSettings, build, secrets=(AUTH_TOKEN,))

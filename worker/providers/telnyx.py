@@ -74,6 +74,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import Field
 
 from worker.errors import ConfigError
 from worker.models import Category, Status
@@ -82,7 +83,10 @@ from worker.providers.base import (
     InvalidWebhook,
     OutboundText,
     Provider,
+    ProviderSettings,
+    ProviderSpec,
     Receipt,
+    Secrets,
     SendResult,
     WebhookRequest,
     classify_by_table,
@@ -458,3 +462,38 @@ def _accepted(body: Mapping[str, Any], response: httpx.Response) -> SendResult:
         provider_message_id=_text(data.get("id")),
         carrier=_text(recipient.get("carrier")) if recipient else None,
     )
+
+
+# -- configuration ---------------------------------------------------------------------
+
+API_KEY = "telnyx_api_key"  # SENDQ_TELNYX_API_KEY
+
+
+class TelnyxSettings(ProviderSettings):
+    """``[providers.telnyx]``."""
+
+    base_url: str = DEFAULT_BASE_URL
+    # Telnyx's webhook public key (base64 ed25519); not a secret.
+    public_key: str = ""
+    tolerance_s: float = Field(DEFAULT_TOLERANCE_S, gt=0)
+
+
+def build(config: TelnyxSettings, secrets: Secrets) -> TelnyxProvider:
+    api_key = secrets.require(API_KEY)
+    if not config.public_key.strip():
+        # Receipts are refused without it, so no text sent through Telnyx could complete.
+        raise ConfigError(
+            "providers.telnyx.public_key: empty; set it (or SENDQ_PROVIDERS__TELNYX__PUBLIC_KEY) "
+            "to the base64 public key Telnyx signs webhooks with"
+        )
+    return TelnyxProvider(
+        api_key=api_key,
+        public_key=config.public_key,
+        tolerance_s=config.tolerance_s,
+        base_url=config.base_url,
+        timeout_s=config.timeout_s,
+        max_connections=config.max_connections,
+    )
+
+
+SPEC = ProviderSpec(NAME, TelnyxSettings, build, secrets=(API_KEY,))

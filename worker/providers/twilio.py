@@ -23,7 +23,10 @@ from worker.providers.base import (
     InvalidWebhook,
     OutboundText,
     Provider,
+    ProviderSettings,
+    ProviderSpec,
     Receipt,
+    Secrets,
     SendResult,
     WebhookRequest,
     classify_by_table,
@@ -209,3 +212,28 @@ class TwilioProvider(Provider):
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+# -- configuration ---------------------------------------------------------------------
+
+AUTH_TOKEN = "twilio_auth_token"  # SENDQ_TWILIO_AUTH_TOKEN
+
+
+class TwilioSettings(ProviderSettings):
+    """``[providers.twilio]``."""
+
+    base_url: str = DEFAULT_BASE_URL
+    account_sid: str = "AC00000000000000000000000000000000"
+
+
+def build(config: TwilioSettings, secrets: Secrets) -> TwilioProvider:
+    return TwilioProvider(
+        account_sid=config.account_sid,
+        auth_token=secrets.require(AUTH_TOKEN),
+        base_url=config.base_url,
+        timeout_s=config.timeout_s,
+        max_connections=config.max_connections,
+    )
+
+
+SPEC = ProviderSpec(NAME, TwilioSettings, build, secrets=(AUTH_TOKEN,))

@@ -59,6 +59,7 @@ from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+from pydantic import Field
 
 from worker.models import Category, Status
 from worker.phone import is_gsm7
@@ -67,7 +68,10 @@ from worker.providers.base import (
     InvalidWebhook,
     OutboundText,
     Provider,
+    ProviderSettings,
+    ProviderSpec,
     Receipt,
+    Secrets,
     SendResult,
     WebhookRequest,
     classify_by_table,
@@ -501,3 +505,40 @@ def _unreadable(response: httpx.Response) -> SendResult:
         error=response.reason_phrase[:300],
         retry_after_s=retry_after_s(response),
     )
+
+
+# -- configuration ---------------------------------------------------------------------
+
+API_SECRET = "vonage_api_secret"  # SENDQ_VONAGE_API_SECRET
+SIGNATURE_SECRET = "vonage_signature_secret"  # SENDQ_VONAGE_SIGNATURE_SECRET
+
+
+class VonageSettings(ProviderSettings):
+    """``[providers.vonage]``."""
+
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str = "00000000"
+    tolerance_s: float = Field(DEFAULT_TOLERANCE_S, gt=0)
+    # Must match the account's signature setting in Vonage's dashboard.
+    signature_method: SignatureMethod = "md5hash"
+    # Sign sends with the signature secret instead of sending the API secret.
+    sign_requests: bool = False
+
+
+def build(config: VonageSettings, secrets: Secrets) -> VonageProvider:
+    # A signed send carries no API secret, so only then may it be unset.
+    api_secret = None if config.sign_requests else secrets.require(API_SECRET)
+    return VonageProvider(
+        api_key=config.api_key,
+        api_secret=api_secret,
+        signature_secret=secrets.require(SIGNATURE_SECRET),
+        signature_method=config.signature_method,
+        sign_requests=config.sign_requests,
+        tolerance_s=config.tolerance_s,
+        base_url=config.base_url,
+        timeout_s=config.timeout_s,
+        max_connections=config.max_connections,
+    )
+
+
+SPEC = ProviderSpec(NAME, VonageSettings, build, secrets=(API_SECRET, SIGNATURE_SECRET))
