@@ -77,7 +77,9 @@ def test_a_huge_line_is_rejected_without_reading_it_whole(tmp_path: Path) -> Non
 
 def test_an_unclosed_quote_is_reported(tmp_path: Path) -> None:
     path = write(tmp_path, "t.csv", 'to,body\n+12015550123,"never closed\n')
-    assert rows(path)[-1].error == "a quoted field is never closed"
+    assert rows(path)[-1].error == (
+        "a quoted field is never closed (it runs from line 2 to the end, line 2)"
+    )
 
 
 @pytest.mark.parametrize(

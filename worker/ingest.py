@@ -4,15 +4,18 @@ CSV: a header row naming the columns; ``to`` is required, and ``body`` unless
 a template builds it. ``campaign``, ``key`` and ``send_before`` are optional;
 every other column goes into ``metadata`` (and into template fields). A UTF-8
 BOM is ignored; header names are matched without case or surrounding space.
+Rows end where csv.reader's default (excel) dialect ends them: a quote opens a
+quoted field only as the field's first character (``Our 5" sale`` is plain
+text), and a quoted field may hold commas, doubled quotes and newlines.
 
 JSONL: one JSON object per line with the same keys; unknown keys go into
 ``metadata``.
 
-The reader streams: a million-row file is never held in memory. A bad row
-(bad encoding, wrong column count, a line over 1 MiB, bad JSON, a template
-field with no column) is yielded as a Row with the reason and its line
-number, and reading goes on. Only a file that cannot be read at all raises
-FileError.
+The reader streams, in one pass: a million-row file is never held in memory.
+A bad row (bad encoding, wrong column count, a line or a row over 1 MiB, a
+quoted field never closed, bad JSON, a template field with no column) is
+yielded as a Row with the reason and its line number, and reading goes on.
+Only a file that cannot be read at all raises FileError.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import string
 import sys
 from collections.abc import Iterable, Iterator
@@ -30,6 +34,18 @@ from typing import Any, BinaryIO, Literal
 from worker.errors import InvalidInput
 
 DEFAULT_MAX_LINE_BYTES = 1024 * 1024
+# A record over several lines (a quoted field with newlines) has the same limit.
+MAX_ROW_BYTES = DEFAULT_MAX_LINE_BYTES
+LINE_TOO_LONG = "line is longer than 1 MiB"
+# A line that leaves no quoted field open, in csv's excel dialect (csv.reader's
+# default): fields split by commas, each unquoted, where a quote after the first
+# character is only a character (Our 5" sale), or quoted, where "" is a quote and
+# what follows the closing quote up to the comma is plain text (non-strict csv).
+# Possessive quantifiers never backtrack: each line is matched in linear time.
+_QUOTED = r'"(?:[^"]|"")*+"(?:[^,"][^,]*+)?'
+_FIELD = rf'(?:{_QUOTED}|[^,"][^,]*+|)'
+_CLOSED = re.compile(rf"{_FIELD}(?:,{_FIELD})*+")
+_CLOSED_FROM_QUOTED = re.compile(rf'(?:[^"]|"")*+"(?:[^,"][^,]*+)?(?:,{_FIELD})*+')
 KNOWN_FIELDS = ("to", "body", "campaign", "key", "send_before")
 REQUIRED_FIELDS = ("to", "body")
 Format = Literal["csv", "jsonl"]
@@ -147,23 +163,17 @@ def _decode(raw: bytes, line_no: int) -> str | Row:
 def _csv_rows(
     name: str, lines: Iterator[tuple[int, bytes | None]], tmpl: Template | None
 ) -> Iterator[Row]:
-    header = _csv_header(name, lines, tmpl)
-    return _csv_body(header, lines, tmpl)
+    records = _csv_records(lines)
+    header = _csv_header(name, records, tmpl)
+    return _csv_body(header, records, tmpl)
 
 
-def _csv_header(
-    name: str, lines: Iterator[tuple[int, bytes | None]], tmpl: Template | None
-) -> list[str]:
-    for line_no, raw in lines:
-        if raw is None:
-            raise FileError(name, f"line {line_no} (the header) is longer than 1 MiB")
-        text = _decode(raw, line_no)
-        if isinstance(text, Row):
-            raise FileError(name, f"the header is {text.error}")
-        if not text.strip():
-            continue
+def _csv_header(name: str, records: Iterator[Record | Row], tmpl: Template | None) -> list[str]:
+    for record in records:
+        if isinstance(record, Row):
+            raise FileError(name, _header_problem(record))
         try:
-            header = [h.strip() for h in next(csv.reader([text]))]
+            header = [h.strip() for h in next(csv.reader([record[1]]))]
         except csv.Error as exc:
             raise FileError(name, f"the header is not valid CSV ({exc})") from None
         header = [h.lower() if h.lower() in KNOWN_FIELDS else h for h in header]
@@ -178,37 +188,107 @@ def _csv_header(
     raise FileError(name, "has no header row")
 
 
+def _header_problem(row: Row) -> str:
+    reason = row.error or "unreadable"
+    if reason == LINE_TOO_LONG:
+        return f"line {row.line} (the header) is longer than 1 MiB"
+    if reason.startswith("not valid"):
+        return f"the header is {reason}"
+    return f"the header (line {row.line}): {reason}"
+
+
 def _csv_body(
-    header: list[str], lines: Iterator[tuple[int, bytes | None]], tmpl: Template | None
+    header: list[str], records: Iterator[Record | Row], tmpl: Template | None
 ) -> Iterator[Row]:
-    pending: list[str] = []
-    start = 0
+    for record in records:
+        yield record if isinstance(record, Row) else _csv_row(header, record[1], record[0], tmpl)
+
+
+# A whole CSV record: its first line's number and its text (one line or several).
+Record = tuple[int, str]
+
+
+def _csv_records(lines: Iterator[tuple[int, bytes | None]]) -> Iterator[Record | Row]:
+    """The file's records in order, each whole, or a Row saying why one cannot be read.
+
+    A record ends where csv's excel dialect ends it (``_quote_open_after``), so a
+    quote inside an unquoted field cannot swallow the lines after it. Each line is
+    scanned once and a record of several lines decoded once: linear in the file.
+    Blank lines between records are skipped; line numbers stay physical.
+    """
+    open_: _Open | None = None  # a record whose quoted field goes on past its line
     for line_no, raw in lines:
-        if raw is None:
-            yield Row(line_no, None, "line is longer than 1 MiB")
-            pending = []
-            continue
-        text = _decode(raw, line_no)
+        text = _decode(raw, line_no) if raw is not None else Row(line_no, None, LINE_TOO_LONG)
         if isinstance(text, Row):
-            if pending:
+            if open_ is not None:
                 # The open quoted field cannot go on through an unreadable line:
-                # its row ends here, reported before this line, in order.
-                yield Row(start, None, f"a quoted field runs into line {line_no}, not UTF-8")
-                pending = []
+                # its record ends here, reported before this line, in order.
+                why = "not valid UTF-8" if raw is not None else "longer than 1 MiB"
+                yield Row(
+                    open_.start, None, f"a quoted field runs into line {line_no}, which is {why}"
+                )
+                open_ = None
             yield text
-            continue
-        if not pending:
-            if not text.strip():
-                continue
-            start = line_no
-        pending.append(text)
-        joined = "".join(pending)
-        if joined.count('"') % 2:  # a quoted field goes on to the next line
-            continue
-        pending = []
-        yield _csv_row(header, joined, start, tmpl)
-    if pending:
-        yield Row(start, None, "a quoted field is never closed")
+        elif open_ is not None:
+            if not open_.add(line_no, text, raw or b""):
+                yield open_.record()
+                open_ = None
+        elif '"' in text and _quote_open_after(text, False):
+            open_ = _Open(line_no, text)
+        elif text and not text.isspace():
+            yield line_no, text
+    if open_ is not None:
+        yield Row(
+            open_.start,
+            None,
+            f"a quoted field is never closed (it runs from line {open_.start} to the end,"
+            f" line {open_.end})",
+        )
+
+
+class _Open:
+    """A record over several lines, gathered until its quoted field closes.
+
+    The lines are kept as UTF-8 in one bytearray (amortised O(1) appends, a byte
+    a byte; a list of line strings costs ~50 bytes a line) up to MAX_ROW_BYTES;
+    past that only the quote state is followed, to find where the record ends.
+    """
+
+    __slots__ = ("buffer", "end", "size", "start")
+
+    def __init__(self, line_no: int, text: str) -> None:
+        data = text.encode()  # decoded text: line 1's BOM is already gone
+        self.start = self.end = line_no
+        self.size = len(data)
+        self.buffer: bytearray | None = bytearray(data)
+
+    def add(self, line_no: int, text: str, raw: bytes) -> bool:
+        """Take the next line; whether the quoted field is still open after it."""
+        self.end, self.size = line_no, self.size + len(raw)
+        if self.size > MAX_ROW_BYTES:
+            self.buffer = None
+        elif self.buffer is not None:
+            self.buffer += raw
+        return _quote_open_after(text, True)
+
+    def record(self) -> Record | Row:
+        if self.buffer is None:
+            why = f"row is longer than 1 MiB (lines {self.start} to {self.end})"
+            return Row(self.start, None, why)
+        return self.start, self.text()
+
+    def text(self) -> str:
+        return self.buffer.decode() if self.buffer is not None else ""
+
+
+def _quote_open_after(line: str, quoted: bool) -> bool:
+    """Whether a quoted field is still open at the end of ``line``, as csv.reader sees it.
+
+    ``quoted``: the line starts inside one. One regular-expression match, in C.
+    """
+    if not quoted and '"' not in line:
+        return False
+    return (_CLOSED_FROM_QUOTED if quoted else _CLOSED).fullmatch(line) is None
 
 
 def _csv_row(header: list[str], text: str, line_no: int, tmpl: Template | None) -> Row:
@@ -225,7 +305,7 @@ def _csv_row(header: list[str], text: str, line_no: int, tmpl: Template | None) 
 def _jsonl_rows(lines: Iterator[tuple[int, bytes | None]], tmpl: Template | None) -> Iterator[Row]:
     for line_no, raw in lines:
         if raw is None:
-            yield Row(line_no, None, "line is longer than 1 MiB")
+            yield Row(line_no, None, LINE_TOO_LONG)
             continue
         text = _decode(raw, line_no)
         if isinstance(text, Row):
@@ -252,7 +332,9 @@ def _jsonl_rows(lines: Iterator[tuple[int, bytes | None]], tmpl: Template | None
 
 def _to_row(values: dict[str, Any], line_no: int, tmpl: Template | None) -> Row:
     given = values.get("metadata")
-    metadata: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
+    if "metadata" in values and not isinstance(given, dict):
+        return Row(line_no, None, "metadata: must be an object")
+    metadata: dict[str, Any] = dict(given) if given else {}  # a copy: ours to add to
     fields: dict[str, Any] = {}
     for name, value in values.items():
         if name in REQUIRED_FIELDS:
@@ -263,9 +345,7 @@ def _to_row(values: dict[str, Any], line_no: int, tmpl: Template | None) -> Row:
             if value not in ("", None):
                 fields[name] = value
         elif name != "metadata":
-            metadata = {**metadata, name: value}
-    if "metadata" in values and not isinstance(values["metadata"], dict):
-        return Row(line_no, None, "metadata: must be an object")
+            metadata[name] = value
     if metadata:
         fields["metadata"] = metadata
     if tmpl is not None:
