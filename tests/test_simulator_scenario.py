@@ -20,7 +20,8 @@ def test_the_docstring_example_is_a_valid_scenario() -> None:
     text = "\n".join(line[4:] for line in example.splitlines())
     loaded = parse(text, source="docstring", fmt="toml")
     assert loaded.limits("telnyx") == (50, 1) and loaded.limits("twilio") == (500, 50)
-    assert [r.refuse for r in loaded.rules] == [False, False, True, False]
+    assert [r.refuse for r in loaded.rules] == [False, False, True, False, False, False]
+    assert [r.drop for r in loaded.rules][-2:] == ["reset", None]
 
 
 def test_a_providers_own_limit_falls_back_to_the_scenarios() -> None:

@@ -3,6 +3,8 @@
 Routes (each dialect module documents its request and answer shapes):
 
 * ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``: Twilio (twilio_api)
+* ``GET  /2010-04-01/Accounts/{AccountSid}/Messages.json``: Twilio's Message list
+  (twilio_list): what the simulator's Twilio took, by To, From and DateSent
 * ``GET  /v2/PhoneNumbers/{number}``: Twilio Lookup v2 (``?Fields=line_type_intelligence``)
 * ``POST /v2/messages``: Telnyx (telnyx_api)
 * ``POST /api/v2/users/{accountId}/messages``: Bandwidth (bandwidth_api)
@@ -11,6 +13,8 @@ Routes (each dialect module documents its request and answer shapes):
 * ``POST /sms/json``: Vonage SMS API (vonage_api)
 * ``GET  /sim/report``: counters, per carrier and per provider too
 * ``GET  /sim/inbox/{number}``: what a handset received (and through which provider)
+* ``GET  /sim/copies?min=2``: every (recipient, body) that arrived at least
+  ``min`` times, with its copies, sids and providers: doubles, text by text
 * ``POST /sim/reset``: clear inboxes and counters, restart the scenario clock
 * ``GET|POST /sim/scenario``: show or replace the scenario (JSON)
 * ``GET  /sim/keys``: public keys sendq needs (Telnyx's ed25519 webhook key)
@@ -24,6 +28,11 @@ refuse rule cannot close the socket for one provider alone, so that
 provider's requests are cut off instead: the connection is aborted (RST)
 without an answer, which a client sees as a reset connection.
 
+A ``drop`` rule cuts the connection the same way, but only after the whole
+request was read and the text taken (scenario.py): the endpoint reaches
+uvicorn's transport through the raw ``send`` the outermost app stashes in the
+scope, because Starlette's own ``send`` wraps it.
+
 Handlers stay thin (parse, call the engine, answer) because the send route
 must sustain thousands of requests a second on one core.
 """
@@ -31,8 +40,11 @@ must sustain thousands of requests a second on one core.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -43,7 +55,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from worker.simulator import twilio_api
+from worker.simulator import twilio_api, twilio_list
 from worker.simulator.bandwidth_api import TOKEN_PATH, BandwidthDialect
 from worker.simulator.config import SimulatorConfig, telnyx_public_key, telnyx_signing_key
 from worker.simulator.dialect import Dialect, Outcome
@@ -60,6 +72,10 @@ log = logging.getLogger("sendq.simulator")
 
 TELNYX_PUBLIC_KEY_ENV = "SENDQ_PROVIDERS__TELNYX__PUBLIC_KEY"
 LOOKUP_PATH_PREFIX = "/v2/PhoneNumbers/"
+# Where SimulatorApp puts uvicorn's own ``send`` in the scope, for drop rules.
+RAW_SEND = "sendq.sim.raw_send"
+# SO_LINGER on, 0 s: close() then sends an RST instead of a FIN.
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 def dialects(config: SimulatorConfig) -> dict[str, Dialect]:
@@ -99,6 +115,7 @@ class SimulatorApp(Starlette):
         self._prefixes = prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[RAW_SEND] = send
         if self.sim.has_refusals and scope["type"] == "http":
             provider = self._provider_of(scope["path"])
             if provider is not None and self.sim.refusing(provider):
@@ -118,18 +135,43 @@ class SimulatorApp(Starlette):
         return None
 
 
-async def _abort(scope: Scope, receive: Receive, send: Send) -> None:
-    """Drop the connection without an answer (RST), as a provider that went away."""
+async def _abort(scope: Scope, receive: Receive, send: Send, how: str | None = None) -> None:
+    """Drop the connection without an answer, as a provider that went away.
+
+    ``how`` "reset" forces an RST, "close" sends a FIN; None leaves it to the
+    kernel (an RST when unread bytes remain, as with a refused request).
+    """
     cycle = getattr(send, "__self__", None)  # uvicorn's per-request cycle
     transport = getattr(cycle, "transport", None)
     if transport is None:  # not under uvicorn: the nearest thing is a bare 503
         await JSONResponse({"error": "refused"}, 503)(scope, receive, send)
         return
-    transport.abort()
+    if not transport.is_closing():
+        if how == "close":
+            transport.close()
+        else:
+            if how == "reset":
+                _linger_zero(transport)
+            transport.abort()
     message: Message = {"type": ""}
     while message["type"] != "http.disconnect":
         # Waiting for the disconnect tells uvicorn not to answer (nor log) itself.
         message = await receive()
+
+
+async def _hold(receive: Receive, seconds: float) -> None:
+    """Wait ``seconds`` before answering, or until the client hangs up: an answer
+    nobody waits for need not hold a task (a drill holds thousands, for minutes)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+
+def _linger_zero(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
 
 
 def create_app(config: SimulatorConfig) -> SimulatorApp:
@@ -158,9 +200,11 @@ def create_app(config: SimulatorConfig) -> SimulatorApp:
     routes = [
         *(Route(d.send_path, _send_endpoint(sim, d), methods=["POST"]) for d in by_name.values()),
         Route(TOKEN_PATH, handlers.bandwidth_token, methods=["POST"]),
+        Route(by_name["twilio"].send_path, handlers.twilio_messages, methods=["GET"]),
         Route(LOOKUP_PATH_PREFIX + "{number}", handlers.lookup, methods=["GET"]),
         Route("/sim/report", handlers.report, methods=["GET"]),
         Route("/sim/inbox/{number}", handlers.inbox, methods=["GET"]),
+        Route("/sim/copies", handlers.copies, methods=["GET"]),
         Route("/sim/reset", handlers.reset, methods=["POST"]),
         Route("/sim/scenario", handlers.get_scenario, methods=["GET"]),
         Route("/sim/scenario", handlers.set_scenario, methods=["POST"]),
@@ -206,7 +250,11 @@ def _send_endpoint(sim: Simulator, dialect: Dialect) -> Callable[[Request], Awai
         outcome = sim.send(dialect, parsed)
         if outcome.hang_s:
             # A provider that stops answering: the client's timeout fires first.
-            await asyncio.sleep(outcome.hang_s)
+            await _hold(request.receive, outcome.hang_s)
+        if outcome.drop is not None:
+            # Taken, never answered: the client cannot tell whether it was sent.
+            await _abort(request.scope, request.receive, request.scope[RAW_SEND], outcome.drop)
+            return Response()  # uvicorn drops it: the connection is gone
         return _respond(outcome)
 
     return send
@@ -237,6 +285,13 @@ class _Handlers:
             self.sim.unparsed(self.bandwidth, outcome)
         return _respond(outcome)
 
+    async def twilio_messages(self, request: Request) -> Response:
+        account_sid = request.path_params["account_sid"]
+        if not self.twilio.authorized(request.headers, account_sid):
+            return _respond(self.twilio.unauthorized())
+        query = dict(request.query_params)
+        return _respond(twilio_list.list_messages(self.sim.sent, account_sid, query))
+
     async def lookup(self, request: Request) -> Response:
         if not self.twilio.authorized(request.headers, None):
             return _respond(self.twilio.unauthorized())
@@ -258,6 +313,14 @@ class _Handlers:
             number = "+" + number
         texts = [t.as_json() for t in self.sim.inboxes.texts(number)]
         return JSONResponse({"number": number, "count": len(texts), "texts": texts})
+
+    async def copies(self, request: Request) -> Response:
+        try:
+            least = int(request.query_params.get("min", "2"))
+        except ValueError:
+            return JSONResponse({"error": "min: not a whole number"}, 400)
+        texts = self.sim.inboxes.copies(max(least, 1))
+        return JSONResponse({"min": least, "count": len(texts), "texts": texts})
 
     async def reset(self, request: Request) -> Response:
         self.sim.reset()

@@ -37,8 +37,11 @@ class Outcome:
     status: int
     body: Any
     headers: dict[str, str] | None = None
-    # > 0: a fault that hangs; the web layer sleeps this long before answering.
+    # > 0: the web layer sleeps this long before answering (a hanging fault, or an
+    # accepted text's answer held past the client's timeout).
     hang_s: float = 0.0
+    # Instead of answering, cut the connection: "reset" (RST) or "close" (FIN).
+    drop: str | None = None
     # The request's credentials were refused (it is counted as unauthorized).
     auth_failed: bool = False
 

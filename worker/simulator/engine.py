@@ -5,8 +5,9 @@ read and returns that dialect's ``Outcome`` (HTTP status, JSON body,
 headers). It knows no provider by name; every send takes the same steps:
 
     throttle (the provider's MPS) -> fields valid? -> To valid? -> scenario fate
-    (fault, sync rejection, or a carrier filter) -> handset inbox -> receipt
-    scheduled -> the dialect's success answer
+    (fault, sync rejection, or a carrier filter) -> handset inbox and the
+    provider's message log -> receipt scheduled -> the dialect's success answer
+    -> held or dropped, if an answer rule says so (the text stays taken)
 
 The web layer only parses and answers, so this is where throttling, scenario
 rules, inboxes and receipts meet.
@@ -28,6 +29,7 @@ from worker.simulator.dialect import RETRY_AFTER_S, Dialect, Outcome, SendReques
 from worker.simulator.inbox import Inboxes, Text
 from worker.simulator.receipts import ReceiptPoster
 from worker.simulator.scenario import PROVIDERS, Rule, Scenario
+from worker.simulator.sent import Sent, SentLog
 from worker.simulator.throttle import Throttle
 
 __all__ = ["Counters", "Outcome", "ProviderCounters", "Simulator", "Throttle"]
@@ -47,6 +49,10 @@ class ProviderCounters:
     # Requests cut off (main port) or connections cut (a gate closing) by refuse rules.
     refused: int = 0
     unauthorized: int = 0
+    # Accepted texts whose answer was dropped, or held by delay_s (drop rules with
+    # a delay_s count in both).
+    dropped: int = 0
+    delayed: int = 0
 
 
 def _by_provider() -> dict[str, ProviderCounters]:
@@ -62,6 +68,8 @@ class Counters:
     throttled_429: int = 0
     faulted: int = 0
     filtered: int = 0
+    dropped: int = 0
+    delayed: int = 0
     by_provider: dict[str, ProviderCounters] = field(default_factory=_by_provider)
 
 
@@ -70,6 +78,8 @@ class Simulator:
         self.config = config
         self.receipts = receipts
         self.inboxes = Inboxes()
+        # What each provider took, for its look-up API (Twilio's Message list).
+        self.sent = SentLog()
         self.counters = Counters()
         self.throttle = Throttle()
         self.epoch = time.monotonic()
@@ -88,6 +98,7 @@ class Simulator:
         self._refusals = scenario.refusals()
         # Read on every request (app.py): a plain attribute is the cheapest check.
         self.has_refusals = bool(self._refusals)
+        self._rng = scenario.rng()
 
     def clock(self) -> float:
         """Seconds on the scenario clock: since start or the last reset."""
@@ -96,6 +107,8 @@ class Simulator:
     def reset(self) -> None:
         self.epoch = time.monotonic()
         self.inboxes.clear()
+        self.sent.clear()
+        self._rng = self._scenario.rng()
         self.counters = Counters()
         self.throttle.reset()
         self.receipts.reset()
@@ -156,7 +169,9 @@ class Simulator:
         totals = self.counters
         counts = totals.by_provider[name]
         code = None
-        rule = scenario.fate(t, carrier, to, body, name) if scenario.rules else None
+        # Drawn once per request, for every pass: a rule's share covers the same sends.
+        draws = scenario.draw(self._rng) if scenario.rules else ()
+        rule = scenario.fate(t, carrier, to, body, name, draws) if scenario.rules else None
         if rule is not None:
             if rule.is_fault:
                 totals.faulted += 1
@@ -168,17 +183,52 @@ class Simulator:
                 counts.rejected_sync += 1
                 return dialect.rejected(code)
         text = Text(dialect.new_id(), to, request.sender, body, carrier, time.time(), name)
+        segments = count_segments(body)
+        self._take(dialect, request, text, code, segments, t, draws)
+        outcome = dialect.accepted(text, request, segments)
+        answer = scenario.answer(t, carrier, to, body, name, draws) if scenario.rules else None
+        return outcome if answer is None else self._shape(outcome, answer, counts)
+
+    def _take(
+        self,
+        dialect: Dialect,
+        request: SendRequest,
+        text: Text,
+        code: str | None,
+        segments: int,
+        t: float,
+        draws: tuple[float, ...],
+    ) -> None:
+        """The provider has the text: the handset (or its carrier's filter), the log, a receipt."""
+        totals = self.counters
+        counts = totals.by_provider[dialect.name]
         totals.accepted += 1
         counts.accepted += 1
         if code:
             totals.filtered += 1
-            self.inboxes.filtered(carrier, name)
+            self.inboxes.filtered(text.carrier, dialect.name)
         else:
             self.inboxes.deliver(text)
-        segments = count_segments(body)
-        if scenario.receipts:
-            self._schedule_receipts(dialect, request, text, code, segments, t)
-        return dialect.accepted(text, request, segments)
+        sent = Sent(text, request.account, segments, code)
+        self.sent.record(sent)
+        if self._scenario.receipts:
+            delay = self._scenario.receipt_delay_s(
+                t, text.carrier, text.to, text.body, dialect.name, draws
+            )
+            if self._schedule_receipts(dialect, request, text, code, segments, delay):
+                sent.final_at = text.at + delay
+
+    def _shape(self, outcome: Outcome, rule: Rule, counts: ProviderCounters) -> Outcome:
+        """Hold and/or drop an accepted text's answer, as the rule says."""
+        if rule.delay_s is not None:
+            outcome.hang_s = rule.delay_s
+            self.counters.delayed += 1
+            counts.delayed += 1
+        if rule.drop is not None:
+            outcome.drop = rule.drop
+            self.counters.dropped += 1
+            counts.dropped += 1
+        return outcome
 
     def _schedule_receipts(
         self,
@@ -187,14 +237,15 @@ class Simulator:
         text: Text,
         code: str | None,
         segments: int,
-        t: float,
-    ) -> None:
+        delay_s: float,
+    ) -> bool:
+        """Schedule the text's receipts; False when there is nowhere to post them."""
         url = request.callback or self.callback_urls.get(dialect.name)
         if not url:
-            return  # nowhere to send it, as with a provider given no callback
-        delay = self._scenario.receipt_delay_s(t, text.carrier, text.to, text.body, dialect.name)
+            return False  # nowhere to send it, as with a provider given no callback
         for build in dialect.receipts(text, request, url, code, segments):
-            self.receipts.schedule(build, delay)
+            self.receipts.schedule(build, delay_s)
+        return True
 
     # -- report ------------------------------------------------------------------------
 
@@ -209,9 +260,12 @@ class Simulator:
             "throttled_429": c.throttled_429,
             "faulted": c.faulted,
             "filtered": c.filtered,
+            "dropped": c.dropped,
+            "delayed": c.delayed,
             "delivered_to_handsets": inboxes.delivered,
             "unique_texts": inboxes.unique,
             "doubled": inboxes.doubled,
+            "texts_doubled": inboxes.texts_doubled,
             "receipts_sent": receipts.sent,
             "receipts_failed": receipts.failed,
             "receipts_pending": receipts.pending,

@@ -5,6 +5,10 @@ noting which provider delivered it. A *double* is the same (recipient, body)
 arriving more than once, through one provider or several (a failover that
 resent a text the first provider had taken is a double too); tests and
 benchmarks make each body unique, so any double is a duplicate send.
+
+``copies(min_copies=2)`` lists, per (recipient, body), how many copies
+arrived and through which providers: what a drill compares, text by text,
+with what sendq counted (``GET /sim/copies``).
 """
 
 from __future__ import annotations
@@ -48,8 +52,8 @@ class ProviderCounts:
 @dataclass(slots=True)
 class Inboxes:
     _by_number: dict[str, list[Text]] = field(default_factory=dict)
-    # (to, body) of every text that arrived; a repeat is a double.
-    _seen: set[tuple[str, str]] = field(default_factory=set)
+    # (to, body) of every text that arrived -> copies; a second copy is a double.
+    _copies: dict[tuple[str, str], int] = field(default_factory=dict)
     delivered: int = 0
     doubled: int = 0
     by_carrier: dict[str, CarrierCounts] = field(
@@ -66,12 +70,13 @@ class Inboxes:
         counts.delivered += 1
         via.delivered += 1
         key = (text.to, text.body)
-        if key in self._seen:
+        copies = self._copies.get(key, 0) + 1
+        self._copies[key] = copies
+        if copies > 1:
             self.doubled += 1
             counts.doubled += 1
             via.doubled += 1
             return True
-        self._seen.add(key)
         return False
 
     def filtered(self, carrier: str, provider: str = "twilio") -> None:
@@ -81,14 +86,37 @@ class Inboxes:
 
     @property
     def unique(self) -> int:
-        return len(self._seen)
+        return len(self._copies)
+
+    @property
+    def texts_doubled(self) -> int:
+        """How many distinct texts arrived more than once (``doubled`` counts extra copies)."""
+        return sum(1 for n in self._copies.values() if n > 1)
 
     def texts(self, number: str) -> list[Text]:
         return list(self._by_number.get(number, ()))
 
+    def copies(self, min_copies: int = 2) -> list[dict[str, Any]]:
+        """Each (to, body) that arrived at least ``min_copies`` times: copies, sids, providers."""
+        out = []
+        for (to, body), n in self._copies.items():
+            if n < min_copies:
+                continue
+            arrived = [t for t in self._by_number.get(to, ()) if t.body == body]
+            out.append(
+                {
+                    "to": to,
+                    "body": body,
+                    "copies": n,
+                    "sids": [t.sid for t in arrived],
+                    "providers": [t.provider for t in arrived],
+                }
+            )
+        return out
+
     def clear(self) -> None:
         self._by_number.clear()
-        self._seen.clear()
+        self._copies.clear()
         self.delivered = self.doubled = 0
         self.by_carrier = {c: CarrierCounts() for c in CARRIERS}
         self.by_provider = {}

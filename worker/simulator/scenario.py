@@ -34,10 +34,24 @@ Time 0 is the simulator's start or its last ``POST /sim/reset``. Example::
     carrier = "tmobile"
     dlr_delay_s = 2.0
 
+    [[rules]]              # 5% of Twilio's sends: taken, then the connection is reset
+    provider = "twilio"
+    share = 0.05
+    drop = "reset"
+
+    [[rules]]              # 5% of Telnyx's sends: taken, answered only 30 s later
+    provider = "telnyx"
+    share = 0.05
+    delay_s = 30
+
 A rule matches a text when its ``provider``, ``carrier``, time window
-(``from_s`` <= t < ``until_s``), ``body_contains`` and ``rate`` all match.
-``rate`` picks a stable fraction of texts by a hash of (To, Body), so a
-retried text meets the same fate. Rules are checked in order, in two passes:
+(``from_s`` <= t < ``until_s``), ``body_contains``, ``rate`` and ``share``
+all match. ``rate`` picks a stable fraction of texts by a hash of (To, Body),
+so a retried text meets the same fate; ``share`` picks a fraction of
+*requests* at random, so a resend of the same text draws again (faults of the
+connection, not of the text). Each rule draws on its own, so two rules of 50%
+both cover a quarter of the requests; a scenario's ``seed`` makes the draws
+repeat from a reset. Rules are checked in order, in three passes:
 
 * the text's fate is the first matching rule with an ``error``,
   ``error_code``, ``http_status`` or ``hang``: a provider fault (answer
@@ -45,6 +59,15 @@ retried text meets the same fate. Rules are checked in order, in two passes:
   60 s, past any client timeout), a sync rejection (``mode = "sync"``: the
   provider's error answer), or a carrier filter (``mode = "receipt"``:
   accepted, then an undelivered receipt; the text never reaches the handset);
+* the answer to a text the provider *accepted* (it reaches the handset, or
+  is filtered by its carrier, and its receipt is posted as usual) is shaped
+  by the first matching rule with ``drop`` or ``delay_s``: ``delay_s`` holds
+  the answer that long (past the client's timeout, or past sendq's lease;
+  up to an hour), ``drop`` reads the whole request and then cuts the
+  connection without answering (``"reset"``: an RST; ``"close"``: a FIN).
+  Both together: the answer is held, then the connection is cut. This is
+  the dangerous case for double sends: the provider took the text but the
+  client never heard;
 * its receipt delay is the first matching rule's ``dlr_delay_s``, else the
   scenario's, so "Verizon filters" and "receipts are late" combine.
 
@@ -64,8 +87,10 @@ is aborted). A refuse rule names only ``provider`` and the time window.
 from __future__ import annotations
 
 import json
+import random
 import tomllib
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -82,6 +107,8 @@ ErrorCategory = Literal[
     "carrier_block", "bad_number", "opted_out", "throttled", "transient", "ambiguous"
 ]
 ERROR_CATEGORIES: tuple[ErrorCategory, ...] = get_args(ErrorCategory)
+# How a drop rule cuts the connection: an RST (SO_LINGER 0), or an orderly FIN.
+DropHow = Literal["reset", "close"]
 
 
 class ScenarioError(ConfigError):
@@ -109,6 +136,11 @@ class Rule(BaseModel):
     dlr_delay_s: float | None = Field(None, ge=0, le=3600)
     # Refuse the provider's connections for the rule's time window.
     refuse: bool = False
+    # A fraction of requests, drawn afresh for each (``rate`` is per text, stable).
+    share: float = Field(1.0, ge=0, le=1)
+    # An accepted text's answer: held this long, and/or the connection cut instead.
+    delay_s: float | None = Field(None, gt=0, le=3600)
+    drop: DropHow | None = None
 
     @model_validator(mode="after")
     def _coherent(self) -> Rule:
@@ -120,22 +152,48 @@ class Rule(BaseModel):
             raise ValueError("a rule gives either an error category or an error_code, not both")
         if self.refuse:
             return self._refusal_only()
-        if not (self.is_fault or self.has_error or self.dlr_delay_s is not None):
+        if not (
+            self.is_fault or self.has_error or self.shapes_answer or self.dlr_delay_s is not None
+        ):
             raise ValueError(
-                "a rule needs error, error_code, http_status, hang, refuse or dlr_delay_s"
+                "a rule needs error, error_code, http_status, hang, refuse, drop, delay_s"
+                " or dlr_delay_s"
             )
         if self.mode == "sync" and not (self.has_error or self.is_fault):
             raise ValueError('mode = "sync" needs an error or error_code to reject with')
+        if self.shapes_answer:
+            self._answer_coherent()
         return self
+
+    def _answer_coherent(self) -> None:
+        # drop and delay_s act on a text the provider took; these answer without taking it.
+        if self.is_fault:
+            raise ValueError(
+                "drop and delay_s shape an accepted text's answer: not with http_status"
+                " or hang, a fault that takes nothing"
+            )
+        if self.mode == "sync":
+            raise ValueError(
+                'drop and delay_s shape an accepted text\'s answer: not with mode = "sync",'
+                " a rejection that takes nothing"
+            )
 
     def _refusal_only(self) -> Rule:
         # A refused connection carries no text: nothing else of a rule can apply.
-        others = ("carrier", "body_contains", "error", "error_code", "http_status", "dlr_delay_s")
+        others = (
+            "carrier",
+            "body_contains",
+            "error",
+            "error_code",
+            "http_status",
+            "dlr_delay_s",
+            "delay_s",
+            "drop",
+        )
         given = [name for name in others if getattr(self, name) is not None]
         if self.hang:
             given.append("hang")
-        if self.rate != 1.0:
-            given.append("rate")
+        given += [name for name in ("rate", "share") if getattr(self, name) != 1.0]
         if given:
             raise ValueError(f"a refuse rule takes only provider, from_s and until_s, not {given}")
         return self
@@ -148,13 +206,26 @@ class Rule(BaseModel):
     def has_error(self) -> bool:
         return self.error is not None or self.error_code is not None
 
+    @property
+    def shapes_answer(self) -> bool:
+        return self.drop is not None or self.delay_s is not None
+
     def in_window(self, t: float) -> bool:
         return self.from_s <= t and (self.until_s is None or t < self.until_s)
 
     def applies(
-        self, t: float, carrier: str, to: str, body: str, provider: str | None = None
+        self,
+        t: float,
+        carrier: str,
+        to: str,
+        body: str,
+        provider: str | None = None,
+        draw: float = 0.0,
     ) -> bool:
-        """Whether the rule covers this text; ``provider`` None matches any rule's."""
+        """Whether the rule covers this text; ``provider`` None matches any rule's.
+
+        ``draw`` is this request's number in [0, 1) for this rule (``Scenario.draw``).
+        """
         if t < self.from_s or (self.until_s is not None and t >= self.until_s):
             return False
         if self.provider is not None and provider is not None and provider != self.provider:
@@ -162,6 +233,8 @@ class Rule(BaseModel):
         if self.carrier is not None and carrier != self.carrier:
             return False
         if self.body_contains is not None and self.body_contains not in body:
+            return False
+        if self.share < 1.0 and draw >= self.share:
             return False
         return self.rate >= 1.0 or _fraction(to, body) < self.rate
 
@@ -184,6 +257,8 @@ class Scenario(BaseModel):
     number_mps: int | None = Field(None, ge=1)
     providers: dict[ProviderName, ProviderLimits] = Field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
+    # Seeds the draws of ``share`` rules (at start, on a reset and on a new scenario).
+    seed: int | None = None
 
     def limits(self, provider: str) -> tuple[int | None, int | None]:
         """(account_mps, number_mps) for ``provider``: its own, else the scenario's."""
@@ -193,25 +268,76 @@ class Scenario(BaseModel):
         return account, number
 
     def fate(
-        self, t: float, carrier: str, to: str, body: str, provider: str | None = None
+        self,
+        t: float,
+        carrier: str,
+        to: str,
+        body: str,
+        provider: str | None = None,
+        draws: Sequence[float] = (),
     ) -> Rule | None:
-        """The first rule that does something to this text (an error or a fault), if any."""
-        for rule in self.rules:
-            if (rule.has_error or rule.is_fault) and rule.applies(t, carrier, to, body, provider):
+        """The first rule that does something to this text (an error or a fault), if any.
+
+        ``draws`` is the request's ``draw()``: one number per rule, the same in
+        every pass, so a rule's share covers the same requests in each (a rule with
+        drop and dlr_delay_s drops and delays the same sends).
+        """
+        for i, rule in enumerate(self.rules):
+            if (rule.has_error or rule.is_fault) and rule.applies(
+                t, carrier, to, body, provider, _nth(draws, i)
+            ):
+                return rule
+        return None
+
+    def answer(
+        self,
+        t: float,
+        carrier: str,
+        to: str,
+        body: str,
+        provider: str | None = None,
+        draws: Sequence[float] = (),
+    ) -> Rule | None:
+        """The first matching rule that holds or drops an accepted text's answer, if any."""
+        for i, rule in enumerate(self.rules):
+            if rule.shapes_answer and rule.applies(t, carrier, to, body, provider, _nth(draws, i)):
                 return rule
         return None
 
     def receipt_delay_s(
-        self, t: float, carrier: str, to: str, body: str, provider: str | None = None
+        self,
+        t: float,
+        carrier: str,
+        to: str,
+        body: str,
+        provider: str | None = None,
+        draws: Sequence[float] = (),
     ) -> float:
         """The first matching rule's ``dlr_delay_s``, else the scenario's."""
-        for rule in self.rules:
-            if rule.dlr_delay_s is not None and rule.applies(t, carrier, to, body, provider):
+        for i, rule in enumerate(self.rules):
+            if rule.dlr_delay_s is not None and rule.applies(
+                t, carrier, to, body, provider, _nth(draws, i)
+            ):
                 return rule.dlr_delay_s
         return self.dlr_delay_s
 
+    def rng(self) -> random.Random:
+        """The source of ``draw()``'s numbers: seeded when the scenario says so."""
+        return random.Random(self.seed)
+
+    def draw(self, rng: random.Random) -> tuple[float, ...]:
+        """One request's numbers, one per rule, so rules' shares fall independently;
+        none when no rule has a share (the common case costs nothing)."""
+        if not any(rule.share < 1.0 for rule in self.rules):
+            return ()
+        return tuple(rng.random() for _ in self.rules)
+
     def refusals(self) -> tuple[Rule, ...]:
         return tuple(rule for rule in self.rules if rule.refuse)
+
+
+def _nth(draws: Sequence[float], index: int) -> float:
+    return draws[index] if index < len(draws) else 0.0
 
 
 def _fraction(to: str, body: str) -> float:

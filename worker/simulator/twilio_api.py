@@ -9,6 +9,8 @@ Routes (mounted by app.py):
   credentials, 400/21604, 21603, 21602 missing To/From/Body, 21617 body too
   long, 21609 bad StatusCallback, 21211 invalid To; 429/20429 with
   ``Retry-After`` over the scenario's MPS.
+* ``GET /2010-04-01/Accounts/{AccountSid}/Messages.json``: the Message list,
+  filtered by To, From and DateSent (twilio_list).
 * ``GET /v2/PhoneNumbers/{number}``: Lookup v2, ``?Fields=line_type_intelligence``
   adds ``carrier_name``.
 
@@ -118,11 +120,23 @@ def error(code: int, status: int, message: str | None = None) -> dict[str, Any]:
     }
 
 
+def rfc2822(ts: float) -> str:
+    return email.utils.format_datetime(datetime.fromtimestamp(int(ts), UTC))
+
+
 def message(
-    *, sid: str, account_sid: str, to: str, sender: str, body: str, segments: int
+    *,
+    sid: str,
+    account_sid: str,
+    to: str,
+    sender: str,
+    body: str,
+    segments: int,
+    at: float | None = None,
 ) -> dict[str, Any]:
-    """The Message resource as Twilio returns it from a create (status ``queued``)."""
-    now = rfc2822_now()
+    """The Message resource as Twilio returns it from a create (status ``queued``);
+    ``at`` (Unix time) dates it, else now."""
+    now = rfc2822_now() if at is None else rfc2822(at)
     uri = f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}"
     return {
         "account_sid": account_sid,
