@@ -2,9 +2,14 @@
 
 With no ``SENDQ_REDIS_URL``, sendq starts one server per data directory and
 every later command reuses it. It listens on loopback only, requires a random
-password kept in ``{data_dir}/redis.url`` (mode 0600), and keeps an AOF so
-even the demo is durable. The password also proves that a server found at the
-recorded port is ours and not some other process that took the port later.
+password kept in ``{data_dir}/redis.url``, and keeps an AOF so even the demo is
+durable. The password also proves that a server found at the recorded port is
+ours and not some other process that took the port later.
+
+The directory is 0700 and every file in it 0600 (the server runs with umask
+077): the AOF holds full phone numbers and the URL file the password. A
+directory or file an older sendq left readable to others is tightened when
+found.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 import secrets
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -32,6 +38,10 @@ LOG_FILE = "redis.log"
 LOCK_FILE = ".lock"
 DEFAULT_START_TIMEOUT_S = 10.0
 DEFAULT_APPENDFSYNC = "everysec"
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+# For the server: its AOF (and the rewrite's), log and pid file are born 0600.
+SERVER_UMASK = 0o077
 
 
 def server_binary() -> Path:
@@ -46,8 +56,9 @@ def server_binary() -> Path:
 def ensure(data_dir: Path, *, appendfsync: str = DEFAULT_APPENDFSYNC) -> str:
     """Return the URL of the data directory's server, starting it if needed."""
     data_dir = data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    _private_dir(data_dir)
     with _locked(data_dir):
+        _tighten(data_dir)
         url = running_url(data_dir)
         if url:
             return url
@@ -69,6 +80,8 @@ def running_url(data_dir: Path) -> str | None:
 def restart(data_dir: Path, *, appendfsync: str = DEFAULT_APPENDFSYNC) -> str:
     """Start the data directory's server again on its old port and password (fault drills)."""
     data_dir = data_dir.resolve()
+    _private_dir(data_dir)
+    _tighten(data_dir)
     url = (data_dir / URL_FILE).read_text().strip()
     parsed = urlsplit(url)
     _launch(data_dir, int(parsed.port or 6379), str(parsed.password), appendfsync)
@@ -93,10 +106,44 @@ def _start(data_dir: Path, appendfsync: str) -> str:
     _launch(data_dir, port, password, appendfsync)
     url = f"redis://:{password}@127.0.0.1:{port}/0"
     _wait_until_up(url, data_dir)
-    url_file = data_dir / URL_FILE
-    url_file.touch(mode=0o600)
-    url_file.write_text(url + "\n")
+    _write_private(data_dir / URL_FILE, url + "\n")
     return url
+
+
+def _write_private(path: Path, text: str) -> None:
+    # O_CREAT's mode applies only to a new file: fchmod covers one already there.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+        handle.write(text)
+
+
+def _private_dir(data_dir: Path) -> None:
+    """Create the data directory 0700, or make an existing one so."""
+    data_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    _tighten_one(data_dir)
+
+
+def _tighten(data_dir: Path) -> None:
+    """Take group and other access off everything in the data directory."""
+    for root, dirs, files in os.walk(data_dir):
+        for name in dirs + files:
+            _tighten_one(Path(root, name))
+
+
+def _tighten_one(path: Path) -> None:
+    info = path.lstat()
+    mode = stat.S_IMODE(info.st_mode)
+    if stat.S_ISLNK(info.st_mode) or not mode & 0o077:
+        return  # a link's own mode means nothing; its target is not ours to change
+    try:
+        os.chmod(path, mode & ~0o077)
+    except OSError as exc:
+        raise RedisUnavailable(
+            f"{path} is open to other users (mode {mode:o}) and cannot be made private"
+            f" ({exc.strerror}); the embedded Redis keeps phone numbers there:"
+            f" run chmod go-rwx {path}, or set data_dir to a directory of your own"
+        ) from None
 
 
 def _launch(data_dir: Path, port: int, password: str, appendfsync: str) -> None:
@@ -126,6 +173,7 @@ def _launch(data_dir: Path, port: int, password: str, appendfsync: str) -> None:
         ],
         check=True,
         stdin=subprocess.DEVNULL,
+        umask=SERVER_UMASK,
     )
 
 
@@ -160,7 +208,8 @@ def kill(data_dir: Path, sig: int = signal.SIGKILL) -> None:
 @contextmanager
 def _locked(data_dir: Path) -> Iterator[None]:
     # Two commands starting at once must not start two servers.
-    with open(data_dir / LOCK_FILE, "w") as lock:
+    fd = os.open(data_dir / LOCK_FILE, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
