@@ -92,6 +92,16 @@ def test_an_operator_pauses_and_resumes_a_provider_with_an_audit_trail(cli_env) 
     assert (twilio["state"], twilio["why"], twilio["by"]) == ("paused", "billing issue", "maria")
     resumed = json.loads(sendq(cli_env, "providers", "resume", "twilio", "--json").stdout)
     assert resumed["state"] == "closed"
+    history = json.loads(sendq(cli_env, "providers", "history", "twilio", "--json").stdout)
+    assert [(h["from"], h["to"], h["why"]) for h in history["history"]][:2] == [
+        ("paused", "closed", "resumed by operator"),
+        ("closed", "paused", "billing issue"),
+    ]
+
+
+def test_the_history_of_an_unknown_provider_is_refused(cli_env) -> None:
+    done = sendq(cli_env, "providers", "history", "twillio")
+    assert done.returncode == 2 and "unknown provider 'twillio'" in done.stderr
 
 
 def test_pausing_an_unknown_provider_is_refused(cli_env) -> None:
