@@ -225,3 +225,16 @@ def test_a_chunked_body_over_the_limit_is_refused(api) -> None:
     assert "limit" in response.json()["error"]
     carriers = api.get("/admin/carriers", headers=auth()).json()["carriers"]
     assert all(c["state"] != "paused" for c in carriers)
+
+
+def test_the_webhook_app_serves_the_admin_routes_behind_the_token(redis_url) -> None:
+    # As `sendq webhooks` builds it: the composition root's app, with Admin mounted.
+    from worker.settings import load_settings
+    from worker.wiring import Root
+
+    settings = load_settings(redis_url=redis_url, admin_token=TOKEN, twilio_auth_token="t")
+    with TestClient(Root(settings).webhook_app()) as hooks:
+        assert hooks.get("/admin/carriers").status_code == 401
+        listed = hooks.get("/admin/carriers", headers=auth())
+        assert listed.status_code == 200 and "carriers" in listed.json()
+        assert hooks.get("/metrics", headers=auth()).status_code == 200
