@@ -24,13 +24,13 @@ from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from tests.conftest import AUTH_TOKEN
-from worker import enqueue as enqueue_module
+from tests.parts import feed
+from tests.parts import pipeline as build_pipeline
 from worker import keys
 from worker import logs as logs_module
 from worker.alerts import Alerter
 from worker.breaker import AsyncBreakers, Breakers, Policy
 from worker.carriers import CarrierResolver
-from worker.delivery import Pipeline, PipelineConfig
 from worker.enqueue import Producer
 from worker.logs import mask_text, safe_url
 from worker.providers.bandwidth import BandwidthProvider
@@ -40,6 +40,7 @@ from worker.providers.telnyx import TelnyxProvider
 from worker.providers.twilio import TwilioProvider, signature
 from worker.providers.vonage import VonageProvider
 from worker.retry import Backoff
+from worker.sendpath import PipelineConfig
 from worker.simulator.carriers import number_for
 from worker.simulator.config import SimulatorConfig, telnyx_public_key
 from worker.store import AsyncStore
@@ -60,7 +61,8 @@ async def test_a_full_run_logs_no_numbers_and_no_secrets(sim, aclient, client, n
         "primary": TwilioProvider(account_sid=SID, auth_token=AUTH_TOKEN, base_url=dead),
         "twilio": TwilioProvider(account_sid=SID, auth_token=AUTH_TOKEN, base_url=sim),
     }
-    pipeline = Pipeline(
+    alerter = Alerter([SLACK], attempts=1)
+    pipeline = build_pipeline(
         PipelineConfig(
             queue=queue,
             public_url="http://127.0.0.1:9",
@@ -69,12 +71,13 @@ async def test_a_full_run_logs_no_numbers_and_no_secrets(sim, aclient, client, n
             max_attempts=2,
             backoff=Backoff(1000, 10_000),
         ),
-        AsyncStore(aclient, ns),
+        aclient,
+        ns,
         providers,
         AsyncBreakers(aclient, "provider", Policy(consecutive=2), ns, cache_ms=0),
         carriers=CarrierResolver(aclient, ns=ns, lookup=httpx.AsyncClient(base_url=dead)),
         carrier_breakers=AsyncBreakers(aclient, "carrier", Policy(consecutive=2), ns, cache_ms=0),
-        alerter=Alerter([SLACK], attempts=1),
+        alerter=alerter,
         sleep=no_sleep,
     )
     httpx.post(f"{sim}/sim/scenario", json={"rules": [{"error_code": "21211", "mode": "sync"}]})
@@ -86,15 +89,14 @@ async def test_a_full_run_logs_no_numbers_and_no_secrets(sim, aclient, client, n
         ).accepted
     ]
     Breakers(client, "carrier", Policy(), ns).pause("unknown:gotv", who="maria", reason="test")
-    with capture_logs() as logs:
+    with capture_logs(processors=logs_module.processors()) as logs:
         for msg_id in ids:
             await pipeline.deliver(msg_id)
         Breakers(client, "carrier", Policy(), ns).resume("unknown:gotv", who="maria")
         httpx.post(f"{sim}/sim/scenario", json={"rules": [{"http_status": 500}]})
         for msg_id in ids:
             await pipeline.deliver(msg_id)
-        assert pipeline.alerter is not None
-        await pipeline.alerter.drain()
+        await alerter.drain()
     await asyncio.gather(*(p.aclose() for p in providers.values()))
     assert len(logs) > 5
     text = repr(logs)
@@ -228,8 +230,9 @@ def _telnyx_headers(body: bytes, key: Ed25519PrivateKey) -> dict[str, str]:
 
 def _exercise_the_webhook_app(redis_url: str, ns: str, msg_ids: list[str], to: str) -> None:
     raw = TELNYX_KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    aclient = aioredis.Redis.from_url(redis_url)
     app = create_app(
-        store=AsyncStore(aioredis.Redis.from_url(redis_url), ns),
+        store=AsyncStore(aclient, ns),
         providers={
             "twilio": TwilioProvider(
                 account_sid=SID, auth_token=SECRETS["hook_token"], base_url="http://127.0.0.1:9"
@@ -239,6 +242,7 @@ def _exercise_the_webhook_app(redis_url: str, ns: str, msg_ids: list[str], to: s
             ),
         },
         public_url=PUBLIC,
+        feed=feed(aclient, ns),
     )
     with TestClient(app, base_url=PUBLIC) as hooks:
         for msg_id in msg_ids:
@@ -252,7 +256,9 @@ def _exercise_the_webhook_app(redis_url: str, ns: str, msg_ids: list[str], to: s
             signed = hooks.post(
                 path, data=params, headers=_signed_twilio(path, params, SECRETS["hook_token"])
             )
-            assert signed.status_code < 300, signed.text
+            # Applied, or refused as naming no attempt of this text (the texts went
+            # out through Bandwidth): either way the app logs it, and that is checked.
+            assert signed.status_code < 500, signed.text
             forged = hooks.post(path, data=params, headers=_signed_twilio(path, params, "forged"))
             assert forged.status_code == 403
             body = json.dumps(
@@ -275,12 +281,13 @@ def _exercise_the_cli(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, producer: Producer, to: str
 ) -> None:
     from worker import cli
+    from worker.cli import enqueue as cli_enqueue
     from worker.settings import get_settings
 
     config = tmp_path / "sendq.toml"
     config.write_text("")
     monkeypatch.setenv("SENDQ_CONFIG", str(config))
-    monkeypatch.setattr(enqueue_module, "_default", producer)
+    monkeypatch.setattr(cli_enqueue, "_producer", lambda: producer)
     get_settings.cache_clear()
     runner = CliRunner()
     try:
@@ -302,7 +309,7 @@ async def test_every_providers_credentials_and_every_number_stay_out_of_the_rend
     sim_cfg = SimulatorConfig(port=0)
     providers = _secret_adapters(sim, sim_cfg)
     route = list(providers)
-    pipeline = Pipeline(
+    pipeline = build_pipeline(
         PipelineConfig(
             queue=queue,
             public_url="http://127.0.0.1:9",
@@ -311,7 +318,8 @@ async def test_every_providers_credentials_and_every_number_stay_out_of_the_rend
             max_attempts=len(route) + 1,
             backoff=Backoff(1, 10),
         ),
-        AsyncStore(aclient, ns),
+        aclient,
+        ns,
         providers,
         AsyncBreakers(aclient, "provider", Policy(consecutive=100), ns, cache_ms=0),
         sleep=no_sleep,

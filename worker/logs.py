@@ -16,6 +16,23 @@ import structlog
 
 # E.164 or a 10+ digit run: anything that could be a phone number.
 PHONE_RE = re.compile(r"\+?\d[\d\-\s().]{8,}\d")
+# Left whole before numbers are looked for, so that a log line can still be
+# matched to `sendq messages show` and a number beside one of these cannot eat
+# into it: ISO dates and timestamps (structlog's TimeStamper, send_before),
+# UUIDs (Telnyx's and Plivo's ids), words of 16+ hex digits in one case (sendq's
+# message ids, Twilio's SIDs after their two letters, Vonage's ids; a run of 16+
+# digits is longer than any E.164 number), and Bandwidth's ids (epoch ms, then
+# base 36). Only id-shaped words: a number glued to other text is still masked.
+KEEP_RE = re.compile(
+    r"""(?x)
+    (?<!\d)(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])
+        (?:[T\ ][0-2]\d:[0-5]\d(?::[0-5]\d(?:[.,]\d{1,9})?)?(?:Z|[+-][0-2]\d:?[0-5]\d)?)?
+        (?![\d:])
+    | (?<![0-9A-Za-z])[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}(?![0-9A-Za-z])
+    | (?<![0-9A-Za-z])(?:[A-Z]{2})?(?:[0-9a-f]{16,}|[0-9A-F]{16,})(?![0-9A-Za-z])
+    | (?<![0-9A-Za-z])\d{13,14}[0-9a-z]{12,}(?![0-9A-Za-z])
+    """
+)
 # A password in any URL's userinfo: rediss://:pw@host, https://user:pw@host.
 URL_PASSWORD_RE = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)")
 # An Authorization header's credentials, should one end up in a message or a repr.
@@ -65,12 +82,26 @@ def safe_url(url: str) -> str:
 
 
 def mask_text(text: str) -> str:
-    from worker.phone import mask
-
     text = URL_PASSWORD_RE.sub(r"\1***\3", text)
     text = AUTH_HEADER_RE.sub(r"\1\2***", text)
     text = SECRET_ASSIGNMENT_RE.sub(r"\1***", text)
-    return PHONE_RE.sub(lambda m: mask(m.group(0)), text)
+    return mask_numbers(text)
+
+
+def mask_numbers(text: str) -> str:
+    """Every phone number to its last 4 digits; ids and timestamps left as they are."""
+    from worker.phone import mask
+
+    def masked(part: str) -> str:
+        return PHONE_RE.sub(lambda m: mask(m.group(0)), part)
+
+    out: list[str] = []
+    done = 0
+    for kept in KEEP_RE.finditer(text):
+        out += [masked(text[done : kept.start()]), kept.group(0)]
+        done = kept.end()
+    out.append(masked(text[done:]))
+    return "".join(out)
 
 
 def is_secret_key(key: object) -> bool:
