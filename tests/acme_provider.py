@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from worker.errors import InvalidWebhook
 from worker.models import Category
 from worker.providers.base import (
-    InvalidWebhook,
     OutboundText,
     Provider,
     ProviderSettings,

@@ -22,7 +22,8 @@ from tests.test_admin import operations
 from tests.test_alerts import alert_receiver
 from worker import embedded, keys
 from worker.breaker import Breakers, Policy
-from worker.operations import MissingReason, Operations, UnknownProvider
+from worker.errors import MissingReason, UnknownProvider
+from worker.operations import Operations
 from worker.settings import load_settings
 from worker.wiring import Root
 

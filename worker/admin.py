@@ -37,7 +37,8 @@ from starlette.routing import Route
 
 from worker.bodies import read_limited
 from worker.breaker import State
-from worker.operations import MissingReason, Operations
+from worker.errors import MissingReason
+from worker.operations import Operations
 from worker.store import Store
 
 STATE_CODES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2, State.PAUSED: 3}

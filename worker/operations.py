@@ -32,25 +32,11 @@ from typing import Any
 from worker.alerts import Alerter, announce_now
 from worker.breaker import Breakers, Decision
 from worker.carriers import normalise
-from worker.errors import InvalidInput
+from worker.errors import MissingReason, UnknownProvider
 from worker.holds import ALL_CAMPAIGNS, Holds, breaker_name, split_name
 
 DEFAULT_RESUME_REASON = "resumed by operator"
 DEFAULT_HISTORY_COUNT = 50
-
-
-class MissingReason(InvalidInput):
-    """A pause without a reason: the audit record and the alert must say why."""
-
-    def __init__(self) -> None:
-        super().__init__("reason", "a pause needs a reason")
-
-
-class UnknownProvider(InvalidInput):
-    def __init__(self, name: str, known: Sequence[str]) -> None:
-        self.name = name
-        self.known = tuple(known)
-        super().__init__("provider", f"unknown provider {name!r}; known: {', '.join(self.known)}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,7 @@ def _operations() -> Operations:
 @contextmanager
 def _refusals(as_json: bool) -> Iterator[None]:
     """An action the rule refuses: bad usage, exit code 2."""
-    from worker.operations import MissingReason, UnknownProvider
+    from worker.errors import MissingReason, UnknownProvider
 
     try:
         yield

@@ -60,11 +60,10 @@ import httpx
 import structlog
 from pydantic import field_validator
 
-from worker.errors import ProviderError
+from worker.errors import InvalidWebhook, TokenRefused
 from worker.models import Category, Status
 from worker.providers import transport
 from worker.providers.base import (
-    InvalidWebhook,
     OutboundText,
     Provider,
     ProviderSettings,
@@ -201,14 +200,6 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return headers.get(name) or headers.get(name.title())
 
 
-class TokenRefused(ProviderError):
-    """The token URL would not issue a token: a provider fault, never the text's."""
-
-    def __init__(self, token_url: str, status: int, detail: str) -> None:
-        super().__init__(NAME, f"token request to {token_url} failed: HTTP {status} {detail}")
-        self.status = status
-
-
 @dataclass(frozen=True, slots=True)
 class _Token:
     value: str
@@ -276,14 +267,14 @@ class TokenCache:
 def _issued(response: httpx.Response, token_url: str) -> tuple[str, float]:
     """(access_token, expires_in) of a token answer; anything else is TokenRefused."""
     if not 200 <= response.status_code < 300:
-        raise TokenRefused(token_url, response.status_code, response.reason_phrase)
+        raise TokenRefused(NAME, token_url, response.status_code, response.reason_phrase)
     payload = json_object(response)
     value = payload.get("access_token")
     expires_in = payload.get("expires_in")
     if not isinstance(value, str) or not value:
-        raise TokenRefused(token_url, response.status_code, "answer has no access_token")
+        raise TokenRefused(NAME, token_url, response.status_code, "answer has no access_token")
     if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
-        raise TokenRefused(token_url, response.status_code, "answer has no expires_in")
+        raise TokenRefused(NAME, token_url, response.status_code, "answer has no expires_in")
     return value, float(expires_in)
 
 

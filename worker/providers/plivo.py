@@ -47,10 +47,10 @@ from urllib.parse import parse_qs, parse_qsl, urlparse, urlsplit, urlunparse
 import httpx
 from pydantic import Field
 
+from worker.errors import InvalidWebhook
 from worker.models import Category, Status
 from worker.providers import transport
 from worker.providers.base import (
-    InvalidWebhook,
     OutboundText,
     Provider,
     ProviderSettings,

@@ -76,11 +76,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import Field
 
-from worker.errors import ConfigError
+from worker.errors import ConfigError, InvalidWebhook
 from worker.models import Category, Status
 from worker.providers import transport
 from worker.providers.base import (
-    InvalidWebhook,
     OutboundText,
     Provider,
     ProviderSettings,

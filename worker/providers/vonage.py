@@ -61,11 +61,11 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 from pydantic import Field
 
+from worker.errors import InvalidWebhook
 from worker.models import Category, Status
 from worker.phone import is_gsm7
 from worker.providers import transport
 from worker.providers.base import (
-    InvalidWebhook,
     OutboundText,
     Provider,
     ProviderSettings,
