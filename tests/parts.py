@@ -21,8 +21,8 @@ from worker.maintenance import HoldKeeper
 from worker.providers.base import Provider
 from worker.ratelimit import AsyncLimiter
 from worker.sendpath import Parts, Pipeline, PipelineConfig, default_gates
-from worker.sendpath.parts import Sleep
 from worker.sendpath.feedback import CarrierFeed
+from worker.sendpath.parts import Sleep
 from worker.store import AsyncStore
 
 # A carrier breaker for tests that are not about carriers: it never opens.

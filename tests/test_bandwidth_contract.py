@@ -26,7 +26,13 @@ from bandwidth.models.status_callback import StatusCallback
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from worker.errors import ProviderError, ProviderTimeout, ProviderUnreachable
+from worker.errors import (
+    InvalidWebhook,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUncertain,
+    ProviderUnreachable,
+)
 from worker.models import Category, Status
 from worker.providers.bandwidth import (
     ERROR_CATEGORIES,
@@ -35,7 +41,7 @@ from worker.providers.bandwidth import (
     classify,
     expiration,
 )
-from worker.providers.base import InvalidWebhook, OutboundText, SendResult, WebhookRequest
+from worker.providers.base import OutboundText, SendResult, WebhookRequest
 
 ACCOUNT_ID = "9900000"
 APPLICATION_ID = "93de2206-9669-4e07-948d-329f4b722ee2"
@@ -308,7 +314,14 @@ async def test_429_without_a_bandwidth_body_is_still_throttled() -> None:
     assert result.error_code == "http_429"
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504])
+@pytest.mark.parametrize("status", [502, 504])
+async def test_a_gateways_502_or_504_leaves_it_uncertain_whether_the_text_went(status: int) -> None:
+    # A gateway answered, not bandwidth: the provider behind it may have taken the text.
+    with pytest.raises(ProviderUncertain):
+        await send_answered_by(status, {"type": "internal", "description": "oops"})
+
+
+@pytest.mark.parametrize("status", [500, 503])
 async def test_server_errors_are_transient(status: int) -> None:
     result = await send_answered_by(status, {"type": "internal", "description": "oops"})
 

@@ -26,8 +26,9 @@ from worker.providers.base import OutboundText, SendResult
 from worker.providers.twilio import TwilioProvider
 from worker.retry import Backoff
 from worker.sendpath import Pipeline, PipelineConfig
-from worker.sendpath.claim import CRASH_RESEND_COUNTER
+from worker.sendpath.claim import TAKEOVER_COUNTER
 from worker.sendpath.config import DEFAULT_NO_PROVIDER_MAX_WAIT_MS
+from worker.sendpath.ledger import attempt_fields
 from worker.simulator.carriers import number_for
 from worker.store import Store
 
@@ -158,22 +159,43 @@ async def test_a_text_past_its_window_expires_unsent(pipeline, client, ns, queue
     assert report(sim)["requests"] == 0
 
 
-def left_sending(client: redis.Redis, ns: str, queue: str, *, lease_until_ms: int) -> str:
-    """A text some worker claimed, with its lease ending at ``lease_until_ms``."""
+def left_sending(
+    client: redis.Redis, ns: str, queue: str, *, lease_until_ms: int, attempt_open: bool = False
+) -> str:
+    """A text some worker claimed, with its lease ending at ``lease_until_ms``.
+
+    ``attempt_open``: that worker had written an HTTP attempt and not its outcome.
+    """
     msg_id = enqueue(client, ns, queue)
-    Store(client, ns).transition(
-        msg_id, ["queued"], "sending", reason="claimed", fields={"lease_until_ms": lease_until_ms}
-    )
+    fields: dict[str, object] = {"lease_until_ms": lease_until_ms, "lease_id": "gone"}
+    if attempt_open:
+        fields.update(attempt_fields(1, "twilio", "+12015550100", 1))
+    Store(client, ns).transition(msg_id, ["queued"], "sending", reason="claimed", fields=fields)
     return msg_id
 
 
-async def test_a_text_left_sending_by_a_dead_worker_is_taken_over_and_counted(
+async def test_a_text_whose_dead_worker_never_sent_it_is_taken_over_and_sent(
     pipeline, client, ns, queue, sim
 ) -> None:
     msg_id = left_sending(client, ns, queue, lease_until_ms=1)
     store = Store(client, ns)
     assert await pipeline.deliver(msg_id) == "sent"
-    assert store.counters()[CRASH_RESEND_COUNTER] == 1
+    assert store.counters()[TAKEOVER_COUNTER] == 1
+    assert "possible_double" not in store.get(msg_id)  # type: ignore[operator]
+
+
+async def test_a_text_whose_dead_worker_was_mid_send_waits_unconfirmed_not_resent(
+    pipeline, client, ns, queue, sim
+) -> None:
+    msg_id = left_sending(client, ns, queue, lease_until_ms=1, attempt_open=True)
+    store = Store(client, ns)
+    assert await pipeline.deliver(msg_id) == "skipped"
+    record = store.get(msg_id)
+    assert record is not None and record["status"] == "unconfirmed"
+    assert report(sim)["requests"] == 0
+    # A message comes back to settle it once the wait for evidence is over.
+    timed = wire.delay_queue(wire.timed_queue(queue))
+    assert client.llen(wire.queue_key(timed)) == 1
 
 
 async def test_two_workers_finding_a_dead_workers_text_send_it_once(
@@ -184,7 +206,7 @@ async def test_two_workers_finding_a_dead_workers_text_send_it_once(
     outcomes = await asyncio.gather(pipeline.deliver(msg_id), pipeline.deliver(msg_id))
     assert sorted(outcomes) == ["sent", "skipped"]
     assert report(sim)["requests"] == 1
-    assert store.counters()[CRASH_RESEND_COUNTER] == 1
+    assert store.counters()[TAKEOVER_COUNTER] == 1
 
 
 async def test_a_text_another_worker_is_sending_waits_for_its_lease(
@@ -419,7 +441,7 @@ async def test_a_throttled_probe_does_not_close_a_half_open_breaker(
     assert (status["state"], status["window_calls"]) == ("half_open", 1)
 
 
-# -- ambiguous answers: worker.retry_ambiguous --------------------------------------------------
+# -- ambiguous answers: the text may have gone -------------------------------------------------
 
 
 @pytest.fixture
@@ -432,32 +454,20 @@ def two_routes(pipeline: Pipeline, sim: str) -> Pipeline:
     return pipeline
 
 
-async def test_an_ambiguous_answer_is_retried_later_when_allowed(
+async def test_an_ambiguous_answer_leaves_the_text_unconfirmed_never_resent_or_failed_over(
     two_routes, client, ns, queue, sim
 ) -> None:
     scenario(sim, rules=[{"error_code": "30008", "mode": "sync"}])
     msg_id = enqueue(client, ns, queue)
-    assert two_routes.config.retry_ambiguous is True
-    assert await two_routes.deliver(msg_id) == "retry"
+    assert await two_routes.deliver(msg_id) == "unconfirmed"
     record = Store(client, ns).get(msg_id)
     assert record is not None
-    assert (record["status"], record["failures"], record["error_code"]) == ("queued", "1", "30008")
+    assert (record["status"], record["error_code"]) == ("unconfirmed", "30008")
+    assert record["settle_at_ms"]
     assert report(sim)["requests"] == 1  # never failed over, never quick-retried
-
-
-async def test_an_ambiguous_answer_ends_the_text_failed_when_retries_are_off(
-    two_routes, client, ns, queue, sim
-) -> None:
-    two_routes.config.retry_ambiguous = False
-    scenario(sim, rules=[{"error_code": "30008", "mode": "sync"}])
-    msg_id = enqueue(client, ns, queue)
-    assert await two_routes.deliver(msg_id) == "failed"
-    record = Store(client, ns).get(msg_id)
-    assert record is not None
-    assert (record["status"], record["error_code"]) == ("failed", "30008")
-    assert record["error"]
-    assert report(sim)["requests"] == 1  # never failed over
+    # It is settled later, on the timed queue; no retry is queued.
     assert client.llen(wire.queue_key(wire.delay_queue(queue))) == 0
+    assert client.llen(wire.queue_key(wire.delay_queue(wire.timed_queue(queue)))) == 1
 
 
 # -- alerts say why -----------------------------------------------------------------------------

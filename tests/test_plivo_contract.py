@@ -24,9 +24,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from plivo.utils.signature_v3 import construct_post_url, get_signature_v3, validate_v3_signature
 
-from worker.errors import ProviderError, ProviderTimeout, ProviderUnreachable
+from worker.errors import (
+    InvalidWebhook,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUncertain,
+    ProviderUnreachable,
+)
 from worker.models import Category, Status
-from worker.providers.base import InvalidWebhook, OutboundText, SendResult, WebhookRequest
+from worker.providers.base import OutboundText, SendResult, WebhookRequest
 from worker.providers.plivo import (
     ERROR_CATEGORIES,
     MAX_EXPIRY_S,
@@ -385,7 +391,14 @@ async def test_429_even_with_insufficient_credit_text_is_throttled() -> None:
     assert result.category is Category.THROTTLED
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504])
+@pytest.mark.parametrize("status", [502, 504])
+async def test_a_gateways_502_or_504_leaves_it_uncertain_whether_the_text_went(status: int) -> None:
+    # A gateway answered, not plivo: the provider behind it may have taken the text.
+    with pytest.raises(ProviderUncertain):
+        await send_answered_by(status, plivo_error("server error"))
+
+
+@pytest.mark.parametrize("status", [500, 503])
 async def test_server_errors_are_transient(status: int) -> None:
     result = await send_answered_by(status, plivo_error("server error"))
 
@@ -433,7 +446,8 @@ async def test_a_long_error_is_cut_short() -> None:
     ("fault", "raised"),
     [
         (httpx.ConnectError, ProviderUnreachable),
-        (httpx.RemoteProtocolError, ProviderUnreachable),
+        # The connection closed after the request was written: it may have gone.
+        (httpx.RemoteProtocolError, ProviderUncertain),
         (httpx.ReadTimeout, ProviderTimeout),
         (httpx.ConnectTimeout, ProviderUnreachable),
     ],

@@ -28,9 +28,16 @@ from telnyx.lib import webhook_verification as sdk_webhooks
 from telnyx.resources.webhooks import WebhooksResource
 from telnyx.types.delivery_update_webhook_event import DeliveryUpdateWebhookEvent
 
-from worker.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnreachable
+from worker.errors import (
+    ConfigError,
+    InvalidWebhook,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUncertain,
+    ProviderUnreachable,
+)
 from worker.models import Category, Status
-from worker.providers.base import InvalidWebhook, OutboundText, SendResult, WebhookRequest
+from worker.providers.base import OutboundText, SendResult, WebhookRequest
 from worker.providers.telnyx import (
     DEFAULT_TOLERANCE_S,
     ERROR_CATEGORIES,
@@ -353,7 +360,14 @@ async def test_a_4xx_without_telnyxs_errors_is_permanent(status: int) -> None:
     assert result.error_code == f"http_{status}"
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504])
+@pytest.mark.parametrize("status", [502, 504])
+async def test_a_gateways_502_or_504_leaves_it_uncertain_whether_the_text_went(status: int) -> None:
+    # A gateway answered, not telnyx: the provider behind it may have taken the text.
+    with pytest.raises(ProviderUncertain):
+        await send_answered_by(status, body="<html>oops</html>")
+
+
+@pytest.mark.parametrize("status", [500, 503])
 async def test_server_errors_are_transient(status: int) -> None:
     result = await send_answered_by(status, body="<html>oops</html>")
 
@@ -473,7 +487,8 @@ def test_ratelimit_reset_is_seconds_or_an_epoch_and_never_negative(
         (httpx.ConnectError, ProviderUnreachable),
         (httpx.ReadTimeout, ProviderTimeout),
         (httpx.ConnectTimeout, ProviderUnreachable),
-        (httpx.RemoteProtocolError, ProviderUnreachable),
+        # The connection closed after the request was written: it may have gone.
+        (httpx.RemoteProtocolError, ProviderUncertain),
     ],
 )
 async def test_network_faults_become_provider_errors(

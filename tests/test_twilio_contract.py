@@ -24,9 +24,15 @@ from twilio.http.response import Response as TwilioResponse
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from worker.errors import ProviderError, ProviderTimeout, ProviderUnreachable
+from worker.errors import (
+    InvalidWebhook,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUncertain,
+    ProviderUnreachable,
+)
 from worker.models import Category, Status
-from worker.providers.base import InvalidWebhook, OutboundText, SendResult, WebhookRequest
+from worker.providers.base import OutboundText, SendResult, WebhookRequest
 from worker.providers.twilio import (
     ERROR_CATEGORIES,
     MAX_VALIDITY_S,
@@ -371,7 +377,14 @@ async def test_429_without_a_twilio_body_is_still_throttled() -> None:
     assert result.error_code == "http_429"
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504])
+@pytest.mark.parametrize("status", [502, 504])
+async def test_a_gateways_502_or_504_leaves_it_uncertain_whether_the_text_went(status: int) -> None:
+    # A gateway answered, not twilio: the provider behind it may have taken the text.
+    with pytest.raises(ProviderUncertain):
+        await send_answered_by(status, {"message": "Service Unavailable"})
+
+
+@pytest.mark.parametrize("status", [500, 503])
 async def test_server_errors_are_transient(status: int) -> None:
     result = await send_answered_by(status, {"message": "Service Unavailable"})
 

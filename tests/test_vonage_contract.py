@@ -27,10 +27,16 @@ from vonage_http_client.auth import Auth
 from vonage_http_client.http_client import HttpClient
 from vonage_sms import Sms, SmsMessage
 
-from worker.errors import ProviderError, ProviderTimeout, ProviderUnreachable
+from worker.errors import (
+    InvalidWebhook,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUncertain,
+    ProviderUnreachable,
+)
 from worker.models import Category, Status
 from worker.providers import vonage
-from worker.providers.base import InvalidWebhook, OutboundText, SendResult, WebhookRequest
+from worker.providers.base import OutboundText, SendResult, WebhookRequest
 from worker.providers.vonage import (
     ERROR_CATEGORIES,
     MAX_TTL_MS,
@@ -453,7 +459,14 @@ async def test_429_with_a_vonage_body_is_still_throttled() -> None:
     assert result.retry_after_s == 2
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504])
+@pytest.mark.parametrize("status", [502, 504])
+async def test_a_gateways_502_or_504_leaves_it_uncertain_whether_the_text_went(status: int) -> None:
+    # A gateway answered, not vonage: the provider behind it may have taken the text.
+    with pytest.raises(ProviderUncertain):
+        await send_answered_by(status, body="<html>oops</html>")
+
+
+@pytest.mark.parametrize("status", [500, 503])
 async def test_server_errors_are_transient(status: int) -> None:
     result = await send_answered_by(status, body="<html>oops</html>")
 
@@ -501,7 +514,8 @@ async def test_a_200_that_is_not_json_is_transient() -> None:
         (httpx.ConnectError, ProviderUnreachable),
         (httpx.ReadTimeout, ProviderTimeout),
         (httpx.ConnectTimeout, ProviderUnreachable),
-        (httpx.RemoteProtocolError, ProviderUnreachable),
+        # The connection closed after the request was written: it may have gone.
+        (httpx.RemoteProtocolError, ProviderUncertain),
     ],
 )
 async def test_network_faults_become_provider_errors(

@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 from tests import parts
 from worker.enqueue import Producer
 from worker.providers.twilio import TwilioProvider, signature
+from worker.sendpath.ledger import attempt_fields
 from worker.store import AsyncStore, Store
 from worker.webhooks import DEFAULT_MAX_BODY_BYTES, create_app
 
@@ -38,9 +39,13 @@ def hooks(redis_url: str, ns: str) -> Iterator[TestClient]:
         yield client
 
 
-def sending(client: redis.Redis, ns: str, queue: str) -> str:
+def sending(client: redis.Redis, ns: str, queue: str, provider: str = "twilio") -> str:
+    """A text a worker is sending: claimed, with attempt 1 via ``provider`` on its record."""
     msg = Producer(client, ns=ns, queue=queue).enqueue({"to": GOOD, "body": "hi"})
-    Store(client, ns).transition(msg.message_id, ["queued"], "sending", reason="test")
+    fields = {"lease_id": "w1", **attempt_fields(1, provider, "+12015550100", 1)}
+    Store(client, ns).transition(
+        msg.message_id, ["queued"], "sending", reason="test", fields=fields
+    )
     return msg.message_id
 
 

@@ -155,13 +155,13 @@ def bw_post(
 def test_a_bandwidth_callback_with_the_credentials_marks_the_text_delivered(
     hooks, client, ns, queue
 ) -> None:
-    msg_id = sending(client, ns, queue)
+    msg_id = sending(client, ns, queue, "bandwidth")
     assert bw_post(hooks, bw_callback(msg_id)).status_code < 300
     assert status(client, ns, msg_id) == "delivered"
 
 
 def test_a_failed_bandwidth_callback_keeps_its_code(hooks, client, ns, queue) -> None:
-    msg_id = sending(client, ns, queue)
+    msg_id = sending(client, ns, queue, "bandwidth")
     assert bw_post(hooks, bw_callback(msg_id, "message-failed", 4470)).status_code < 300
     found = record(client, ns, msg_id)
     assert (found["status"], found["receipt_error_code"]) == ("undelivered", "4470")
@@ -185,7 +185,7 @@ BANDWIDTH_FORGERIES: dict[str, str | None] = {
 def test_a_bandwidth_callback_with_bad_credentials_is_refused_and_changes_nothing(
     hooks, client: redis.Redis, ns, queue, how: str
 ) -> None:
-    msg_id = sending(client, ns, queue)
+    msg_id = sending(client, ns, queue, "bandwidth")
     before = snapshot(client, ns, msg_id)
     body = bw_callback(msg_id, "message-failed", 4470)
     assert_refused(bw_post(hooks, body, auth=BANDWIDTH_FORGERIES[how]), client, ns, msg_id, before)
@@ -194,7 +194,7 @@ def test_a_bandwidth_callback_with_bad_credentials_is_refused_and_changes_nothin
 def test_a_bandwidth_callback_is_named_by_its_tag_not_the_url(hooks, client, ns, queue) -> None:
     # Basic auth does not bind the URL, and Bandwidth has no per-message URL: a
     # mid in the query names nothing, so posting A's callback "for" B leaves B alone.
-    mine, other = sending(client, ns, queue), sending(client, ns, queue)
+    mine, other = sending(client, ns, queue, "bandwidth"), sending(client, ns, queue, "bandwidth")
     before = snapshot(client, ns, other)
     assert bw_post(hooks, bw_callback(mine), query=f"?mid={other}").status_code < 300
     assert status(client, ns, mine) == "delivered"
@@ -217,7 +217,7 @@ def test_a_replayed_or_altered_bandwidth_callback_never_undoes_a_final_state(
     # Undetectable by the scheme: the credentials are the same on every callback
     # and do not cover the body, so a replay (or a body altered by whoever holds
     # the credentials) is answered. It changes nothing: a final state is never undone.
-    msg_id = sending(client, ns, queue)
+    msg_id = sending(client, ns, queue, "bandwidth")
     assert bw_post(hooks, bw_callback(msg_id)).json()["applied"]
     before = snapshot(client, ns, msg_id)
     assert_final_kept(bw_post(hooks, replayed(msg_id)), client, ns, msg_id, before)
@@ -265,13 +265,13 @@ def plivo_post(
 
 
 def test_a_signed_plivo_receipt_marks_the_text_delivered(hooks, client, ns, queue) -> None:
-    msg_id = sending(client, ns, queue)
+    msg_id = sending(client, ns, queue, "plivo")
     assert plivo_post(hooks, msg_id, plivo_params()).status_code < 300
     assert status(client, ns, msg_id) == "delivered"
 
 
 def test_a_signed_undelivered_plivo_receipt_keeps_its_code(hooks, client, ns, queue) -> None:
-    msg_id = sending(client, ns, queue)
+    msg_id = sending(client, ns, queue, "plivo")
     assert plivo_post(hooks, msg_id, plivo_params("undelivered", "200")).status_code < 300
     found = record(client, ns, msg_id)
     assert (found["status"], found["receipt_error_code"]) == ("undelivered", "200")
@@ -303,7 +303,7 @@ PLIVO_FORGERIES: dict[str, Callable[[str], dict[str, Any]]] = {
 def test_a_forged_plivo_receipt_is_refused_and_changes_nothing(
     hooks, client: redis.Redis, ns, queue, how: str
 ) -> None:
-    msg_id = sending(client, ns, queue)
+    msg_id = sending(client, ns, queue, "plivo")
     before = snapshot(client, ns, msg_id)
     forged = plivo_params("undelivered", "200")
     response = plivo_post(hooks, msg_id, forged, **PLIVO_FORGERIES[how](msg_id))
@@ -312,7 +312,7 @@ def test_a_forged_plivo_receipt_is_refused_and_changes_nothing(
 
 def test_a_plivo_receipt_signed_for_another_message_is_refused(hooks, client, ns, queue) -> None:
     # The mid is in the signed URL: A's signature does not fit a post naming B.
-    mine, other = sending(client, ns, queue), sending(client, ns, queue)
+    mine, other = sending(client, ns, queue, "plivo"), sending(client, ns, queue, "plivo")
     before = snapshot(client, ns, other)
     signed_url = f"{PUBLIC}/webhooks/plivo/status?mid={mine}"
     response = plivo_post(hooks, other, plivo_params(), signed_url=signed_url)
@@ -334,7 +334,7 @@ def test_a_replayed_plivo_receipt_never_undoes_a_final_state(
     # Undetectable by the scheme: V3 has no timestamp and nonces are not
     # remembered, so a captured, genuinely signed receipt replays as valid. It
     # is answered and changes nothing, because a final state is never undone.
-    msg_id = sending(client, ns, queue)
+    msg_id = sending(client, ns, queue, "plivo")
     assert plivo_post(hooks, msg_id, plivo_params()).json()["applied"]
     before = snapshot(client, ns, msg_id)
     assert_final_kept(plivo_post(hooks, msg_id, replayed), client, ns, msg_id, before)
@@ -398,14 +398,14 @@ VONAGE_FORMS = ["GET", "POST", "JSON"]
 
 @pytest.mark.parametrize("how", VONAGE_FORMS)
 def test_a_signed_vonage_receipt_marks_the_text_delivered(hooks, client, ns, queue, how) -> None:
-    msg_id = sending(client, ns, queue)
+    msg_id = sending(client, ns, queue, "vonage")
     assert vonage_send(hooks, msg_id, vonage_params(msg_id), how=how).status_code < 300
     assert status(client, ns, msg_id) == "delivered"
 
 
 @pytest.mark.parametrize("how", VONAGE_FORMS)
 def test_a_signed_failed_vonage_receipt_keeps_its_code(hooks, client, ns, queue, how) -> None:
-    msg_id = sending(client, ns, queue)
+    msg_id = sending(client, ns, queue, "vonage")
     params = vonage_params(msg_id, "failed", "6")
     assert vonage_send(hooks, msg_id, params, how=how).status_code < 300
     found = record(client, ns, msg_id)
@@ -437,7 +437,7 @@ VONAGE_FORGERIES: dict[str, Callable[[str], dict[str, Any]]] = {
 def test_a_forged_vonage_receipt_is_refused_and_changes_nothing(
     hooks, client: redis.Redis, ns, queue, how: str, form: str
 ) -> None:
-    msg_id = sending(client, ns, queue)
+    msg_id = sending(client, ns, queue, "vonage")
     before = snapshot(client, ns, msg_id)
     kwargs = {"params": vonage_params(msg_id, "failed", "6"), **VONAGE_FORGERIES[how](msg_id)}
     response = vonage_send(hooks, msg_id, how=form, **kwargs)
@@ -450,7 +450,7 @@ def test_a_vonage_receipt_whose_mid_disagrees_with_its_client_ref_is_refused(
 ) -> None:
     # Vonage signs the parameters, not the host or path, so "signed for another
     # URL" can only mean another mid: the signed client-ref names A, the URL B.
-    mine, other = sending(client, ns, queue), sending(client, ns, queue)
+    mine, other = sending(client, ns, queue, "vonage"), sending(client, ns, queue, "vonage")
     before = snapshot(client, ns, other), snapshot(client, ns, mine)
     response = vonage_send(hooks, other, vonage_params(mine, "failed", "6"), how=form)
     assert 400 <= response.status_code < 500
@@ -462,7 +462,7 @@ def test_a_vonage_receipt_with_a_signed_mid_for_another_message_is_refused(
     hooks, client, ns, queue, form: str
 ) -> None:
     # Without a client-ref the mid must be among the signed parameters.
-    mine, other = sending(client, ns, queue), sending(client, ns, queue)
+    mine, other = sending(client, ns, queue, "vonage"), sending(client, ns, queue, "vonage")
     before = snapshot(client, ns, other)
     params = vonage_params(None, "failed", "6")
     signed = {**params, "mid": mine}
@@ -478,7 +478,7 @@ def test_a_vonage_receipt_replayed_inside_the_window_never_undoes_a_final_state(
     # Undetectable by the scheme within its five minutes: nonces are not
     # remembered. The replay is answered and changes nothing, since a final
     # state is never undone (older replays fail the timestamp check above).
-    msg_id = sending(client, ns, queue)
+    msg_id = sending(client, ns, queue, "vonage")
     genuine = vonage_params(msg_id)
     assert vonage_send(hooks, msg_id, genuine, how=form).json()["applied"]
     before = snapshot(client, ns, msg_id)

@@ -80,7 +80,7 @@ def post(
 
 
 def test_a_signed_telnyx_receipt_marks_the_text_delivered(hooks, client, ns, queue) -> None:
-    msg_id = sending(client, ns, queue)
+    msg_id = sending(client, ns, queue, "telnyx")
     assert post(hooks, msg_id, receipt(msg_id)).status_code < 300
     assert status(client, ns, msg_id) == "delivered"
     # Telnyx names the carrier; the record keeps sendq's key for it, as its breaker does.
@@ -91,7 +91,7 @@ def test_the_carrier_a_receipt_names_is_what_the_next_text_to_that_number_uses(
     hooks, client, ns, queue
 ) -> None:
     client.set(keys.carrier(GOOD, ns), "verizon")  # an old lookup; the number has ported
-    msg_id = sending(client, ns, queue)
+    msg_id = sending(client, ns, queue, "telnyx")
     assert post(hooks, msg_id, receipt(msg_id)).status_code < 300
     assert client.get(keys.carrier(GOOD, ns)) == b"att"
     assert client.ttl(keys.carrier(GOOD, ns)) > 0
@@ -99,13 +99,13 @@ def test_the_carrier_a_receipt_names_is_what_the_next_text_to_that_number_uses(
 
 def test_a_forged_receipt_teaches_nothing_about_the_carrier(hooks, client, ns, queue) -> None:
     client.set(keys.carrier(GOOD, ns), "verizon")
-    msg_id = sending(client, ns, queue)
+    msg_id = sending(client, ns, queue, "telnyx")
     assert post(hooks, msg_id, receipt(msg_id), key=OTHER_KEY).status_code == 403
     assert client.get(keys.carrier(GOOD, ns)) == b"verizon"
 
 
 def test_a_signed_carrier_block_keeps_telnyxs_code(hooks, client, ns, queue) -> None:
-    msg_id = sending(client, ns, queue)
+    msg_id = sending(client, ns, queue, "telnyx")
     assert post(hooks, msg_id, receipt(msg_id, "delivery_failed", "40002")).status_code < 300
     assert status(client, ns, msg_id) == "undelivered"
 
@@ -124,14 +124,14 @@ FORGERIES = {
 def test_a_forged_telnyx_receipt_is_refused_and_changes_nothing(
     hooks, client: redis.Redis, ns, queue, how: str
 ) -> None:
-    msg_id = sending(client, ns, queue)
+    msg_id = sending(client, ns, queue, "telnyx")
     response = post(hooks, msg_id, receipt(msg_id), **FORGERIES[how](msg_id))
     assert 400 <= response.status_code < 500
     assert status(client, ns, msg_id) == "sending"
 
 
 def test_a_telnyx_receipt_for_another_message_is_refused(hooks, client, ns, queue) -> None:
-    mine, other = sending(client, ns, queue), sending(client, ns, queue)
+    mine, other = sending(client, ns, queue, "telnyx"), sending(client, ns, queue, "telnyx")
     response = post(hooks, mine, receipt(other))
     assert 400 <= response.status_code < 500
     assert (status(client, ns, mine), status(client, ns, other)) == ("sending", "sending")

@@ -24,7 +24,7 @@ from worker.enqueue import Producer
 from worker.holds import Holds
 from worker.models import FINAL_STATUSES
 from worker.services import Stack
-from worker.settings import Settings
+from worker.settings import load_settings
 from worker.simulator.carriers import number_for
 from worker.wiring import Root
 
@@ -91,7 +91,7 @@ def run(*, count: int, progress: bool, data_dir: Path = DEFAULT_DATA_DIR) -> dic
 
 
 def _drive(stack: Stack, url: str, count: int, console: Console | None) -> dict[str, Any]:
-    root = Root(Settings(redis_url=url))
+    root = Root(load_settings(redis_url=url))
     producer = root.producer()
     breakers = root.carrier_breakers()
     holds = root.holds()
@@ -204,7 +204,8 @@ def _sent_while_paused(producer: Producer, ids: list[str], watch: Watch) -> int:
     for msg_id in ids:
         claimed_at = 0
         for entry in producer.store.history(msg_id):
-            if entry.get("to") == "sending":
+            # The claim, not the attempts written under it (sending -> sending).
+            if entry.get("to") == "sending" and entry.get("from") != "sending":
                 claimed_at = entry.get("at", 0)
             sent_at = entry.get("at", 0)
             if entry.get("to") == "sent" and watch.opened_at_ms < claimed_at and sent_at < until:

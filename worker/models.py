@@ -24,6 +24,10 @@ class Status(StrEnum):
     SENT = "sent"
     DELIVERED = "delivered"
     UNDELIVERED = "undelivered"
+    # The request may have reached the provider (a timeout or a dropped connection
+    # after writing, an ambiguous answer), or a sent text's final receipt never
+    # came: final for accounting, and evidence (a receipt, a look-up) still settles it.
+    UNCONFIRMED = "unconfirmed"
     HELD = "held"
     SUPPRESSED = "suppressed"
     FAILED = "failed"
@@ -35,6 +39,7 @@ FINAL_STATUSES = frozenset(
     {
         Status.DELIVERED,
         Status.UNDELIVERED,
+        Status.UNCONFIRMED,
         Status.SUPPRESSED,
         Status.FAILED,
         Status.EXPIRED,
@@ -53,6 +58,9 @@ class Category(StrEnum):
     THROTTLED = "throttled"
     TRANSIENT = "transient"
     AMBIGUOUS = "ambiguous"
+    # No answer that says: the request may have reached the provider (a timeout
+    # or a connection lost after writing, a gateway's 502/504).
+    UNCERTAIN = "uncertain"
     # A 4xx that no retry can fix (bad From number, bad request): fail at once.
     PERMANENT = "permanent"
 

@@ -72,12 +72,17 @@ class WorkerSettings(_Section):
     max_attempts: int = Field(8, ge=1, le=100)
     retry_base_ms: int = Field(1000, ge=10)
     retry_cap_ms: int = Field(300_000, ge=100)
-    # An ambiguous answer (unknown error, handset unreachable) may succeed later:
-    # retried like a transient one when true, ended "failed" at once when false.
-    retry_ambiguous: bool = True
-    # A worker that dies mid-send leaves its text "sending"; after this lease
-    # another worker may take it over (and counts a possible double send).
-    send_lease_s: float = Field(60.0, gt=0)
+    # A send whose outcome is unknown (a timeout or dropped connection after the
+    # request was written, an ambiguous answer) goes "unconfirmed" and waits this
+    # long for evidence (a receipt, the provider's look-up) before policy decides.
+    unconfirmed_wait_s: float = Field(120.0, gt=0, le=86_400)
+    # With no evidence: "fail" leaves it unconfirmed (final, never sent twice);
+    # "resend" sends it again, counted as a possible double. See README.
+    on_unconfirmed: Literal["fail", "resend"] = "fail"
+    # Each text is worked on under a lease, renewed while its worker lives; a
+    # worker cut off or dead for this long loses it, and another takes the text
+    # over (through "unconfirmed" if an HTTP call may have gone out).
+    send_lease_s: float = Field(60.0, ge=1)
     shutdown_timeout_s: float = Field(30.0, gt=0)
     # Idle consumers (and the delay queue) are checked this often.
     poll_ms: int = Field(50, ge=10, le=5000)
@@ -148,6 +153,10 @@ class CarrierLimitSettings(_Section):
 class LimitsSettings(_Section):
     # A wait up to this long is slept in the worker; a longer one is a delayed redelivery.
     short_wait_ms: int = Field(250, ge=0, le=5000)
+    # Texts leave up to this long after their slot (measured: p99 20 ms, worst 27 ms
+    # on a 2-core machine); slots are spaced for it, so a late text never makes a
+    # provider's one-second window hold more than the rate plus its burst.
+    arrival_margin_ms: int = Field(30, ge=0, le=1000)
     # Per provider account.
     providers: dict[str, RateSettings] = Field(default_factory=dict)
     # Per sending number, by type; a number's type comes from `numbers`.

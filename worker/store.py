@@ -42,6 +42,8 @@ class Transition:
     ok: bool
     current: str | None
     record: dict[str, str] | None = None
+    # Refused because the caller's lease is no longer the record's (see transition.lua).
+    stale: bool = False
 
     @property
     def missing(self) -> bool:
@@ -65,6 +67,7 @@ def transition_args(
     return_record: bool = False,
     requeue: wire.Requeue | None = None,
     hold: Hold | None = None,
+    fence: str = "",
     ns: str = keys.DEFAULT_NAMESPACE,
 ) -> tuple[list[str], list[str]]:
     allowed_s = allowed if isinstance(allowed, str) else " ".join(allowed)
@@ -88,6 +91,7 @@ def transition_args(
         "1" if return_record else "0",
         push,
         requeue.encoded if requeue else "",
+        fence,
     ]
     for name, value in (fields or {}).items():
         argv += [name, "" if value is None else str(value)]
@@ -101,7 +105,7 @@ def decode_transition(raw: Sequence[Any]) -> Transition:
     if code == -1:
         return Transition(False, None)
     if code == 0:
-        return Transition(False, _s(raw[1]))
+        return Transition(False, _s(raw[1]), stale=len(raw) > 2 and _s(raw[2]) == "stale")
     if len(raw) == 1:
         return Transition(True, None)
     record = {_s(raw[i]): _s(raw[i + 1]) for i in range(1, len(raw) - 1, 2)}
@@ -160,6 +164,34 @@ class Store:
         return {k.decode(): int(v) for k, v in raw.items()}
 
 
+@dataclass(frozen=True, slots=True)
+class ReceiptResult:
+    """What lua/receipt.lua made of a receipt."""
+
+    applied: bool
+    current: str | None
+    attempt: int = 0
+    record: dict[str, str] | None = None
+    # Why the receipt was refused: it names no attempt of this text.
+    refused: str | None = None
+
+    @property
+    def missing(self) -> bool:
+        return not self.applied and self.current is None and self.refused is None
+
+
+def _decode_receipt(raw: Sequence[Any]) -> ReceiptResult:
+    code = int(raw[0])
+    if code == -1:
+        return ReceiptResult(False, None)
+    if code == -2:
+        return ReceiptResult(False, None, refused=_s(raw[1]))
+    if code == 0:
+        return ReceiptResult(False, _s(raw[1]))
+    record = {_s(raw[i]): _s(raw[i + 1]) for i in range(2, len(raw) - 1, 2)}
+    return ReceiptResult(True, record.get("status"), int(raw[1]), record)
+
+
 class AsyncStore:
     """Asynchronous access, for workers and the webhook app."""
 
@@ -167,6 +199,48 @@ class AsyncStore:
         self.client = client
         self.ns = ns
         self._transition: AsyncScript = client.register_script(lua.source("transition"))
+        self._renew: AsyncScript = client.register_script(lua.source("renew"))
+        self._receipt: AsyncScript = client.register_script(lua.source("receipt"))
+
+    async def renew(self, msg_id: str, lease_id: str, lease_until_ms: int) -> bool:
+        """Extend a send lease the caller holds; False when it holds it no more."""
+        script_keys = [keys.message(msg_id, self.ns), keys.inflight(self.ns)]
+        raw = await cast(
+            Awaitable[int], self._renew(keys=script_keys, args=[lease_id, lease_until_ms])
+        )
+        return int(raw) == 1
+
+    async def apply_receipt(
+        self,
+        msg_id: str,
+        *,
+        provider: str,
+        attempt: int | None,
+        provider_message_id: str,
+        status: str,
+        reason: str,
+        fields: Mapping[str, object],
+    ) -> ReceiptResult:
+        """Apply a receipt to the attempt it names (see lua/receipt.lua)."""
+        script_keys = [
+            keys.message(msg_id, self.ns),
+            keys.history(msg_id, self.ns),
+            keys.stats(self.ns),
+            keys.inflight(self.ns),
+        ]
+        args: list[str] = [
+            str(now_ms()),
+            provider,
+            "" if attempt is None else str(attempt),
+            provider_message_id,
+            status,
+            reason,
+            str(DEFAULT_HISTORY_CAP),
+        ]
+        for name, value in fields.items():
+            args += [name, "" if value is None else str(value)]
+        raw = await cast(Awaitable[list[Any]], self._receipt(keys=script_keys, args=args))
+        return _decode_receipt(raw)
 
     async def transition(
         self, msg_id: str, allowed: Sequence[str] | str, new: str, **kw: Any
@@ -177,6 +251,12 @@ class AsyncStore:
 
     async def count(self, counter: str, by: int = 1) -> None:
         await self.client.hincrby(keys.counters(self.ns), counter, by)
+
+    async def get(self, msg_id: str) -> dict[str, str] | None:
+        raw = await cast(
+            Awaitable[dict[bytes, bytes]], self.client.hgetall(keys.message(msg_id, self.ns))
+        )
+        return {k.decode(): v.decode() for k, v in raw.items()} or None
 
     async def lease_until_ms(self, msg_id: str) -> int:
         """When the current send lease of a text runs out (0: it has none)."""

@@ -9,7 +9,8 @@ and the receipt path (a delivery receipt, later). Nothing else decides them.
     bad_number        failed                        nothing           success
     opted_out         suppressed                    nothing           success
     permanent         failed                        nothing           success
-    ambiguous         retried (or failed, policy)   ambiguous_weight  success
+    ambiguous         unconfirmed (***)             ambiguous_weight  success
+    uncertain         unconfirmed (***)             nothing           failure
     transient         failed over, then retried     nothing           failure
     throttled         paced, no retry spent         nothing           nothing (**)
 
@@ -17,6 +18,13 @@ and the receipt path (a delivery receipt, later). Nothing else decides them.
          "delivered" counts a success on the carrier.
     (**) Pacing says nothing of the provider's health: counted a success, a
          throttled half-open probe would close the breaker.
+    (***) The text may have gone: never retried or failed over; it waits for
+         evidence, then worker.on_unconfirmed decides (sendpath/settle.py).
+         ``uncertain`` is the transport's: no answer came after the request
+         was written (a timeout, a dropped connection, a gateway's 502/504).
+
+A receipt counts on the carrier: "delivered" a success, a carrier block a
+failure, an ambiguous code ambiguous_weight; nothing else counts.
 """
 
 from __future__ import annotations
@@ -35,6 +43,10 @@ FINAL_FOR: dict[Category, Status] = {
     Category.CARRIER_BLOCK: Status.FAILED,
     Category.PERMANENT: Status.FAILED,
 }
+
+
+# Answers that leave it unknown whether the text went: it waits for evidence.
+UNSETTLED = frozenset({Category.AMBIGUOUS, Category.UNCERTAIN})
 
 
 def final_status(category: Category) -> Status | None:
@@ -67,4 +79,5 @@ def provider_weight(category: Category) -> int | None:
     if category is Category.THROTTLED:
         return None
     # Only a provider fault counts against the provider; a carrier's answer never does.
-    return FAILURE_WEIGHT if category is Category.TRANSIENT else SUCCESS_WEIGHT
+    faults = (Category.TRANSIENT, Category.UNCERTAIN)
+    return FAILURE_WEIGHT if category in faults else SUCCESS_WEIGHT

@@ -20,9 +20,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from worker.bodies import read_limited
+from worker.callbacks import attempt_of
 from worker.carriers import normalise as normalise_carrier
+from worker.errors import InvalidWebhook
 from worker.models import Category, Status
-from worker.providers.base import InvalidWebhook, Provider, Receipt, WebhookRequest
+from worker.providers.base import Provider, Receipt, WebhookRequest
 from worker.sendpath.feedback import CarrierFeed
 from worker.store import AsyncStore
 
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("sendq.webhooks")
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
-FINAL_RECEIPT_FROM = [Status.SENDING, Status.SENT, Status.QUEUED]
 
 
 def create_app(
@@ -64,7 +65,8 @@ def create_app(
             receipts = provider.parse_receipts(hook)
         except InvalidWebhook as exc:
             return _error(400, str(exc))
-        results = [await _apply(store, provider.name, r, feed) for r in receipts]
+        attempt = attempt_of(request.query_params)
+        results = [await _apply(store, provider.name, r, feed, attempt) for r in receipts]
         if len(results) == 1:
             return JSONResponse(results[0], status_code=results[0].pop("http_status", 200))
         return JSONResponse({"receipts": results})
@@ -96,17 +98,13 @@ async def _apply(
     provider: str,
     receipt: Receipt,
     feed: CarrierFeed,
+    attempt: int | None,
 ) -> dict[str, Any]:
     if receipt.message_id is None:
         return {"error": "the receipt carries no message id (mid)", "http_status": 400}
-    if receipt.status == Status.SENT:
-        allowed: list[Status] = [Status.SENDING]
-    elif receipt.status in (Status.DELIVERED, Status.UNDELIVERED):
-        allowed = FINAL_RECEIPT_FROM
-    else:
+    if receipt.status not in (Status.SENT, Status.DELIVERED, Status.UNDELIVERED):
         return {"applied": False, "reason": "intermediate status"}
     fields = {
-        "provider_message_id": receipt.provider_message_id,
         "receipt_error_code": receipt.error_code,
         "receipt_category": receipt.category.value,
     }
@@ -114,25 +112,31 @@ async def _apply(
         # Raw names ("AT&T Wireless") would split one carrier's breaker in two.
         fields["carrier"] = normalise_carrier(receipt.carrier)
     why = f"receipt from {provider}" + (f": {receipt.error_code}" if receipt.error_code else "")
-    done = await store.transition(
+    done = await store.apply_receipt(
         receipt.message_id,
-        allowed,
-        receipt.status,
+        provider=provider,
+        attempt=attempt,
+        provider_message_id=receipt.provider_message_id or "",
+        status=receipt.status,
         reason=why,
         fields=fields,
-        return_record=True,
     )
-    if done.ok and done.record is not None:
-        # Only the receipt that changed the state counts: duplicates never do.
-        await feed.receipt(done.record, receipt.status, receipt.category, receipt.error_code)
-        # The next text to this number goes under the carrier the receipt named
-        # (a ported number moves), not a lookup that may be 30 days old.
-        await feed.learn_carrier(done.record.get("to", ""), receipt.carrier)
+    if done.refused is not None:
+        log.warning("receipt refused", message_id=receipt.message_id, reason=done.refused)
+        return {"error": done.refused, "http_status": 403}
     if done.missing:
         # Answer 200 so the provider stops retrying a text we never had.
         log.warning("receipt for an unknown message", message_id=receipt.message_id)
         return {"applied": False, "reason": "unknown message"}
-    if done.ok and receipt.category is not Category.OK:
+    if done.applied and done.record is not None:
+        # Only the receipt that changed the state counts: duplicates never do. The
+        # carrier was written before the HTTP call, so the order of the worker's
+        # write and the receipt does not matter.
+        await feed.receipt(done.record, receipt.status, receipt.category, receipt.error_code)
+        # The next text to this number goes under the carrier the receipt named
+        # (a ported number moves), not a lookup that may be 30 days old.
+        await feed.learn_carrier(done.record.get("to", ""), receipt.carrier)
+    if done.applied and receipt.category is not Category.OK:
         log.warning(
             "text undelivered",
             message_id=receipt.message_id,
@@ -140,7 +144,7 @@ async def _apply(
             error_code=receipt.error_code,
             category=receipt.category.value,
         )
-    return {"applied": done.ok, "status": done.current or receipt.status}
+    return {"applied": done.applied, "status": done.current or receipt.status}
 
 
 def _signed_url(public_url: str, request: Request) -> str:

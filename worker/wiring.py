@@ -112,6 +112,7 @@ class Root:
             holds=self.holds(),
             alert_urls=list(self.settings.alerts.urls),
             provider_names=self.settings.routed_providers(),
+            known_providers=registry.names(),
         )
 
     def admin(self) -> Admin:
@@ -196,7 +197,8 @@ class Root:
             backoff=Backoff(base_ms=w.retry_base_ms, cap_ms=w.retry_cap_ms),
             lease_ms=int(w.send_lease_s * 1000),
             limits=self.settings.limits,
-            retry_ambiguous=w.retry_ambiguous,
+            unconfirmed_wait_ms=int(w.unconfirmed_wait_s * 1000),
+            on_unconfirmed=w.on_unconfirmed,
         )
 
     def _numbers(self, provider: str) -> list[str]:

@@ -18,19 +18,36 @@
 -- ARGV[7]  what to push onto KEYS[4] (a dramatiq redis message id, or the
 --          message id for a hold), or "" to push nothing
 -- ARGV[8]  the encoded dramatiq message for KEYS[5], or "" (a hold)
--- ARGV[9..] field, value pairs to set with the change
+-- ARGV[9]  the fence: the lease id the caller holds (record field lease_id),
+--          or "" for a caller that holds none (a receipt, a release, a claim)
+-- ARGV[10..] field, value pairs to set with the change
 --
 -- Returns {1, record...} (or {1}) on success, {0, current status} when the
--- current status is not allowed, {-1} when the message does not exist.
--- A text already sending is given a new lease (ARGV[9..] sets lease_until_ms:
+-- current status is not allowed, {-1} when the message does not exist, and
+-- {0, current status, "stale"} when the fence names a lease that is no longer
+-- the record's: a worker that lost its lease changes nothing, and what it
+-- reports is kept in the history as late evidence.
+-- A text already sending is given a new lease (ARGV[10..] sets lease_until_ms:
 -- a take-over) only when its lease has run out: two workers that both find a
--- dead worker's text get one take-over between them, not two sends.
+-- dead worker's text get one take-over between them, not two sends. The lease's
+-- holder (a matching fence) may extend it at any time.
 -- The status change, its history entry, the stats and (for retries) the
 -- requeue happen together or not at all.
 
 local current = redis.call("HGET", KEYS[1], "status")
 if not current then
     return {-1}
+end
+
+local new = ARGV[2]
+local now = ARGV[3]
+local fence = ARGV[9]
+if fence ~= "" and redis.call("HGET", KEYS[1], "lease_id") ~= fence then
+    local late = cjson.encode({at = tonumber(now), from = current, to = current,
+        why = "late result of an expired lease (" .. fence .. "), ignored: " .. ARGV[4]})
+    redis.call("RPUSH", KEYS[2], late)
+    redis.call("LTRIM", KEYS[2], -tonumber(ARGV[5]), -1)
+    return {0, current, "stale"}
 end
 
 local allowed = false
@@ -44,10 +61,8 @@ if not allowed then
     return {0, current}
 end
 
-local new = ARGV[2]
-local now = ARGV[3]
-if current == "sending" and new == "sending" then
-    for i = 9, #ARGV - 1, 2 do
+if current == "sending" and new == "sending" and fence == "" then
+    for i = 10, #ARGV - 1, 2 do
         if ARGV[i] == "lease_until_ms" then
             local held = tonumber(redis.call("HGET", KEYS[1], "lease_until_ms") or "0") or 0
             if held > tonumber(now) then
@@ -58,7 +73,7 @@ if current == "sending" and new == "sending" then
 end
 local campaign = redis.call("HGET", KEYS[1], "campaign") or "default"
 local fields = {"status", new, "updated_ms", now}
-for i = 9, #ARGV do
+for i = 10, #ARGV do
     fields[#fields + 1] = ARGV[i]
 end
 redis.call("HSET", KEYS[1], unpack(fields))

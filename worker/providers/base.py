@@ -80,8 +80,20 @@ class Receipt:
     carrier: str | None = None
 
 
-class InvalidWebhook(ValueError):
-    """A webhook body that cannot be parsed; the receiver answers 400."""
+@dataclass(frozen=True, slots=True)
+class SentQuery:
+    """What an unconfirmed attempt was: to whom, from which number, when (epoch ms)."""
+
+    message_id: str
+    to: str
+    sender: str
+    body: str
+    after_ms: int
+
+
+# What a provider's look-up can say of an unconfirmed attempt, besides its message id.
+NOT_FOUND = object()  # the provider has no such text: nothing was sent
+CANNOT_TELL = object()  # no look-up, or no usable answer
 
 
 class Provider(abc.ABC):
@@ -102,6 +114,13 @@ class Provider(abc.ABC):
     def parse_receipts(self, request: WebhookRequest) -> list[Receipt]:
         """Every receipt in one callback; providers that batch events override this."""
         return [self.parse_receipt(request)]
+
+    async def find_sent(self, query: SentQuery) -> str | object:
+        """Look an unconfirmed attempt up: its provider message id, NOT_FOUND or CANNOT_TELL.
+
+        Only a provider with an API to list sent texts overrides this.
+        """
+        return CANNOT_TELL
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release pooled connections."""

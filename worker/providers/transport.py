@@ -1,9 +1,20 @@
 """The one I/O boundary between sendq and provider HTTP APIs.
 
 Every provider request goes through ``request()``, which converts httpx's
-exceptions into sendq's ProviderError tree. The client runs on the
-httpx-aiohttp transport when it is installed: measured on a 2-core box, it
-spends about a tenth of the CPU per request of httpx's default transport.
+exceptions into sendq's ProviderError tree, by what they prove:
+
+- ``ProviderUnreachable``: nothing reached the provider (a refused connection,
+  a DNS or TLS failure, a connect or pool timeout), so a retry or a failover
+  cannot double the text;
+- ``ProviderUncertain`` (``ProviderTimeout`` among them): the request was, or
+  may have been, written and no answer came: a read timeout, a connection
+  dropped or reset after connecting, a gateway's 502 or 504.
+
+The client runs on the httpx-aiohttp transport when it is installed: measured
+on a 2-core box, it spends about a tenth of the CPU per request of httpx's
+default transport. That transport reports every aiohttp connection error as
+``httpx.ConnectTimeout``, so the aiohttp exception it was raised from (its
+``__cause__``) is what tells a refused connection from a dropped one.
 """
 
 from __future__ import annotations
@@ -13,10 +24,16 @@ from typing import Any
 
 import httpx
 
-from worker.errors import ProviderError, ProviderTimeout, ProviderUnreachable
+from worker.errors import ProviderError, ProviderTimeout, ProviderUncertain, ProviderUnreachable
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTIONS = 100
+# Below the 5 s idle timeout common to servers (uvicorn, nginx's default is 75 s):
+# a pooled connection the server already closed fails as "disconnected", which
+# cannot be told from a connection dropped after the request was written.
+DEFAULT_KEEPALIVE_EXPIRY_S = 4.0
+# A gateway's answers: the provider behind it may have taken the text.
+UNCERTAIN_STATUSES = frozenset({502, 504})
 
 
 class _NoCookies(httpx.Cookies):
@@ -40,7 +57,9 @@ def make_client(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
     limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=DEFAULT_KEEPALIVE_EXPIRY_S,
     )
     if transport is None:
         transport = _fast_transport(limits)
@@ -74,14 +93,37 @@ async def request(
     client: httpx.AsyncClient, provider: str, method: str, url: str, **kwargs: Any
 ) -> httpx.Response:
     try:
-        return await client.request(method, url, **kwargs)
-    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-        # The request never left: failing over cannot double it. (The aiohttp
-        # transport reports a refused connection as ConnectTimeout.)
-        raise ProviderUnreachable(provider, f"cannot connect ({exc!r})") from exc
-    except httpx.TimeoutException as exc:
-        raise ProviderTimeout(provider, f"no answer within the timeout ({exc!r})") from exc
-    except httpx.TransportError as exc:
-        raise ProviderUnreachable(provider, f"cannot connect ({exc!r})") from exc
+        response = await client.request(method, url, **kwargs)
     except httpx.HTTPError as exc:
-        raise ProviderError(provider, repr(exc)) from exc
+        raise mapped(provider, exc) from exc
+    if response.status_code in UNCERTAIN_STATUSES:
+        raise ProviderUncertain(
+            provider, f"HTTP {response.status_code} from a gateway: the text may have been taken"
+        )
+    return response
+
+
+def mapped(provider: str, exc: httpx.HTTPError) -> ProviderError:
+    """sendq's error for an httpx error, by whether the request can have been sent."""
+    if never_sent(exc):
+        return ProviderUnreachable(provider, f"cannot connect ({exc!r})")
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderTimeout(provider, f"no answer within the timeout ({exc!r})")
+    if isinstance(exc, httpx.TransportError):
+        return ProviderUncertain(provider, f"the connection was lost ({exc!r})")
+    return ProviderError(provider, repr(exc))
+
+
+def never_sent(exc: httpx.HTTPError) -> bool:
+    """Does this error prove the request never reached the provider?"""
+    cause = exc.__cause__
+    if _is_aiohttp(cause):
+        import aiohttp
+
+        # Connecting failed (refused, DNS, TLS) or timed out: nothing was written.
+        return isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+
+
+def _is_aiohttp(exc: BaseException | None) -> bool:
+    return exc is not None and type(exc).__module__.startswith("aiohttp")

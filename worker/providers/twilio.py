@@ -10,17 +10,21 @@ parameter name and value, sorted by name)).
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 
+from worker.errors import InvalidWebhook
 from worker.models import Category, Status
 from worker.providers import transport
 from worker.providers.base import (
-    InvalidWebhook,
+    CANNOT_TELL,
+    NOT_FOUND,
     OutboundText,
     Provider,
     ProviderSettings,
@@ -28,6 +32,7 @@ from worker.providers.base import (
     Receipt,
     Secrets,
     SendResult,
+    SentQuery,
     WebhookRequest,
     classify_by_table,
     json_object,
@@ -210,8 +215,47 @@ class TwilioProvider(Provider):
             category=category,
         )
 
+    async def find_sent(self, query: SentQuery) -> str | object:
+        """List Messages by To, From and DateSent: the text this attempt sent, if Twilio has it.
+
+        The same person may have had other texts from the same number that day:
+        the body and a creation time no earlier than the attempt pick this one.
+        """
+        day = datetime.fromtimestamp(query.after_ms / 1000, UTC).strftime("%Y-%m-%d")
+        response = await transport.request(
+            self._client,
+            NAME,
+            "GET",
+            self._path,
+            params={"To": query.to, "From": query.sender, "DateSent>": day, "PageSize": "100"},
+            headers={"Accept": "application/json"},
+        )
+        if response.status_code != 200:
+            return CANNOT_TELL
+        listed = json_object(response).get("messages")
+        if not isinstance(listed, list):
+            return CANNOT_TELL
+        for item in listed:
+            if isinstance(item, dict) and _is_attempt(item, query):
+                return str(item.get("sid") or "") or CANNOT_TELL
+        return NOT_FOUND
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+# Clocks differ: a text created this long before the attempt's start is still it.
+LOOKUP_CLOCK_SLACK_MS = 5_000
+
+
+def _is_attempt(item: Mapping[str, object], query: SentQuery) -> bool:
+    if item.get("body") != query.body:
+        return False
+    try:
+        created = email.utils.parsedate_to_datetime(str(item.get("date_created") or ""))
+    except (TypeError, ValueError):
+        return False
+    return created.timestamp() * 1000 >= query.after_ms - LOOKUP_CLOCK_SLACK_MS
 
 
 # -- configuration ---------------------------------------------------------------------

@@ -1,35 +1,46 @@
-"""Claim: take a queued text for sending under a lease, or take over a dead worker's.
+"""Claim: take a text for sending under a fresh lease.
 
-A claim is a compare-and-set ``queued -> sending`` with a lease end; a
-redelivered duplicate finds the text already sent or final and does nothing.
-A text found ``sending`` belongs to another worker until its lease runs out;
-after that it is taken over, and counted (``crash_resends``): its first
-worker may have sent it before dying.
+- ``queued``: a compare-and-set to ``sending``, with a new lease id and end.
+- ``sending``: another worker's, until its lease runs out (look again then).
+  After that it is taken over. If that worker had an HTTP attempt open, the
+  text may have gone: it goes to ``unconfirmed`` and waits for evidence. If
+  not, nothing can have been sent and it is simply sent.
+- ``unconfirmed`` and due to be settled: the settler decides (``settle``).
+- anything else: a redelivered duplicate; nothing to do.
 """
 
 from __future__ import annotations
+
+import secrets
 
 import structlog
 
 from worker import store, wire
 from worker.models import Status
+from worker.sendpath.config import PipelineConfig
+from worker.sendpath.ledger import ATTEMPT_OPEN_FIELD
+from worker.sendpath.settle import Settler
 from worker.sendpath.text import Text
 
 log = structlog.get_logger("sendq.delivery")
 
-CRASH_RESEND_COUNTER = "crash_resends"
+TAKEOVER_COUNTER = "takeovers"
 # Look again this long after another worker's lease ends.
 LEASE_GRACE_MS = 100
 
 
+def new_lease(lease_ms: int) -> dict[str, str]:
+    return {"lease_id": secrets.token_hex(6), "lease_until_ms": str(store.now_ms() + lease_ms)}
+
+
 class Claimer:
-    def __init__(self, store_: store.AsyncStore, *, queue: str, lease_ms: int) -> None:
+    def __init__(self, store_: store.AsyncStore, config: PipelineConfig, settler: Settler) -> None:
         self.store = store_
-        self.queue = queue
-        self.lease_ms = lease_ms
+        self.config = config
+        self.settler = settler
 
     async def claim(self, msg_id: str) -> Text | None:
-        lease = {"lease_until_ms": store.now_ms() + self.lease_ms}
+        lease = new_lease(self.config.lease_ms)
         claimed = await self.store.transition(
             msg_id,
             [Status.QUEUED],
@@ -39,23 +50,25 @@ class Claimer:
             return_record=True,
         )
         if claimed.ok and claimed.record is not None:
-            return Text(msg_id, claimed.record)
+            return Text(msg_id, claimed.record, lease["lease_id"])
         if claimed.missing:
             log.error("no record for a queued text; dropping the queue entry")
             return None
         if claimed.current == Status.SENDING:
             return await self._take_over(msg_id, lease)
+        if claimed.current == Status.UNCONFIRMED:
+            return await self.settler.settle(msg_id, lease)
         # Already sent or final: a redelivered duplicate; nothing to do.
         return None
 
-    async def _take_over(self, msg_id: str, lease: dict[str, int]) -> Text | None:
-        """A text left ``sending`` by a worker that died mid-send."""
+    async def _take_over(self, msg_id: str, lease: dict[str, str]) -> Text | None:
+        """A text left ``sending`` by a worker that died, or was cut off, mid-send."""
         remaining_ms = await self.store.lease_until_ms(msg_id) - store.now_ms()
         if remaining_ms > 0:
             # Its worker may still be sending: look again when the lease runs out,
             # on the timed queue: back on the main one it would wait behind the backlog.
             requeue = wire.message(
-                msg_id, wire.timed_queue(self.queue), delay_ms=remaining_ms + LEASE_GRACE_MS
+                msg_id, wire.timed_queue(self.config.queue), delay_ms=remaining_ms + LEASE_GRACE_MS
             )
             await self.store.transition(
                 msg_id,
@@ -69,12 +82,20 @@ class Claimer:
             msg_id,
             [Status.SENDING],
             Status.SENDING,
-            reason="lease expired: resending (possible double send)",
+            reason="lease expired: taken over",
             fields=lease,
             return_record=True,
         )
         if not taken.ok or taken.record is None:
             return None
-        await self.store.count(CRASH_RESEND_COUNTER)
-        log.warning("taking over a text whose worker died mid-send")
-        return Text(msg_id, taken.record)
+        await self.store.count(TAKEOVER_COUNTER)
+        text = Text(msg_id, taken.record, lease["lease_id"])
+        if taken.record.get(ATTEMPT_OPEN_FIELD):
+            # Its worker may have sent it before it was lost: evidence decides.
+            log.warning("taking over a text whose worker was lost mid-send")
+            await self.settler.wait_for_evidence(
+                text, f"its worker was lost during attempt {text.attempt}"
+            )
+            return None
+        log.warning("taking over a text whose worker was lost before sending it")
+        return text

@@ -10,6 +10,12 @@ from worker.sendpath.text import DEFAULT_ROUTE
 from worker.settings import LimitsSettings
 
 DEFAULT_LEASE_MS = 60_000
+# Long enough for a late receipt (most come within seconds), short enough that
+# an operator sees the question while the campaign is still running.
+DEFAULT_UNCONFIRMED_WAIT_MS = 120_000
+# A double text costs a program its recipients' goodwill and the carriers'
+# trust; a missed one is counted and visible (see README, "Unconfirmed").
+DEFAULT_ON_UNCONFIRMED = "fail"
 # Every provider paused by hand: no breaker says when to look again, so each text
 # backs off on its own (doubling from the base, capped), rather than a whole
 # backlog bouncing through the queue every second until an operator resumes one.
@@ -27,8 +33,9 @@ class PipelineConfig:
     backoff: Backoff
     lease_ms: int = DEFAULT_LEASE_MS
     limits: LimitsSettings = field(default_factory=LimitsSettings)
-    # worker.retry_ambiguous: false ends an ambiguous answer "failed" at once.
-    retry_ambiguous: bool = True
+    # worker.unconfirmed_wait_s and worker.on_unconfirmed (settle.py).
+    unconfirmed_wait_ms: int = DEFAULT_UNCONFIRMED_WAIT_MS
+    on_unconfirmed: str = DEFAULT_ON_UNCONFIRMED
     no_provider_backoff: Backoff = field(
         default_factory=lambda: Backoff(
             base_ms=DEFAULT_NO_PROVIDER_BASE_WAIT_MS, cap_ms=DEFAULT_NO_PROVIDER_MAX_WAIT_MS

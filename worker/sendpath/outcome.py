@@ -19,9 +19,10 @@ from worker.sendpath.gates.base import Kind, Verdict
 from worker.sendpath.parts import Parts
 from worker.sendpath.reserve import SLOT_LEAD_MS
 from worker.sendpath.route import NO_PROVIDER_CODE, Routed
+from worker.sendpath.settle import Settler
 from worker.sendpath.text import Text
 from worker.store import Hold
-from worker.verdicts import final_status
+from worker.verdicts import UNSETTLED, final_status
 
 log = structlog.get_logger("sendq.delivery")
 
@@ -32,16 +33,17 @@ LOUD_ENDINGS = (Status.FAILED, Status.DEAD, Status.SUPPRESSED, Status.EXPIRED)
 
 
 class Outcomes:
-    def __init__(self, config: PipelineConfig, parts: Parts) -> None:
+    def __init__(self, config: PipelineConfig, parts: Parts, settler: Settler) -> None:
         self.config = config
         self.parts = parts
         self.store = parts.store
+        self.settler = settler
 
     async def verdict(self, text: Text, verdict: Verdict) -> str:
         """Carry out a gate's hold or end."""
         assert verdict.status is not None
         if verdict.kind is Kind.END:
-            await self.finish(text.id, verdict.status, verdict.reason, {})
+            await self.finish(text, verdict.status, verdict.reason, {})
             return verdict.status.value
         requeue = None
         if verdict.until_ms is not None:
@@ -52,9 +54,10 @@ class Outcomes:
             [Status.SENDING],
             Status.HELD,
             reason=verdict.reason,
-            fields=verdict.fields,
+            fields={**text.take_pending(), **verdict.fields},
             hold=Hold(verdict.hold_list) if verdict.hold_list else None,
             requeue=requeue,
+            fence=text.lease,
         )
         if held.ok:
             log.info("text held", reason=verdict.reason)
@@ -67,6 +70,7 @@ class Outcomes:
         wait_ms = max(1, r.wait_us // 1000)
         delay_ms = max(1, wait_ms - SLOT_LEAD_MS) if r.reserved else wait_ms
         fields = {
+            **text.take_pending(),
             "rl_slot_ms": store.now_ms() + wait_ms if r.reserved else "",
             "rl_held": ",".join(r.held),
         }
@@ -80,26 +84,26 @@ class Outcomes:
             reason=f"rate limit {r.binding}: slot in {delay_ms} ms",
             fields=fields,
             requeue=requeue,
+            fence=text.lease,
         )
         return "deferred"
 
     async def record(self, text: Text, routed: Routed) -> str:
         result = routed.result
         assert result is not None
-        fields = _answer_fields(text.record, routed, result)
+        fields = {**text.take_pending(), **_answer_fields(text, routed, result)}
         if result.ok:
             fields["provider_message_id"] = result.provider_message_id
-            await self.finish(text.id, Status.SENT, f"accepted by {routed.provider}", fields)
+            fields[f"a{text.attempt}:pmid"] = result.provider_message_id
+            await self.finish(text, Status.SENT, f"accepted by {routed.provider}", fields)
             return Status.SENT.value
         status = final_status(result.category)
         if status is not None:
-            await self.finish(text.id, status, f"{result.category}: {result.error_code}", fields)
+            await self.finish(text, status, f"{result.category}: {result.error_code}", fields)
             return status.value
-        if result.category is Category.AMBIGUOUS and not self.config.retry_ambiguous:
-            # The text may have gone: the operator chose a missed text over a doubled one.
-            reason = f"{result.category}: {result.error_code} (worker.retry_ambiguous is off)"
-            await self.finish(text.id, Status.FAILED, reason, fields)
-            return Status.FAILED.value
+        if result.category in UNSETTLED:
+            why = f"{result.category} answer from {routed.provider}: {result.error_code}"
+            return await self.settler.wait_for_evidence(text, why, fields)
         return await self._retry_later(text, result, fields)
 
     async def _retry_later(self, text: Text, result: SendResult, fields: dict[str, Any]) -> str:
@@ -114,7 +118,7 @@ class Outcomes:
         fields["failures"] = failures
         if failures >= self.config.max_attempts:
             reason = f"retries exhausted: {result.category}"
-            await self.finish(text.id, Status.DEAD, reason, fields)
+            await self.finish(text, Status.DEAD, reason, fields)
             return Status.DEAD.value
         delay_ms = max(1, delay_ms)
         await self.store.transition(
@@ -124,6 +128,7 @@ class Outcomes:
             reason=f"{result.category}: retry in {delay_ms} ms",
             fields=fields,
             requeue=wire.message(text.id, self.config.queue, delay_ms=delay_ms),
+            fence=text.lease,
         )
         # Pacing is routine (a backlog may bounce many times): never more than debug.
         (log.debug if pacing else log.info)(
@@ -154,27 +159,25 @@ class Outcomes:
             return self.config.no_provider_backoff.delay_ms(waits, self.parts.rng)
         return None
 
-    async def finish(
-        self, msg_id: str, status: Status, reason: str, fields: dict[str, Any]
-    ) -> None:
+    async def finish(self, text: Text, status: Status, reason: str, fields: dict[str, Any]) -> None:
         done = await self.store.transition(
-            msg_id, [Status.SENDING], status, reason=reason, fields=fields
+            text.id, [Status.SENDING], status, reason=reason, fields=fields, fence=text.lease
         )
-        if not done.ok and status is Status.SENT:
-            # A fast receipt may have finalised it already; keep the provider's id.
+        if not done.ok and not done.stale and status is Status.SENT:
+            # A fast receipt finalised it already; keep the provider's id for this attempt.
+            pmid = str(fields["provider_message_id"] or "")
             await self.store.set_fields(
-                msg_id,
-                {
-                    "provider": str(fields["provider"]),
-                    "provider_message_id": str(fields["provider_message_id"]),
-                },
+                text.id,
+                {f"a{text.attempt}:pmid": pmid, "provider_message_id": pmid, "attempt_open": ""},
             )
         if status in LOUD_ENDINGS:
             log.warning("text ended", status=status.value, reason=reason)
 
 
-def _answer_fields(record: dict[str, str], routed: Routed, result: SendResult) -> dict[str, Any]:
+def _answer_fields(text: Text, routed: Routed, result: SendResult) -> dict[str, Any]:
+    record = text.record
     fields: dict[str, Any] = {
+        "attempt_open": "",
         "provider": routed.provider or "",
         "error_code": result.error_code,
         "error": result.error,

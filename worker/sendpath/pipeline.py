@@ -1,8 +1,9 @@
 """The send path (DESIGN.md, "Flow"): claim, gates, route, outcome.
 
 The pipeline knows no provider by name and no check by name: it claims the
-text, asks each gate in turn (go, hold or end), routes what all of them let
-through, and records what came of it.
+text under a lease, asks each gate in turn (go, hold or end), routes what all
+of them let through, and records what came of it. The lease is renewed while
+it works; every change it makes out of ``sending`` is fenced by that lease.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from worker.providers.base import SendResult
 from worker.sendpath.claim import Claimer
 from worker.sendpath.config import PipelineConfig
 from worker.sendpath.gates import Gate, Kind
+from worker.sendpath.ledger import Ledger
 from worker.sendpath.outcome import Outcomes
 from worker.sendpath.parts import Parts
 from worker.sendpath.route import Router
+from worker.sendpath.settle import Settler
 from worker.sendpath.text import Text
 
 BOUND = ("message_id", "campaign", "provider", "carrier")
+STALE = "stale"
 
 
 class Pipeline:
@@ -29,9 +33,11 @@ class Pipeline:
         self.config = config
         self.parts = parts
         self.gates = list(gates)
-        self.claimer = Claimer(parts.store, queue=config.queue, lease_ms=config.lease_ms)
-        self.router = Router(config, parts)
-        self.outcomes = Outcomes(config, parts)
+        settler = Settler(parts.store, config, parts.providers)
+        self.ledger = Ledger(parts.store, config.lease_ms)
+        self.claimer = Claimer(parts.store, config, settler)
+        self.router = Router(config, parts, self.ledger)
+        self.outcomes = Outcomes(config, parts, settler)
 
     async def deliver(self, msg_id: str) -> str:
         """Take one text as far as it can go now; returns what happened, for tests and logs."""
@@ -41,17 +47,23 @@ class Pipeline:
             if text is None:
                 return "skipped"
             structlog.contextvars.bind_contextvars(campaign=text.record.get("campaign"))
-            for gate in self.gates:
-                verdict = await gate.check(text)
-                if verdict.kind is not Kind.GO:
-                    return await self.outcomes.verdict(text, verdict)
-            routed = await self.router.route(text)
-            if routed.defer is not None:
-                return await self.outcomes.defer(text, routed)
-            await self._feed(text, routed.result)
-            return await self.outcomes.record(text, routed)
+            async with self.ledger.kept(text):
+                return await self._send(text)
         finally:
             structlog.contextvars.unbind_contextvars(*BOUND)
+
+    async def _send(self, text: Text) -> str:
+        for gate in self.gates:
+            verdict = await gate.check(text)
+            if verdict.kind is not Kind.GO:
+                return await self.outcomes.verdict(text, verdict)
+        routed = await self.router.route(text)
+        if routed.stale:
+            return STALE
+        if routed.defer is not None:
+            return await self.outcomes.defer(text, routed)
+        await self._feed(text, routed.result)
+        return await self.outcomes.record(text, routed)
 
     async def _feed(self, text: Text, result: SendResult | None) -> None:
         """What the answer says of the carrier: its name, and whether it is filtering."""

@@ -36,6 +36,11 @@ class Reserver:
             campaign=text.record.get("campaign", ""),
         )
         held, slot_ms = held_slot(text.record)
+        if text.record.get("rl_slot_ms"):
+            # A held slot is good for one attempt: a quick retry takes a slot of its own.
+            spent = {"rl_slot_ms": "", "rl_held": ""}
+            text.record.update(spent)
+            text.pending.update(spent)
         limits = [limit for limit in limits if limit.name not in held]
         if held and slot_ms > store.now_ms():
             await self.parts.sleep((slot_ms - store.now_ms()) / 1000)

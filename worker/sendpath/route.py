@@ -1,10 +1,16 @@
-"""Route: walk the campaign's providers, reserve a slot, send, fail over on provider faults.
+"""Route: walk the campaign's providers; for each, reserve a slot, record the attempt, send.
 
-A provider fault (5xx, timeout, refused connection, auth failure) counts
-against that provider's breaker and the text goes to the next provider on the
-route; an answer about the text itself (bad number, opted out, carrier block)
-is returned at once and never failed over: sending a carrier-blocked text
-through another provider is snowshoeing.
+Only an outcome that provably sent nothing fails over or is retried at once:
+a refused connection, a DNS or TLS failure, a connect timeout (``not sent``),
+and a provider's own 5xx or throttling answer. A provider fault counts against
+that provider's breaker. An answer about the text itself (bad number, opted
+out, carrier block) is returned at once and never failed over: sending a
+carrier-blocked text through another provider is snowshoeing. An outcome that
+may have sent the text (``uncertain``, ``ambiguous``) is returned at once too:
+it goes to ``unconfirmed``, never to another provider.
+
+Every HTTP attempt, quick retries included, takes its own rate-limit slot and
+is written to the record before it is made (``ledger``).
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from worker import store
-from worker.errors import ProviderError, ProviderTimeout
+from worker import callbacks, store
+from worker.errors import ProviderError, ProviderUncertain
 from worker.models import Category
 from worker.providers.base import OutboundText, Provider, SendResult
 from worker.ratelimit import Reservation
@@ -27,6 +33,7 @@ from worker.retry import (
 )
 from worker.routing import sticky_sender
 from worker.sendpath.config import PipelineConfig
+from worker.sendpath.ledger import Ledger
 from worker.sendpath.parts import Parts
 from worker.sendpath.reserve import Reserver
 from worker.sendpath.text import Text
@@ -34,8 +41,6 @@ from worker.verdicts import provider_weight
 
 log = structlog.get_logger("sendq.delivery")
 
-# A timed-out request may have reached the provider: failing over may double it.
-TIMEOUT_FAILOVER_COUNTER = "failovers_after_timeout"
 NO_PROVIDER_CODE = "no_provider"
 
 
@@ -44,17 +49,27 @@ class Routed:
     """What the route produced: the provider that answered (if any) and its answer.
 
     ``defer`` instead: the text holds a rate-limit slot too far ahead to sleep for.
+    ``stale``: this worker lost the text's lease before it could send.
     """
 
     provider: str | None
     result: SendResult | None
     defer: Reservation | None = None
+    stale: bool = False
+
+
+class _Stop(Exception):
+    """Leave the quick retries: the text waits for a slot, or is not ours any more."""
+
+    def __init__(self, routed: Routed) -> None:
+        self.routed = routed
 
 
 class Router:
-    def __init__(self, config: PipelineConfig, parts: Parts) -> None:
+    def __init__(self, config: PipelineConfig, parts: Parts, ledger: Ledger) -> None:
         self.config = config
         self.parts = parts
+        self.ledger = ledger
         self.reserver = Reserver(config, parts)
 
     async def route(self, text: Text) -> Routed:
@@ -67,35 +82,42 @@ class Router:
                 if admitted.retry_at_ms:
                     earliest_ms = min(earliest_ms or admitted.retry_at_ms, admitted.retry_at_ms)
                 continue
-            sender = sticky_sender(text.to, self.config.numbers[name])
-            reservation = await self.reserver.reserve(name, sender, text)
-            if reservation is not None:
-                return Routed(name, None, defer=reservation)
-            result = await self._send_via(name, sender, text)
+            try:
+                result = await self._send_via(
+                    name, sticky_sender(text.to, self.config.numbers[name]), text
+                )
+            except _Stop as stop:
+                return stop.routed
             if result.category is not Category.TRANSIENT:
                 return Routed(name, result)
             last = Routed(name, result)
-            if result.error_code == ProviderTimeout.__name__:
-                await self.parts.store.count(TIMEOUT_FAILOVER_COUNTER)
             log.warning("provider fault", provider=name, error=result.error or "")
         return last if last is not None else _no_provider(earliest_ms)
 
     async def _send_via(self, name: str, sender: str, text: Text) -> SendResult:
-        provider = self.parts.providers[name]
-        outbound = self._outbound(name, sender, text)
-        result = await _send_once(provider, outbound)
+        result = await self._attempt(name, sender, text)
         if worth_retrying_now(DEFAULT_QUICK_CAP_S)(result):
             # Most sends succeed at once: enter tenacity only for a retry.
             first_wait_s = result.retry_after_s or DEFAULT_QUICK_BASE_S
             await self.parts.sleep(min(DEFAULT_QUICK_CAP_S, first_wait_s))
             retrying = quick_retrying(sleep=self.parts.sleep, attempts=DEFAULT_QUICK_ATTEMPTS - 1)
-            result = await retrying(_send_once, provider, outbound)
+            result = await retrying(self._attempt, name, sender, text)
         weight = provider_weight(result.category)
-        if weight is None:
-            return result
-        breakers = self.parts.provider_breakers
-        decision = await breakers.record(name, weight, result.error_code or "")
-        self.parts.announce(breakers, name, decision, result.error_code)
+        if weight is not None:
+            breakers = self.parts.provider_breakers
+            decision = await breakers.record(name, weight, result.error_code or "")
+            self.parts.announce(breakers, name, decision, result.error_code)
+        return result
+
+    async def _attempt(self, name: str, sender: str, text: Text) -> SendResult:
+        """One HTTP attempt: its own slot, its ledger entry, then the call."""
+        reservation = await self.reserver.reserve(name, sender, text)
+        if reservation is not None:
+            raise _Stop(Routed(name, None, defer=reservation))
+        if not await self.ledger.begin(text, name, sender):
+            raise _Stop(Routed(name, None, stale=True))
+        result = await _send_once(self.parts.providers[name], self._outbound(name, sender, text))
+        text.pending[f"a{text.attempt}:outcome"] = result.category.value
         return result
 
     def _outbound(self, provider: str, sender: str, text: Text) -> OutboundText:
@@ -105,8 +127,8 @@ class Router:
             to=text.to,
             sender=sender,
             body=text.record["body"],
-            status_callback_url=(
-                f"{self.config.public_url}/webhooks/{provider}/status?mid={text.id}"
+            status_callback_url=callbacks.status_url(
+                self.config.public_url, provider, text.id, text.attempt
             ),
             validity_s=_validity_s(int(send_before) if send_before else None),
         )
@@ -115,8 +137,11 @@ class Router:
 async def _send_once(provider: Provider, text: OutboundText) -> SendResult:
     try:
         return await provider.send(text)
+    except ProviderUncertain as exc:
+        # Written, and no answer: the provider may have taken it.
+        return SendResult(Category.UNCERTAIN, error_code=type(exc).__name__, error=str(exc))
     except ProviderError as exc:
-        # Converted at the transport boundary; here it is one more category.
+        # Converted at the transport boundary; nothing reached the provider.
         return SendResult(Category.TRANSIENT, error_code=type(exc).__name__, error=str(exc))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from worker.carriers import UNKNOWN as UNKNOWN_CARRIER
 
@@ -11,10 +11,27 @@ DEFAULT_ROUTE = "default"
 
 @dataclass(slots=True)
 class Text:
-    """One claimed text. ``record`` is its Redis record as the claim returned it."""
+    """One claimed text. ``record`` is its Redis record as the claim returned it.
+
+    ``lease`` is the claim's lease id: every change this worker makes out of
+    ``sending`` is fenced by it (lua/transition.lua), so a worker whose lease
+    ran out changes nothing. ``pending`` holds record fields learnt since the
+    last write (an attempt's outcome), written with the next change.
+    """
 
     id: str
     record: dict[str, str]
+    lease: str = ""
+    pending: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def attempt(self) -> int:
+        """The number of the latest HTTP attempt (0: none yet)."""
+        return int(self.record.get("attempt") or 0)
+
+    def take_pending(self) -> dict[str, str]:
+        out, self.pending = self.pending, {}
+        return out
 
     @property
     def campaign(self) -> str:

@@ -1,0 +1,114 @@
+-- receipt.lua: apply a delivery receipt to the attempt it names, or refuse it.
+--
+-- KEYS[1]  {ns}:msg:{id}          the message record (hash), with its attempt ledger:
+--            attempt            the number of the latest HTTP attempt (0: none yet)
+--            a{N}:provider      the provider attempt N went to
+--            a{N}:from          the sending number it used
+--            a{N}:at_ms         when it was made (written before the HTTP call)
+--            a{N}:pmid          the provider's message id, once known
+-- KEYS[2]  {ns}:msg:{id}:h        the record's history (list, capped)
+-- KEYS[3]  {ns}:stats             "{campaign}|{status}" -> count (hash)
+-- KEYS[4]  {ns}:inflight          texts being sent (zset): left when the text leaves sending
+--
+-- ARGV[1]  now, epoch ms
+-- ARGV[2]  the provider whose webhook route the receipt came in on
+-- ARGV[3]  the attempt number the receipt names (its callback URL's), or ""
+-- ARGV[4]  the provider's message id in the receipt, or ""
+-- ARGV[5]  the receipt's status: sent | delivered | undelivered
+-- ARGV[6]  the history entry's reason
+-- ARGV[7]  history cap (entries kept)
+-- ARGV[8..] field, value pairs to set with the change
+--
+-- The receipt must name a real attempt of this text through this provider:
+-- by its attempt number, else by the provider's message id, else (a receipt
+-- that beat the worker's own write) the latest attempt, if it went through this
+-- provider and has no message id yet. A message id that contradicts the
+-- attempt's is refused. A record from before the ledger (no attempt field) is
+-- matched by its provider and provider message id.
+--
+-- A receipt proves the text was sent: it applies in any state that is not
+-- final (sending, queued, held, unconfirmed), so a text waiting for a retry or
+-- held behind a breaker is never sent again. A final state is never undone;
+-- "unconfirmed" is final for accounting, and evidence still settles it.
+--
+-- Returns {1, attempt, record...} when applied, {0, current status} when the
+-- receipt changes nothing (a duplicate, a final state), {-1} when the message
+-- does not exist, {-2, reason} when it names no attempt of this text.
+
+local msg = KEYS[1]
+local current = redis.call("HGET", msg, "status")
+if not current then
+    return {-1}
+end
+local now, provider, named, pmid, new = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+
+local function attempt_field(n, what)
+    return redis.call("HGET", msg, "a" .. n .. ":" .. what) or ""
+end
+
+local latest = tonumber(redis.call("HGET", msg, "attempt") or "0") or 0
+local n = tonumber(named)
+if latest == 0 then
+    -- A record from before the attempt ledger.
+    local known = redis.call("HGET", msg, "provider_message_id") or ""
+    if redis.call("HGET", msg, "provider") ~= provider or (pmid ~= "" and known ~= "" and known ~= pmid) then
+        return {-2, "the receipt names no attempt of this text"}
+    end
+    n = 0
+elseif n == nil then
+    if pmid ~= "" then
+        for i = latest, 1, -1 do
+            if attempt_field(i, "pmid") == pmid then n = i break end
+        end
+    end
+    if n == nil and attempt_field(latest, "provider") == provider and attempt_field(latest, "pmid") == "" then
+        n = latest
+    end
+end
+if n == nil or n < 0 or n > latest then
+    return {-2, "the receipt names no attempt of this text"}
+end
+if n > 0 then
+    if attempt_field(n, "provider") ~= provider then
+        return {-2, "attempt " .. n .. " of this text was not sent through " .. provider}
+    end
+    local known = attempt_field(n, "pmid")
+    if pmid ~= "" and known ~= "" and known ~= pmid then
+        return {-2, "the provider message id does not match attempt " .. n}
+    end
+end
+
+local from = {sending = true, queued = true, held = true, unconfirmed = true}
+if new ~= "sent" then from.sent = true end
+if not from[current] or current == new then
+    return {0, current}
+end
+
+local fields = {"status", new, "updated_ms", now, "settled_by", "receipt"}
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+if n > 0 then
+    fields[#fields + 1] = "provider"
+    fields[#fields + 1] = provider
+    if pmid ~= "" then
+        fields[#fields + 1] = "a" .. n .. ":pmid"
+        fields[#fields + 1] = pmid
+        fields[#fields + 1] = "provider_message_id"
+        fields[#fields + 1] = pmid
+    end
+end
+redis.call("HSET", msg, unpack(fields))
+if current == "sending" then
+    redis.call("ZREM", KEYS[4], string.match(msg, "([^:]+)$"))
+end
+local why = ARGV[6]
+if n > 0 then why = why .. " (attempt " .. n .. ")" end
+redis.call("RPUSH", KEYS[2], cjson.encode({at = tonumber(now), from = current, to = new, why = why}))
+redis.call("LTRIM", KEYS[2], -tonumber(ARGV[7]), -1)
+local campaign = redis.call("HGET", msg, "campaign") or "default"
+redis.call("HINCRBY", KEYS[3], campaign .. "|" .. current, -1)
+redis.call("HINCRBY", KEYS[3], campaign .. "|" .. new, 1)
+
+local record = redis.call("HGETALL", msg)
+table.insert(record, 1, n)
+table.insert(record, 1, 1)
+return record

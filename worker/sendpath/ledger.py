@@ -1,0 +1,93 @@
+"""The attempt ledger and the send lease: written before each HTTP call, kept while it runs.
+
+Before every HTTP call the attempt goes on the record, fenced by the lease:
+its number, provider, sending number and start time, and the text's carrier
+(so a receipt that beats the worker's own write still feeds the right
+breaker). ``attempt_open`` stays set until the attempt's outcome is recorded:
+a worker that dies in between leaves the record saying an HTTP call may have
+gone out, and the text that is taken over goes through ``unconfirmed``.
+
+The lease is renewed while a text is being worked on, so a slow send never
+outlives it; a worker cut off from Redis cannot renew, and once another
+worker takes the text over, whatever the first one reports is fenced out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+
+from worker import store
+from worker.models import Status
+from worker.sendpath.text import Text
+
+log = structlog.get_logger("sendq.delivery")
+
+# Renew when a third of the lease is left: two renewals may fail before it runs out.
+RENEW_FRACTION = 3
+ATTEMPT_OPEN_FIELD = "attempt_open"
+
+
+def attempt_fields(n: int, provider: str, sender: str, started_ms: int) -> dict[str, str]:
+    return {
+        "attempt": str(n),
+        f"a{n}:provider": provider,
+        f"a{n}:from": sender,
+        f"a{n}:at_ms": str(started_ms),
+        ATTEMPT_OPEN_FIELD: "1",
+    }
+
+
+class Ledger:
+    def __init__(self, store_: store.AsyncStore, lease_ms: int) -> None:
+        self.store = store_
+        self.lease_ms = lease_ms
+
+    async def begin(self, text: Text, provider: str, sender: str) -> bool:
+        """Write the next attempt before its HTTP call; False: this worker lost the lease."""
+        n = text.attempt + 1
+        fields = {
+            **text.take_pending(),
+            **attempt_fields(n, provider, sender, store.now_ms()),
+            "carrier": text.carrier,
+        }
+        done = await self.store.transition(
+            text.id,
+            [Status.SENDING],
+            Status.SENDING,
+            reason=f"attempt {n} via {provider}",
+            fields=fields,
+            fence=text.lease,
+        )
+        if not done.ok:
+            log.warning("the text is not ours to send any more", status=done.current)
+            return False
+        text.record.update(fields)
+        return True
+
+    @contextlib.asynccontextmanager
+    async def kept(self, text: Text) -> AsyncIterator[None]:
+        """Renew ``text``'s lease in the background while the block runs."""
+        task = asyncio.create_task(self._renew(text))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _renew(self, text: Text) -> None:
+        every_s = self.lease_ms / RENEW_FRACTION / 1000
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                kept = await self.store.renew(text.id, text.lease, store.now_ms() + self.lease_ms)
+            except Exception as exc:  # Redis away: the lease may run out; fencing holds.
+                log.warning("could not renew the send lease", error=str(exc)[:200])
+                continue
+            if not kept:
+                log.warning("the send lease was lost mid-send; the result will be fenced out")
+                return

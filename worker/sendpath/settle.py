@@ -1,0 +1,154 @@
+"""Settling an unconfirmed text: evidence first, then policy.
+
+A text whose attempt may have reached the provider (a timeout or a dropped
+connection after writing, an ambiguous answer, a worker lost mid-send) goes
+to ``unconfirmed`` and waits ``worker.unconfirmed_wait_s`` for evidence. A
+receipt for that attempt settles it at any time (lua/receipt.lua). When the
+wait is over, the settler asks the provider, where it has a look-up:
+
+- found: the text was sent; it becomes ``sent`` with the provider's id;
+- not found: nothing was sent; it is sent again, with no double possible;
+- the provider cannot tell: ``worker.on_unconfirmed`` decides: ``fail``
+  leaves it ``unconfirmed`` (final), ``resend`` sends it again and counts it
+  (``possible_double`` on the record and in the counters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import structlog
+
+from worker import store, wire
+from worker.models import Status
+from worker.providers.base import CANNOT_TELL, NOT_FOUND, Provider, SentQuery
+from worker.sendpath.config import PipelineConfig
+from worker.sendpath.ledger import ATTEMPT_OPEN_FIELD
+from worker.sendpath.text import Text
+
+log = structlog.get_logger("sendq.delivery")
+
+UNCONFIRMED_COUNTER = "unconfirmed"
+POSSIBLE_DOUBLE_COUNTER = "possible_doubles"
+POSSIBLE_DOUBLE_FIELD = "possible_double"
+SETTLE_AT_FIELD = "settle_at_ms"
+# A settle message early by this much is still due (dramatiq's delay queue is coarse).
+SETTLE_EARLY_MS = 500
+
+
+class Settler:
+    def __init__(
+        self,
+        store_: store.AsyncStore,
+        config: PipelineConfig,
+        providers: Mapping[str, Provider],
+    ) -> None:
+        self.store = store_
+        self.config = config
+        self.providers = providers
+
+    async def wait_for_evidence(
+        self, text: Text, reason: str, fields: Mapping[str, object] | None = None
+    ) -> str:
+        """``sending -> unconfirmed``, with a message to settle it when the wait is over."""
+        wait_ms = self.config.unconfirmed_wait_ms
+        changes = {
+            **text.take_pending(),
+            **(fields or {}),
+            SETTLE_AT_FIELD: store.now_ms() + wait_ms,
+            ATTEMPT_OPEN_FIELD: "",
+        }
+        done = await self.store.transition(
+            text.id,
+            [Status.SENDING],
+            Status.UNCONFIRMED,
+            reason=f"unconfirmed: {reason}; waiting {wait_ms // 1000} s for evidence",
+            fields=changes,
+            fence=text.lease,
+            requeue=wire.message(text.id, wire.timed_queue(self.config.queue), delay_ms=wait_ms),
+        )
+        if done.ok:
+            await self.store.count(UNCONFIRMED_COUNTER)
+            log.warning("text unconfirmed: it may have been sent", reason=reason)
+        return Status.UNCONFIRMED.value
+
+    async def settle(self, msg_id: str, lease: dict[str, str]) -> Text | None:
+        """The wait is over: a Text to send again, or None (settled, or not due)."""
+        record = await self.store.get(msg_id)
+        due = int((record or {}).get(SETTLE_AT_FIELD) or 0)
+        if record is None or not due or due > store.now_ms() + SETTLE_EARLY_MS:
+            return None
+        found = await self._look_up(record)
+        if isinstance(found, str):
+            await self._settle_sent(msg_id, record, found)
+            return None
+        if found is NOT_FOUND:
+            return await self._send_again(msg_id, lease, "not found by the provider's look-up")
+        if self.config.on_unconfirmed == "resend":
+            return await self._send_again(msg_id, lease, "no evidence", possible_double=True)
+        await self.store.transition(
+            msg_id,
+            [Status.UNCONFIRMED],
+            Status.UNCONFIRMED,
+            reason="no evidence: not sent again (worker.on_unconfirmed = fail)",
+            fields={SETTLE_AT_FIELD: ""},
+        )
+        return None
+
+    async def _look_up(self, record: dict[str, str]) -> str | object:
+        n = int(record.get("attempt") or 0)
+        provider = self.providers.get(record.get(f"a{n}:provider", ""))
+        if n == 0 or provider is None:
+            return CANNOT_TELL
+        query = SentQuery(
+            message_id=record["id"],
+            to=record["to"],
+            sender=record.get(f"a{n}:from", ""),
+            body=record.get("body", ""),
+            after_ms=int(record.get(f"a{n}:at_ms") or 0),
+        )
+        try:
+            found: str | object = await provider.find_sent(query)
+        except Exception as exc:  # a look-up that fails says nothing either way
+            log.warning("provider look-up failed", error=str(exc)[:200])
+            return CANNOT_TELL
+        return found
+
+    async def _settle_sent(self, msg_id: str, record: dict[str, str], pmid: str) -> None:
+        n = int(record.get("attempt") or 0)
+        provider = record.get(f"a{n}:provider", "")
+        await self.store.transition(
+            msg_id,
+            [Status.UNCONFIRMED],
+            Status.SENT,
+            reason=f"found by {provider}'s look-up (attempt {n})",
+            fields={
+                SETTLE_AT_FIELD: "",
+                "provider": provider,
+                "provider_message_id": pmid,
+                f"a{n}:pmid": pmid,
+            },
+        )
+
+    async def _send_again(
+        self, msg_id: str, lease: dict[str, str], why: str, *, possible_double: bool = False
+    ) -> Text | None:
+        fields: dict[str, str] = {**lease, SETTLE_AT_FIELD: ""}
+        reason = f"{why}: sending again"
+        if possible_double:
+            fields[POSSIBLE_DOUBLE_FIELD] = "1"
+            reason += " (possible double send, worker.on_unconfirmed = resend)"
+        taken = await self.store.transition(
+            msg_id,
+            [Status.UNCONFIRMED],
+            Status.SENDING,
+            reason=reason,
+            fields=fields,
+            return_record=True,
+        )
+        if not taken.ok or taken.record is None:
+            return None
+        if possible_double:
+            await self.store.count(POSSIBLE_DOUBLE_COUNTER)
+            log.warning("sending an unconfirmed text again: a possible double send")
+        return Text(msg_id, taken.record, lease["lease_id"])
