@@ -8,10 +8,11 @@ from urllib.parse import urlencode
 import pytest
 import redis
 from starlette.testclient import TestClient
+from twilio.request_validator import RequestValidator
 
 from tests import parts
 from worker.enqueue import Producer
-from worker.providers.twilio import TwilioProvider, signature
+from worker.providers.twilio import TwilioProvider
 from worker.sendpath.ledger import attempt_fields
 from worker.store import AsyncStore, Store
 from worker.webhooks import DEFAULT_MAX_BODY_BYTES, create_app
@@ -58,14 +59,18 @@ def post(
     token: str = TOKEN,
     tamper: dict[str, str] | None = None,
     sign: bool = True,
+    attempt: int | None = None,
 ):
-    path = f"/webhooks/twilio/status?mid={msg_id}"
+    path = f"/webhooks/twilio/status?mid={msg_id}" + (f"&att={attempt}" if attempt else "")
     params = {"MessageSid": "SM" + "a" * 32, "MessageStatus": status, "AccountSid": "AC1"}
     if code:
         params["ErrorCode"] = code
     headers = {"content-type": "application/x-www-form-urlencoded"}
     if sign:
-        headers["x-twilio-signature"] = signature(PUBLIC + path, params.items(), token)
+        # Signed by Twilio's own SDK, not the adapter: a bug in the adapter's scheme shows.
+        headers["x-twilio-signature"] = RequestValidator(token).compute_signature(
+            PUBLIC + path, params
+        )
     body = urlencode({**params, **(tamper or {})})
     return hooks.post(path, content=body, headers=headers)
 
@@ -116,7 +121,7 @@ def test_a_receipt_signed_for_another_message_is_refused(hooks, client, ns, queu
     mine, other = sending(client, ns, queue), sending(client, ns, queue)
     path = f"/webhooks/twilio/status?mid={mine}"
     params = {"MessageSid": "SM1", "MessageStatus": "undelivered"}
-    sig = signature(PUBLIC + path, params.items(), TOKEN)
+    sig = RequestValidator(TOKEN).compute_signature(PUBLIC + path, params)
     response = hooks.post(
         f"/webhooks/twilio/status?mid={other}",
         content=urlencode(params),
@@ -173,7 +178,7 @@ def test_a_signed_but_malformed_receipt_is_a_400(hooks) -> None:
         content=urlencode(params),
         headers={
             "content-type": "application/x-www-form-urlencoded",
-            "x-twilio-signature": signature(PUBLIC + path, params.items(), TOKEN),
+            "x-twilio-signature": RequestValidator(TOKEN).compute_signature(PUBLIC + path, params),
         },
     )
     assert response.status_code == 400

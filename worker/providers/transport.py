@@ -107,7 +107,7 @@ def mapped(provider: str, exc: httpx.HTTPError) -> ProviderError:
     """sendq's error for an httpx error, by whether the request can have been sent."""
     if never_sent(exc):
         return ProviderUnreachable(provider, f"cannot connect ({exc!r})")
-    if isinstance(exc, httpx.TimeoutException):
+    if _timed_out(exc):
         return ProviderTimeout(provider, f"no answer within the timeout ({exc!r})")
     if isinstance(exc, httpx.TransportError):
         return ProviderUncertain(provider, f"the connection was lost ({exc!r})")
@@ -123,6 +123,13 @@ def never_sent(exc: httpx.HTTPError) -> bool:
         # Connecting failed (refused, DNS, TLS) or timed out: nothing was written.
         return isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
     return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+
+
+def _timed_out(exc: httpx.HTTPError) -> bool:
+    cause = exc.__cause__
+    if _is_aiohttp(cause):
+        return isinstance(cause, TimeoutError)  # aiohttp's ServerTimeoutError family
+    return isinstance(exc, httpx.TimeoutException)
 
 
 def _is_aiohttp(exc: BaseException | None) -> bool:

@@ -1,0 +1,276 @@
+"""Promise 2 at the send path: every attempt is on the record, and only a provable
+"not sent" is retried or failed over. Each test is a reproduction from the review
+(issue 12): a real server on loopback that drops the connection or answers late,
+a real Redis, the simulator as the second provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from tests import parts
+from tests.conftest import AUTH_TOKEN
+from tests.test_delivery import SID, enqueue, report, scenario
+from worker import wire
+from worker.breaker import AsyncBreakers, Policy
+from worker.providers.twilio import TwilioProvider
+from worker.ratelimit import AsyncLimiter
+from worker.retry import Backoff
+from worker.sendpath import Pipeline, PipelineConfig
+from worker.settings import LimitsSettings, RateSettings
+from worker.store import Store
+
+
+@dataclass
+class Misbehaving:
+    """An HTTP server that reads each whole request, then drops it or answers late."""
+
+    answer_after_s: float | None = None  # None: close the connection unanswered
+    requests: int = 0
+    port: int = 0
+    _server: asyncio.Server | None = field(default=None, repr=False)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            ),
+            0,
+        )
+        await reader.readexactly(length)
+        self.requests += 1
+        if self.answer_after_s is None:
+            writer.transport.abort()  # read it all, then a reset: no answer ever comes
+            return
+        await asyncio.sleep(self.answer_after_s)
+        body = b'{"sid": "SMlate", "status": "queued"}'
+        writer.write(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n")
+        writer.write(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def misbehaving(answer_after_s: float | None = None) -> AsyncIterator[Misbehaving]:
+    server = Misbehaving(answer_after_s)
+    listening = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    server.port = listening.sockets[0].getsockname()[1]
+    try:
+        yield server
+    finally:
+        listening.close()
+
+
+def two_provider_pipeline(
+    aclient: aioredis.Redis,
+    ns: str,
+    queue: str,
+    first_url: str,
+    sim: str,
+    *,
+    timeout_s: float = 2.0,
+    lease_ms: int = 60_000,
+) -> Pipeline:
+    """Twilio at ``first_url``, failing over to the simulator's Twilio as "backup"."""
+    config = PipelineConfig(
+        queue=queue,
+        public_url="http://127.0.0.1:9",
+        routes={"default": ["twilio", "backup"]},
+        numbers={"twilio": ["+12015550100"], "backup": ["+12015550101"]},
+        max_attempts=3,
+        backoff=Backoff(base_ms=1000, cap_ms=10_000),
+        lease_ms=lease_ms,
+    )
+    providers = {
+        "twilio": TwilioProvider(
+            account_sid=SID, auth_token=AUTH_TOKEN, base_url=first_url, timeout_s=timeout_s
+        ),
+        "backup": TwilioProvider(account_sid=SID, auth_token=AUTH_TOKEN, base_url=sim),
+    }
+    breakers = AsyncBreakers(aclient, "provider", Policy(consecutive=100, min_calls=1000), ns)
+    return parts.pipeline(config, aclient, ns, providers, breakers, sleep=asyncio.sleep)
+
+
+def record(client: redis.Redis, ns: str, msg_id: str) -> dict[str, str]:
+    found = Store(client, ns).get(msg_id)
+    assert found is not None
+    return found
+
+
+async def test_a_connection_dropped_after_the_request_was_written_is_unconfirmed_not_resent(
+    aclient, client, ns, queue, sim
+) -> None:
+    async with misbehaving(answer_after_s=None) as dropper:
+        pipeline = two_provider_pipeline(aclient, ns, queue, dropper.url, sim)
+        msg_id = enqueue(client, ns, queue)
+        assert await pipeline.deliver(msg_id) == "unconfirmed"
+    rec = record(client, ns, msg_id)
+    assert dropper.requests == 1  # no quick retry
+    assert report(sim)["requests"] == 0  # no failover
+    assert (rec["status"], rec["error_code"]) == ("unconfirmed", "ProviderUncertain")
+    assert (rec["attempt"], rec["a1:provider"], rec["a1:outcome"]) == ("1", "twilio", "uncertain")
+
+
+async def test_a_timeout_after_writing_is_unconfirmed_not_retried_on_the_same_provider(
+    aclient, client, ns, queue, sim
+) -> None:
+    async with misbehaving(answer_after_s=3.0) as slow:
+        pipeline = two_provider_pipeline(aclient, ns, queue, slow.url, sim, timeout_s=0.5)
+        msg_id = enqueue(client, ns, queue)
+        assert await pipeline.deliver(msg_id) == "unconfirmed"
+        assert slow.requests == 1
+    assert report(sim)["requests"] == 0
+    assert record(client, ns, msg_id)["error_code"] == "ProviderTimeout"
+    assert "failovers_after_timeout" not in Store(client, ns).counters()
+
+
+async def test_a_refused_connection_is_provably_unsent_and_fails_over(
+    aclient, client, ns, queue, sim
+) -> None:
+    async with misbehaving() as gone:
+        url = gone.url
+    pipeline = two_provider_pipeline(aclient, ns, queue, url, sim)  # nothing listens there now
+    msg_id = enqueue(client, ns, queue)
+    assert await pipeline.deliver(msg_id) == "sent"
+    rec = record(client, ns, msg_id)
+    assert rec["provider"] == "backup" and report(sim)["requests"] == 1
+    # Three quick attempts at the dead port, each on the record, then the backup.
+    assert rec["attempt"] == "4" and rec["a4:provider"] == "backup"
+
+
+async def test_a_send_slower_than_the_lease_keeps_it_and_nobody_takes_it_over(
+    aclient, client, ns, queue, sim
+) -> None:
+    async with misbehaving(answer_after_s=4.0) as slow:
+        a = two_provider_pipeline(aclient, ns, queue, slow.url, sim, timeout_s=3, lease_ms=2000)
+        b = two_provider_pipeline(aclient, ns, queue, sim, sim, lease_ms=2000)
+        msg_id = enqueue(client, ns, queue)
+        first = asyncio.create_task(a.deliver(msg_id))
+        await asyncio.sleep(2.5)  # past the lease A took at its claim
+        assert await b.deliver(msg_id) == "skipped"  # A renewed it: B waits
+        assert await first == "unconfirmed"
+        assert slow.requests == 1
+    assert report(sim)["requests"] == 0
+    counters = Store(client, ns).counters()
+    assert "takeovers" not in counters and "crash_resends" not in counters
+
+
+async def test_a_stale_workers_result_changes_nothing_and_is_kept_as_evidence(
+    client, ns, queue
+) -> None:
+    msg_id = enqueue(client, ns, queue)
+    store = Store(client, ns)
+    store.transition(msg_id, ["queued"], "sending", reason="claimed", fields={"lease_id": "B"})
+    late = store.transition(msg_id, ["sending"], "queued", reason="retry in 1000 ms", fence="A")
+    assert not late.ok and late.stale
+    assert record(client, ns, msg_id)["status"] == "sending"
+    assert "late result of an expired lease (A)" in store.history(msg_id)[-1]["why"]
+
+
+async def test_each_quick_retry_takes_a_rate_limit_slot_of_its_own(
+    aclient, client, ns, queue, sim
+) -> None:
+    scenario(sim, rules=[{"http_status": 503}])
+    pipeline = two_provider_pipeline(aclient, ns, queue, sim, sim)
+    pipeline.config.routes = {"default": ["twilio"]}
+    pipeline.config.limits = LimitsSettings(numbers={"+12015550100": RateSettings(rate=1)})
+    pipeline.parts.limiter = AsyncLimiter(aclient, ns)
+    msg_id = enqueue(client, ns, queue)
+    # The first attempt took this second's slot; the quick retry's is a second away,
+    # too far to sleep for: the text waits for it on the timed queue.
+    assert await pipeline.deliver(msg_id) == "deferred"
+    assert report(sim)["requests"] == 1
+    assert client.llen(wire.queue_key(wire.delay_queue(wire.timed_queue(queue)))) == 1
+
+
+@pytest.mark.parametrize("waiting", ["held", "queued"])
+async def test_a_receipt_proves_a_waiting_text_sent_and_it_is_never_sent_again(
+    aclient, client, redis_url, ns, queue, sim, waiting: str
+) -> None:
+    from tests.test_webhooks import post, sending
+
+    pipeline = two_provider_pipeline(aclient, ns, queue, sim, sim)
+    msg_id = sending(client, ns, queue)  # attempt 1 via twilio is on the record
+    Store(client, ns).transition(msg_id, ["sending"], waiting, reason="a retry, or a hold")
+    hooks = webhook_client(redis_url, ns)
+    assert post(hooks, msg_id, "delivered", attempt=1).status_code == 200
+    assert record(client, ns, msg_id)["status"] == "delivered"
+    assert await pipeline.deliver(msg_id) == "skipped"  # its queued message comes: nothing
+    assert report(sim)["requests"] == 0
+
+
+def webhook_client(redis_url: str, ns: str) -> httpx.Client:
+    from starlette.testclient import TestClient
+
+    from tests.test_webhooks import PUBLIC, TOKEN
+    from worker.store import AsyncStore
+    from worker.webhooks import create_app
+
+    provider = TwilioProvider(account_sid=SID, auth_token=TOKEN, base_url="http://127.0.0.1:9")
+    # A client of the app's own: the test client runs the app on a loop of its own.
+    aclient = aioredis.Redis.from_url(redis_url)
+    app = create_app(
+        store=AsyncStore(aclient, ns),
+        providers={"twilio": provider},
+        public_url=PUBLIC,
+        feed=parts.feed(aclient, ns),
+    )
+    return TestClient(app, base_url=PUBLIC)
+
+
+async def test_a_receipt_that_beats_the_workers_write_feeds_the_carriers_breaker(
+    client, redis_url, ns, queue
+) -> None:
+    from tests.test_webhooks import post, sending
+    from worker.breaker import Breakers
+
+    msg_id = sending(client, ns, queue)
+    # What the ledger wrote before the HTTP call: the carrier is on the record already.
+    client.hset(f"{ns}:msg:{msg_id}", mapping={"carrier": "tmobile", "campaign": "gotv"})
+    hooks = webhook_client(redis_url, ns)
+    assert post(hooks, msg_id, "undelivered", code="30007", attempt=1).status_code == 200
+    breakers = Breakers(client, "carrier", Policy(), ns)
+    assert breakers.status("tmobile:gotv")["window_failures"] == 1
+    assert breakers.status("unknown:gotv")["window_calls"] == 0
+
+
+async def test_a_receipt_naming_an_attempt_the_text_never_had_is_refused(
+    client, redis_url, ns, queue
+) -> None:
+    from tests.test_webhooks import post, sending
+
+    msg_id = sending(client, ns, queue)  # one attempt, via twilio
+    hooks = webhook_client(redis_url, ns)
+    refused = post(hooks, msg_id, "delivered", attempt=2)
+    assert refused.status_code == 403
+    assert "no attempt" in refused.json()["error"]
+    assert record(client, ns, msg_id)["status"] == "sending"
+
+
+async def test_a_receipt_through_another_provider_than_the_attempts_is_refused(
+    client, redis_url, ns, queue
+) -> None:
+    from tests.test_webhooks import post, sending
+
+    msg_id = sending(client, ns, queue, "bandwidth")  # its attempt went to Bandwidth
+    hooks = webhook_client(redis_url, ns)
+    refused = post(hooks, msg_id, "delivered", attempt=1)  # a validly signed Twilio receipt
+    assert refused.status_code == 403
+    assert "not sent through twilio" in refused.json()["error"]
+    assert record(client, ns, msg_id)["status"] == "sending"

@@ -1,0 +1,126 @@
+"""Unconfirmed texts are settled by evidence first, then by worker.on_unconfirmed.
+
+An ambiguous answer leaves a text ``unconfirmed``; when the wait for evidence is
+over, its settle message comes back. These tests make it due at once and deliver it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import AUTH_TOKEN
+from tests.test_attempts import two_provider_pipeline, webhook_client
+from tests.test_delivery import SID, enqueue, report, scenario
+from worker.providers.base import CANNOT_TELL, NOT_FOUND, SentQuery
+from worker.providers.twilio import TwilioProvider
+from worker.sendpath import Pipeline
+from worker.store import Store
+
+
+class Answering(TwilioProvider):
+    """The simulator's Twilio, with a look-up that says what the test wants."""
+
+    def __init__(self, found: object, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.found = found
+        self.asked: list[SentQuery] = []
+
+    async def find_sent(self, query: SentQuery) -> str | object:
+        self.asked.append(query)
+        return self.found
+
+
+def pipeline_finding(aclient, ns, queue, sim, found: object, policy: str = "fail") -> Pipeline:
+    pipeline = two_provider_pipeline(aclient, ns, queue, sim, sim)
+    pipeline.parts.providers["twilio"] = Answering(
+        found, account_sid=SID, auth_token=AUTH_TOKEN, base_url=sim
+    )
+    pipeline.config.on_unconfirmed = policy
+    return pipeline
+
+
+async def unconfirmed_then_due(pipeline: Pipeline, client: redis.Redis, ns, queue, sim) -> str:
+    scenario(sim, rules=[{"error_code": "30008", "mode": "sync"}])
+    msg_id = enqueue(client, ns, queue)
+    assert await pipeline.deliver(msg_id) == "unconfirmed"
+    scenario(sim, rules=[])  # the provider answers plainly from now on
+    client.hset(f"{ns}:msg:{msg_id}", "settle_at_ms", 1)  # the wait is over
+    return msg_id
+
+
+def record(client: redis.Redis, ns: str, msg_id: str) -> dict[str, str]:
+    found = Store(client, ns).get(msg_id)
+    assert found is not None
+    return found
+
+
+async def test_a_text_the_provider_found_is_settled_sent_and_never_sent_again(
+    aclient, client, ns, queue, sim
+) -> None:
+    pipeline = pipeline_finding(aclient, ns, queue, sim, "SMfound")
+    msg_id = await unconfirmed_then_due(pipeline, client, ns, queue, sim)
+    assert await pipeline.deliver(msg_id) == "skipped"
+    rec = record(client, ns, msg_id)
+    assert (rec["status"], rec["provider_message_id"], rec["a1:pmid"]) == (
+        "sent",
+        "SMfound",
+        "SMfound",
+    )
+    assert report(sim)["requests"] == 1
+    asked = pipeline.parts.providers["twilio"].asked  # type: ignore[attr-defined]
+    assert [(q.to, q.sender) for q in asked] == [(rec["to"], rec["a1:from"])]
+
+
+async def test_a_text_the_provider_never_had_is_sent_again_with_no_double_counted(
+    aclient, client, ns, queue, sim
+) -> None:
+    pipeline = pipeline_finding(aclient, ns, queue, sim, NOT_FOUND)
+    msg_id = await unconfirmed_then_due(pipeline, client, ns, queue, sim)
+    assert await pipeline.deliver(msg_id) == "sent"
+    rec = record(client, ns, msg_id)
+    assert "possible_double" not in rec and rec["attempt"] == "2"
+    assert "possible_doubles" not in Store(client, ns).counters()
+
+
+async def test_with_no_evidence_and_on_unconfirmed_fail_the_text_stays_unconfirmed(
+    aclient, client, ns, queue, sim
+) -> None:
+    pipeline = pipeline_finding(aclient, ns, queue, sim, CANNOT_TELL, policy="fail")
+    msg_id = await unconfirmed_then_due(pipeline, client, ns, queue, sim)
+    assert await pipeline.deliver(msg_id) == "skipped"
+    rec = record(client, ns, msg_id)
+    assert (rec["status"], rec["settle_at_ms"]) == ("unconfirmed", "")
+    assert "on_unconfirmed = fail" in Store(client, ns).history(msg_id)[-1]["why"]
+    assert report(sim)["requests"] == 1
+    # Settled: a duplicate settle message changes nothing.
+    assert await pipeline.deliver(msg_id) == "skipped"
+
+
+async def test_with_no_evidence_and_on_unconfirmed_resend_the_resend_is_counted(
+    aclient, client, ns, queue, sim
+) -> None:
+    pipeline = pipeline_finding(aclient, ns, queue, sim, CANNOT_TELL, policy="resend")
+    msg_id = await unconfirmed_then_due(pipeline, client, ns, queue, sim)
+    assert await pipeline.deliver(msg_id) == "sent"
+    rec = record(client, ns, msg_id)
+    assert rec["possible_double"] == "1"
+    assert Store(client, ns).counters()["possible_doubles"] == 1
+    assert report(sim)["requests"] == 2
+
+
+@pytest.mark.parametrize("policy", ["fail", "resend"])
+async def test_a_receipt_for_the_attempt_settles_an_unconfirmed_text_first(
+    aclient, client, redis_url, ns, queue, sim, policy: str
+) -> None:
+    from tests.test_webhooks import TOKEN, post
+
+    pipeline = pipeline_finding(aclient, ns, queue, sim, CANNOT_TELL, policy=policy)
+    msg_id = await unconfirmed_then_due(pipeline, client, ns, queue, sim)
+    hooks = webhook_client(redis_url, ns)
+    assert post(hooks, msg_id, "delivered", attempt=1, token=TOKEN).status_code == 200
+    assert record(client, ns, msg_id)["status"] == "delivered"
+    assert await pipeline.deliver(msg_id) == "skipped"
+    assert report(sim)["requests"] == 1
