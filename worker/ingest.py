@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from worker.errors import InvalidInput
+# FileError: the whole file is unusable (re-exported: callers catch it from here).
+from worker.errors import FileError as FileError
 
 DEFAULT_MAX_LINE_BYTES = 1024 * 1024
 # A record over several lines (a quoted field with newlines) has the same limit.
@@ -56,13 +57,6 @@ class Row:
     line: int
     fields: dict[str, Any] | None
     error: str | None
-
-
-class FileError(InvalidInput):
-    """The whole file is unusable: names the file and the reason."""
-
-    def __init__(self, source: str, reason: str) -> None:
-        super().__init__(source, reason)
 
 
 class Template:
