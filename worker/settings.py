@@ -36,6 +36,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from worker.config_errors import describe
 from worker.errors import ConfigError
 from worker.providers import registry
 from worker.providers.base import ENV_PREFIX, ProviderSettings, ProviderSpec, http_url
@@ -411,19 +412,7 @@ def _settings_model(specs: tuple[ProviderSpec[Any], ...]) -> type[Settings]:
 
 
 def _describe(exc: ValidationError) -> str:
-    source = str(config_path() or "defaults")
-    lines = [f"invalid configuration ({source} and {ENV_PREFIX}* environment):"]
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
-        env = ENV_PREFIX + "__".join(str(p) for p in err["loc"]).upper()
-        reason = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            reason = "is not a known setting"
-        if not key:  # a check across several settings names them itself
-            lines.append(f"  {reason}")
-            continue
-        lines.append(f"  {key} (env {env}): {reason} (got {err.get('input')!r:.60})")
-    return "\n".join(lines)
+    return describe(exc, str(config_path() or "defaults"), secret_fields())
 
 
 @lru_cache(maxsize=1)
