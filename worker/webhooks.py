@@ -9,9 +9,9 @@ every change is a compare-and-set and a final state is never undone.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import structlog
 from starlette.applications import Starlette
@@ -62,14 +62,19 @@ def create_app(
             log.warning("receipt refused: bad or missing signature", provider=provider.name)
             return _error(403, "invalid signature")
         try:
-            receipts = provider.parse_receipts(hook)
+            events = _events(provider, hook)
         except InvalidWebhook as exc:
             return _error(400, str(exc))
         attempt = attempt_of(request.query_params)
-        results = [await _apply(store, provider.name, r, feed, attempt) for r in receipts]
-        if len(results) == 1:
-            return JSONResponse(results[0], status_code=results[0].pop("http_status", 200))
-        return JSONResponse({"receipts": results})
+        results: list[dict[str, Any]] = []
+        for index, parsed in events:
+            if isinstance(parsed, InvalidWebhook):
+                log.warning("receipt event refused", provider=provider.name, index=index)
+                result = {"error": str(parsed), "http_status": 400}
+            else:
+                result = await _apply(store, provider.name, parsed, feed, attempt)
+            results.append({"index": index, **result})
+        return _answer(results)
 
     async def health(_: Request) -> Response:
         await store.ping()
@@ -145,6 +150,42 @@ async def _apply(
             category=receipt.category.value,
         )
     return {"applied": done.applied, "status": done.current or receipt.status}
+
+
+@runtime_checkable
+class _PerEvent(Protocol):
+    """A provider that batches events (Bandwidth) and can read each on its own."""
+
+    def parse_events(
+        self, request: WebhookRequest
+    ) -> Sequence[tuple[int, Receipt | InvalidWebhook]]: ...
+
+
+def _events(
+    provider: Provider, hook: WebhookRequest
+) -> Sequence[tuple[int, Receipt | InvalidWebhook]]:
+    """Each event of the callback with its index, read or refused on its own."""
+    if isinstance(provider, _PerEvent):
+        return provider.parse_events(hook)
+    return list(enumerate(provider.parse_receipts(hook)))
+
+
+def _answer(results: list[dict[str, Any]]) -> JSONResponse:
+    """One event: its own answer. A batch: 200 with one result per event as
+    soon as any event was taken, since a provider retries the whole batch on
+    anything else and would post the applied events again; the refused
+    ones are named there by index and reason. 4xx only when none was taken."""
+    statuses = [result.pop("http_status", 200) for result in results]
+    if len(results) == 1:
+        del results[0]["index"]
+        return JSONResponse(results[0], status_code=statuses[0])
+    if any(code < 400 for code in statuses):
+        return JSONResponse({"receipts": results})
+    refused = "; ".join(f"event {r['index']}: {r['error']}" for r in results)
+    return JSONResponse(
+        {"error": f"no event could be applied: {refused}", "receipts": results},
+        status_code=statuses[0],
+    )
 
 
 def _signed_url(public_url: str, request: Request) -> str:

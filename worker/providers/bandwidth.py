@@ -394,21 +394,44 @@ class BandwidthProvider(Provider):
     def parse_receipts(self, request: WebhookRequest) -> list[Receipt]:
         """Every outbound status event in the callback, in order; inbound texts are skipped.
 
-        Bandwidth sends a JSON array and may batch events; a receiver that can
-        apply several receipts should use this rather than parse_receipt.
+        Strict: one unreadable event makes the whole callback invalid. The
+        webhook app uses parse_events, which keeps the readable ones.
         """
-        receipts = [
-            _receipt(event) for event in _events(request) if event.get("type") != INBOUND_EVENT
-        ]
-        if not receipts:
-            raise InvalidWebhook("the callback holds no outbound message status event")
+        receipts: list[Receipt] = []
+        for _, parsed in self.parse_events(request):
+            if isinstance(parsed, InvalidWebhook):
+                raise parsed
+            receipts.append(parsed)
         return receipts
+
+    def parse_events(self, request: WebhookRequest) -> list[tuple[int, Receipt | InvalidWebhook]]:
+        """Each outbound status event with its index in the posted array: its
+        receipt, or why it cannot be read. Inbound texts are skipped.
+
+        Bandwidth batches events of many texts in one callback and retries the
+        whole callback unless it is answered 2xx, so one malformed event must
+        not void (or cause a resend of) the others. Raises InvalidWebhook only
+        when the callback as a whole cannot be read.
+        """
+        parsed: list[tuple[int, Receipt | InvalidWebhook]] = []
+        for index, event in enumerate(_events(request)):
+            if isinstance(event, dict) and event.get("type") == INBOUND_EVENT:
+                continue
+            try:
+                if not isinstance(event, dict):
+                    raise InvalidWebhook("the event is not an object")
+                parsed.append((index, _receipt(event)))
+            except InvalidWebhook as exc:
+                parsed.append((index, exc))
+        if not parsed:
+            raise InvalidWebhook("the callback holds no outbound message status event")
+        return parsed
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
 
-def _events(request: WebhookRequest) -> list[dict[str, Any]]:
+def _events(request: WebhookRequest) -> list[object]:
     if "json" not in request.content_type.lower():
         raise InvalidWebhook("Bandwidth callbacks are JSON")
     try:
@@ -421,8 +444,6 @@ def _events(request: WebhookRequest) -> list[dict[str, Any]]:
     events = [payload] if isinstance(payload, dict) else payload
     if not isinstance(events, list) or not events:
         raise InvalidWebhook("expected a non-empty array of events")
-    if not all(isinstance(event, dict) for event in events):
-        raise InvalidWebhook("every event must be an object")
     return events
 
 
