@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
 import dramatiq
 import structlog
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import AsyncIO
+from dramatiq.middleware import AsyncIO, Middleware
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
@@ -62,6 +69,7 @@ def make_broker(url: str, heartbeat_timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_
         retry_on_timeout=True,
     )
     broker.add_middleware(AsyncIO())
+    broker.add_middleware(ExitOnSecondSignal())
     return broker
 
 
@@ -69,3 +77,40 @@ def install(settings: Settings) -> RedisBroker:
     broker = make_broker(redis_url(settings), int(settings.worker.heartbeat_timeout_s * 1000))
     dramatiq.set_broker(broker)
     return broker
+
+
+# dramatiq's exit code for a worker process killed by a second signal.
+RET_KILLED = 1
+
+
+class ExitOnSecondSignal(Middleware):
+    """A second SIGTERM (or SIGHUP) while a worker process stops exits it at once.
+
+    dramatiq's own handler raises SystemExit from inside ``worker.stop()``; the
+    consumer threads are then never stopped and the interpreter waits for them
+    forever, so a container's ``stop`` (or a second Ctrl-C) left a hung process.
+    Texts in flight are safe either way: their leases run out and they are taken
+    over (through ``unconfirmed`` where an HTTP call may have gone out).
+    """
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if signum is not None:
+                signal.signal(signum, _second_signal_exits(signal.getsignal(signum)))
+
+
+def _second_signal_exits(first: Any) -> Callable[[int, FrameType | None], None]:
+    seen = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal seen
+        if seen:
+            log.warning("second signal while stopping: exiting now")
+            os._exit(RET_KILLED)
+        seen = True
+        if callable(first):
+            first(signum, frame)
+
+    return handler
