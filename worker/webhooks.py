@@ -195,15 +195,3 @@ def _signed_url(public_url: str, request: Request) -> str:
 
 def _error(status_code: int, reason: str) -> JSONResponse:
     return JSONResponse({"error": reason}, status_code=status_code)
-
-
-def app_from_settings() -> Starlette:
-    """The app ``sendq webhooks`` serves.
-
-    Also ``uvicorn --factory worker.webhooks:app_from_settings``.
-    """
-    from worker import logs, wiring
-
-    root = wiring.root()
-    logs.configure(root.settings.log_level)
-    return root.webhook_app()

@@ -258,3 +258,11 @@ def root() -> Root:
 
         _root = Root(get_settings())
     return _root
+
+
+def webhook_app() -> Starlette:
+    """The app ``sendq webhooks`` serves; also ``uvicorn --factory worker.wiring:webhook_app``."""
+    from worker import logs
+
+    logs.configure(root().settings.log_level)
+    return root().webhook_app()
