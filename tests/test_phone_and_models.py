@@ -152,3 +152,13 @@ def test_accepted_is_not_a_status_a_record_can_take() -> None:
     from worker.models import Status
 
     assert "accepted" not in {s.value for s in Status}
+
+
+def test_a_number_without_its_country_code_is_read_in_the_producers_region() -> None:
+    local = {"to": "55 1234 5678", "body": "hola"}
+    # Mexico City's 55, not New Jersey's 551: another person's phone.
+    assert SendJob.model_validate(local, context={"region": "MX"}).to == "+525512345678"
+    assert SendJob.model_validate(local, context={"region": "US"}).to == "+15512345678"
+    # A full E.164 number is the same person in any region.
+    e164 = {"to": "+12015550123", "body": "hi"}
+    assert SendJob.model_validate(e164, context={"region": "MX"}).to == "+12015550123"

@@ -7,12 +7,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from worker import phone
 from worker.errors import InvalidBody, InvalidNumber
 
 DEFAULT_CAMPAIGN = "default"
+# The validation context key carrying the region a job's number is read in.
+REGION_CONTEXT = "region"
 MAX_KEY_CHARS = 200
 MAX_METADATA_BYTES = 4096
 CAMPAIGN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -82,13 +84,16 @@ class SendJob(BaseModel):
 
     @field_validator("to", mode="before")
     @classmethod
-    def _to_e164(cls, value: object) -> str:
+    def _to_e164(cls, value: object, info: ValidationInfo) -> str:
         if value is None:  # JSON null: the same reason as an empty string
             raise ValueError("is empty")
         if not isinstance(value, str | int):
             raise ValueError(f"must be a phone number string, not {type(value).__name__}")
+        # The producer says how to read a number without its country code
+        # (``default_region``, per campaign); E.164 numbers read the same anywhere.
+        region = (info.context or {}).get(REGION_CONTEXT, phone.DEFAULT_REGION)
         try:
-            return phone.to_e164(str(value))
+            return phone.to_e164(str(value), region)
         except InvalidNumber as exc:
             raise ValueError(exc.reason) from None
 

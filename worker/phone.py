@@ -56,7 +56,13 @@ SCIENTIFIC_HINT = (
 
 
 def to_e164(raw: str, region: str = DEFAULT_REGION) -> str:
-    """Parse ``raw`` into E.164, or raise InvalidNumber naming the reason."""
+    """Parse ``raw`` into E.164, or raise InvalidNumber naming the reason.
+
+    ``region`` (ISO 3166 alpha-2) is how a number without its country code is read:
+    the same digits are a Mexican number for "MX" and a New Jersey one for "US".
+    A reason shows the number as given: it goes back to its owner (a rejects
+    file, the command line); logs mask it in their processor.
+    """
     # Fast path for the common case, a US number already in E.164: the same
     # metadata phonenumbers applies, without its general parsing (4x faster).
     # ASCII only: other scripts' digits (Arabic-Indic, full-width) go the slow
@@ -84,8 +90,8 @@ def to_e164(raw: str, region: str = DEFAULT_REGION) -> str:
     # is_valid_number implies possible; the length check only names the reason.
     if not phonenumbers.is_valid_number(parsed):
         if not phonenumbers.is_possible_number(parsed):
-            raise InvalidNumber("to", f"{mask(raw)} is not a possible number (wrong length)")
-        raise InvalidNumber("to", f"{mask(raw)} is not a valid number for its region")
+            raise InvalidNumber("to", f"{raw!r} is not a possible number (wrong length)")
+        raise InvalidNumber("to", f"{raw!r} is not a valid number for region {region}")
     return (
         f"+{parsed.country_code}{parsed.national_number}"
         if not parsed.italian_leading_zero
