@@ -50,7 +50,8 @@ from worker.providers.telnyx import (
 API = "https://api.telnyx.com"
 API_KEY = "KEY0123456789ABCDEF_abcdefghijklmnop"
 JSON = "application/json"
-CALLBACK = "https://hooks.example.com/webhooks/telnyx/status?mid=msg-0001"
+# As worker/callbacks.py writes it: sendq's message id and the attempt number.
+CALLBACK = "https://hooks.example.com/webhooks/telnyx/status?mid=msg-0001&att=1"
 NOW = 1_700_000_000
 MESSAGE_ID = "40318c1b-1b5a-4f5b-9b34-58d6d3f0c2a1"
 CARRIER = "T-MOBILE USA, INC."
@@ -975,8 +976,30 @@ def test_a_receipt_replayed_onto_another_mid_is_refused() -> None:
         parse(receipt_body(), url="https://hooks.example.com/webhooks/telnyx/status?mid=msg-0002")
 
 
-def test_without_a_webhook_url_in_the_payload_the_urls_mid_names_the_text() -> None:
-    assert parse(receipt_body(webhook_url=None)).message_id == "msg-0001"
+def test_a_receipt_replayed_onto_another_attempt_is_refused() -> None:
+    # The attempt decides which send a receipt settles: it must be the signed one too.
+    with pytest.raises(InvalidWebhook, match="att"):
+        parse(receipt_body(), url=CALLBACK.replace("att=1", "att=2"))
+
+
+def test_a_receipt_posted_to_a_url_without_sendqs_params_takes_them_from_the_payload() -> None:
+    # Telnyx's fallback to the messaging profile's webhook: a URL of its own.
+    parsed = parse(receipt_body(), url="https://hooks.example.com/profile-hook")
+
+    assert parsed.message_id == "msg-0001"
+
+
+def test_without_a_webhook_url_in_the_payload_the_urls_mid_is_not_believed() -> None:
+    # The URL is not signed: a mid there alone could name any text.
+    assert parse(receipt_body(webhook_url=None), url=CALLBACK).message_id is None
+
+
+def test_a_webhook_url_that_is_not_a_string_is_invalid() -> None:
+    body = receipt_body()
+    body["data"]["payload"]["webhook_url"] = ["https://hooks.example.com/?mid=msg-0001"]
+
+    with pytest.raises(InvalidWebhook, match="webhook_url"):
+        parse(body)
 
 
 def test_a_receipt_naming_no_mid_anywhere_has_no_message_id() -> None:
@@ -1097,7 +1120,7 @@ def test_a_json_receipt_with_a_charset_is_accepted() -> None:
 
 def test_a_receipt_on_an_unparsable_url_is_invalid() -> None:
     with pytest.raises(InvalidWebhook):
-        parse(receipt_body(webhook_url=None), url="https://[::1/cb?mid=msg-0001")
+        parse(receipt_body(), url="https://[::1/cb?mid=msg-0001")
 
 
 # -- 6. construction ---------------------------------------------------------------------------

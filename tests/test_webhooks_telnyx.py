@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from tests import parts
 from tests.test_webhooks import GOOD, sending, status
 from worker import keys
+from worker.callbacks import status_url
 from worker.carriers import CarrierResolver
 from worker.providers.telnyx import TelnyxProvider
 from worker.store import AsyncStore
@@ -47,13 +48,22 @@ def hooks(redis_url: str, ns: str) -> Iterator[TestClient]:
         yield client
 
 
-def receipt(msg_id: str, status_: str = "delivered", code: str = "") -> bytes:
+def receipt(
+    msg_id: str | None,
+    status_: str = "delivered",
+    code: str = "",
+    *,
+    attempt: int = 1,
+) -> bytes:
+    """A message.finalized event whose payload echoes the webhook_url sendq sent:
+    the only place Telnyx signs sendq's message id and attempt number."""
     payload = {
         "id": "40318f2e-0000-4000-8000-000000000001",
         "to": [{"phone_number": "+12015550123", "status": status_, "carrier": "AT&T Wireless"}],
         "errors": [{"code": code, "title": "spam"}] if code else [],
-        "webhook_url": f"{PUBLIC}/webhooks/telnyx/status?mid={msg_id}",
     }
+    if msg_id is not None:
+        payload["webhook_url"] = status_url(PUBLIC, "telnyx", msg_id, attempt)
     event = {"event_type": "message.finalized", "id": "e1", "payload": payload}
     return json.dumps({"data": {**event, "record_type": "event"}, "meta": {}}).encode()
 
@@ -67,6 +77,7 @@ def post(
     timestamp: int | None = None,
     signed_body: bytes | None = None,
     drop: str = "",
+    attempt: int = 1,
 ):
     ts = str(int(time.time()) if timestamp is None else timestamp)
     signature = key.sign(f"{ts}|".encode() + (body if signed_body is None else signed_body))
@@ -76,7 +87,8 @@ def post(
         "telnyx-signature-ed25519": base64.b64encode(signature).decode(),
     }
     headers.pop(drop, None)
-    return hooks.post(f"/webhooks/telnyx/status?mid={msg_id}", content=body, headers=headers)
+    url = status_url(PUBLIC, "telnyx", msg_id, attempt)
+    return hooks.post(url.removeprefix(PUBLIC), content=body, headers=headers)
 
 
 def test_a_signed_telnyx_receipt_marks_the_text_delivered(hooks, client, ns, queue) -> None:
@@ -135,3 +147,25 @@ def test_a_telnyx_receipt_for_another_message_is_refused(hooks, client, ns, queu
     response = post(hooks, mine, receipt(other))
     assert 400 <= response.status_code < 500
     assert (status(client, ns, mine), status(client, ns, other)) == ("sending", "sending")
+
+
+def test_a_receipt_whose_signed_payload_names_no_text_is_refused_whatever_its_url(
+    hooks, client, ns, queue
+) -> None:
+    # The URL is not signed: a genuine receipt for any text, posted to a URL
+    # naming this one, must not settle it.
+    msg_id = sending(client, ns, queue, "telnyx")
+    response = post(hooks, msg_id, receipt(None))
+    assert response.status_code == 400
+    assert "message id" in response.json()["error"]
+    assert status(client, ns, msg_id) == "sending"
+
+
+def test_a_receipt_posted_to_a_url_naming_another_attempt_is_refused(
+    hooks, client, ns, queue
+) -> None:
+    msg_id = sending(client, ns, queue, "telnyx")
+    response = post(hooks, msg_id, receipt(msg_id, attempt=1), attempt=2)
+    assert response.status_code == 400
+    assert "att" in response.json()["error"]
+    assert status(client, ns, msg_id) == "sending"

@@ -49,9 +49,11 @@ non-canonical signatures, but their edge cases for crafted keys were not
 compared.
 
 The signature covers the body, not the URL. So the ``mid`` that names sendq's
-text is read from the signed ``payload.webhook_url`` (Telnyx echoes the URL it
-was given), and a receipt whose URL names another ``mid`` is refused; the
-URL's ``mid`` is used only when the payload carries no webhook URL.
+text is read only from the signed ``payload.webhook_url``: Telnyx echoes the
+URL it was given in every message event (SDK ``OutboundMessagePayload.webhook_url``;
+developers.telnyx.com/api-reference/callbacks/delivery-update). A receipt
+whose URL's ``mid`` or ``att`` disagrees with the signed URL's is refused, and
+one whose payload names no ``mid`` has no message id, whatever its URL says.
 
 Not verified (no account, no network): whether Telnyx ever sends a timestamp
 that is not plain digits; the full list of 403xx configuration codes (only
@@ -76,6 +78,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import Field
 
+from worker.callbacks import ATTEMPT_PARAM, MESSAGE_PARAM
 from worker.errors import ConfigError, InvalidWebhook
 from worker.models import Category, Status
 from worker.providers import transport
@@ -111,8 +114,9 @@ MAX_TIMESTAMP_DIGITS = 12
 # above the second bound it is one in milliseconds.
 EPOCH_S_THRESHOLD = 1_000_000_000
 EPOCH_MS_THRESHOLD = 1_000_000_000_000
-# sendq's own query parameter in the webhook URL.
-MID_PARAM = "mid"
+# sendq's own query parameters in the webhook URL; Telnyx signs them only
+# inside payload.webhook_url.
+SIGNED_PARAMS = (MESSAGE_PARAM, ATTEMPT_PARAM)
 
 # Every Telnyx messaging code sendq could read a meaning for; anything else in
 # 4xx is permanent. 400xx are delivery errors (receipts, sometimes the send
@@ -312,23 +316,35 @@ def _recipient(payload: Mapping[str, Any]) -> Mapping[str, Any]:
     return recipient
 
 
-def _mid(url: object) -> str | None:
-    if not isinstance(url, str):
-        return None
+def _sendq_params(url: str) -> dict[str, str]:
+    """The query parameters sendq put in a status-callback URL (``mid``, ``att``)."""
     try:
         query = urlsplit(url).query
     except ValueError as exc:
         raise InvalidWebhook("a webhook URL cannot be parsed") from exc
-    return dict(parse_qsl(query)).get(MID_PARAM) or None
+    params = dict(parse_qsl(query))
+    return {name: params[name] for name in SIGNED_PARAMS if params.get(name)}
 
 
 def _message_id(url: str, payload: Mapping[str, Any]) -> str | None:
-    """sendq's id: the signed ``webhook_url``'s ``mid``, else the (unsigned) URL's."""
-    signed = _mid(payload.get("webhook_url"))
-    given = _mid(url)
-    if signed and given and signed != given:
-        raise InvalidWebhook("the URL's mid differs from the signed webhook_url's")
-    return signed or given
+    """sendq's id, from the signed ``payload.webhook_url`` only.
+
+    The signature covers the body, not the URL the receipt was posted to, so
+    anyone holding one genuine receipt could post it to a URL naming another
+    text or attempt. The URL's ``mid`` and ``att`` are therefore never read:
+    each must agree with the signed URL's, or be absent (Telnyx falls back to
+    the messaging profile's webhook, which carries neither).
+    """
+    signed_url = payload.get("webhook_url")
+    if signed_url is None:
+        return None
+    if not isinstance(signed_url, str):
+        raise InvalidWebhook("payload.webhook_url must be a string")
+    signed = _sendq_params(signed_url)
+    for name, value in _sendq_params(url).items():
+        if signed.get(name) != value:
+            raise InvalidWebhook(f"the URL's {name} differs from the signed payload.webhook_url's")
+    return signed.get(MESSAGE_PARAM)
 
 
 class TelnyxProvider(Provider):
