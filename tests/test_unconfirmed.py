@@ -124,3 +124,17 @@ async def test_a_receipt_for_the_attempt_settles_an_unconfirmed_text_first(
     assert record(client, ns, msg_id)["status"] == "delivered"
     assert await pipeline.deliver(msg_id) == "skipped"
     assert report(sim)["requests"] == 1
+
+
+async def test_a_counted_resend_shows_in_metrics(
+    aclient, client, redis_url, ns, queue, sim
+) -> None:
+    from tests.test_admin import TOKEN, app, auth
+
+    pipeline = pipeline_finding(aclient, ns, queue, sim, CANNOT_TELL, policy="resend")
+    msg_id = await unconfirmed_then_due(pipeline, client, ns, queue, sim)
+    assert await pipeline.deliver(msg_id) == "sent"
+    with app(redis_url, ns, TOKEN) as api:
+        scraped = api.get("/metrics", headers=auth()).text
+    assert 'sendq_events{name="possible_doubles"} 1.0' in scraped
+    assert 'sendq_texts{campaign="default",status="sent"} 1.0' in scraped

@@ -148,6 +148,14 @@ class Admin:
         for campaign, counts in self.store.stats().items():
             for status, count in counts.items():
                 texts.labels(campaign, status).set(count)
+        events = Gauge(
+            "sendq_events",
+            "Send-path counters: possible_doubles, unconfirmed, takeovers, ...",
+            ["name"],
+            registry=registry,
+        )
+        for name, value in self.store.counters().items():
+            events.labels(name).set(value)
         return generate_latest(registry)
 
     def routes(self, token: str | None) -> list[Route]:
