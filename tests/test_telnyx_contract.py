@@ -24,6 +24,7 @@ import telnyx.lib  # applies the SDK's ed25519 ``unwrap``
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 from telnyx.lib import webhook_verification as sdk_webhooks
 from telnyx.resources.webhooks import WebhooksResource
 from telnyx.types.delivery_update_webhook_event import DeliveryUpdateWebhookEvent
@@ -235,6 +236,52 @@ async def test_the_sdk_has_no_validity_field_so_none_is_sent() -> None:
     fields = set(MessageSendParams.__annotations__)
     assert not {f for f in fields if "valid" in f or "expir" in f or "ttl" in f}
     assert set(json.loads((await our_request(text(validity_s=60))).content)) == WIRE_FIELDS
+
+
+def queued_for(wait_s: object) -> dict[str, Any]:
+    answer = queued()
+    answer["data"]["wait_seconds"] = wait_s
+    return answer
+
+
+async def test_a_text_telnyx_will_queue_past_its_validity_is_logged_by_its_id() -> None:
+    # Telnyx takes no validity; its answer's wait_seconds is the SDK's own field.
+    from telnyx.types.outbound_message_payload import OutboundMessagePayload
+
+    assert "wait_seconds" in OutboundMessagePayload.model_fields
+    ours = provider(lambda request: httpx.Response(200, json=queued_for(90.5)))
+    try:
+        with capture_logs() as logs:
+            result = await ours.send(text(validity_s=60))
+    finally:
+        await ours.aclose()
+
+    assert result.ok
+    [warning] = [e for e in logs if e["log_level"] == "warning"]
+    assert warning["event"] == "telnyx will send this text after its validity"
+    assert (warning["message_id"], warning["queued_s"], warning["validity_s"]) == (
+        "msg-0001",
+        90.5,
+        60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("wait_s", "validity_s"),
+    [(0.5, 60), (60, 60), (90, None), (None, 60), ("90", 60), (True, 0)],
+    ids=["short-wait", "exactly-the-validity", "no-validity", "no-wait", "str", "bool"],
+)
+async def test_a_text_that_leaves_telnyx_within_its_validity_is_not_logged(
+    wait_s: object, validity_s: int | None
+) -> None:
+    ours = provider(lambda request: httpx.Response(200, json=queued_for(wait_s)))
+    try:
+        with capture_logs() as logs:
+            assert (await ours.send(text(validity_s=validity_s))).ok
+    finally:
+        await ours.aclose()
+
+    assert not logs
 
 
 # -- 2. send answers ---------------------------------------------------------------------------

@@ -4,11 +4,20 @@ Send: ``POST /v2/messages`` on api.telnyx.com, JSON ``{"from", "to", "text",
 "webhook_url"}``, ``Authorization: Bearer {api_key}``: the exact request
 telnyx-python 4.x's ``client.messages.send`` puts on the wire for the same
 text (the tests compare them). ``webhook_url`` is per message, so sendq's
-message id rides in its ``mid`` query parameter. The SDK's
-``MessageSendParams`` has no validity or expiry field (``valid_until`` appears
-only in Telnyx's answers, never as a parameter), so ``OutboundText.validity_s``
-is not sent: sendq's own deadline check before each attempt is what expires a
-text. The SDK also offers an ``Idempotency-Key``
+message id rides in its ``mid`` query parameter.
+
+Validity: Telnyx's send API takes none. ``MessageSendParams`` (telnyx-python
+4.189) and the API reference (developers.telnyx.com/api-reference/messages
+/send-a-message) list no validity, expiry or TTL field; ``valid_until`` appears
+only in Telnyx's answers, set by Telnyx, and an undocumented field is not sent
+(a strict API would answer 422 to every text). So ``OutboundText.validity_s``
+cannot travel: sendq's own deadline check before each attempt is what expires
+a text, and what Telnyx does after taking it is bounded by its queue (a text
+queued for more than an hour is rejected: "Messaging configuration and usage",
+Queuing). The answer's ``wait_seconds`` says how long Telnyx will hold the
+text for its rate limits; when that outlasts the text's validity the text
+will leave late, and that is logged with the message id (``send`` below), so
+it is seen, not silent. The SDK also offers an ``Idempotency-Key``
 header; how long Telnyx keeps a key and what it answers to a repeat are not
 documented, so sendq does not send one.
 
@@ -74,6 +83,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+import structlog
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import Field
@@ -97,6 +107,7 @@ from worker.providers.base import (
 )
 
 NAME = "telnyx"
+log = structlog.get_logger("sendq.providers")
 DEFAULT_BASE_URL = "https://api.telnyx.com"
 SEND_PATH = "/v2/messages"
 JSON = "application/json"
@@ -388,7 +399,10 @@ class TelnyxProvider(Provider):
         response = await transport.request(
             self._client, NAME, "POST", SEND_PATH, json=self.payload(text), headers=self._headers
         )
-        return self.result(response)
+        result = self.result(response)
+        if result.ok:
+            _warn_if_queued_past_validity(text, json_object(response))
+        return result
 
     def result(self, response: httpx.Response) -> SendResult:
         body = json_object(response)
@@ -457,6 +471,23 @@ class TelnyxProvider(Provider):
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _warn_if_queued_past_validity(text: OutboundText, body: Mapping[str, Any]) -> None:
+    """Telnyx cannot be told a validity (module doc): when its own queue will
+    hold a text past the text's, say so, since nothing else will."""
+    data = body.get("data")
+    wait_s = data.get("wait_seconds") if isinstance(data, dict) else None
+    if text.validity_s is None or isinstance(wait_s, bool) or not isinstance(wait_s, int | float):
+        return
+    if wait_s > text.validity_s:
+        log.warning(
+            "telnyx will send this text after its validity",
+            message_id=text.message_id,
+            provider=NAME,
+            queued_s=wait_s,
+            validity_s=text.validity_s,
+        )
 
 
 def _accepted(body: Mapping[str, Any], response: httpx.Response) -> SendResult:
