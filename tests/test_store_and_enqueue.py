@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from dramatiq import Message
 
 from worker import wire
-from worker.enqueue import Producer
+from worker.enqueue import Conflict, Producer
 from worker.models import Status
 from worker.store import DEFAULT_HISTORY_CAP, AsyncStore, Store
 
@@ -46,6 +46,44 @@ def test_the_same_key_returns_the_same_id_and_queues_once(
     assert again.message_id == first.message_id and again.duplicate
     assert {a.message_id for a in report.accepted} == {first.message_id}
     assert report.duplicates == 3
+    assert client.llen(wire.queue_key(queue)) == 1
+
+
+def test_a_used_key_with_another_body_is_a_conflict_naming_the_earlier_job(
+    client: redis.Redis, ns: str, queue: str
+) -> None:
+    jobs = [
+        {"to": GOOD, "body": "Polls close at 8", "key": "row-1"},
+        {"to": "+12015550124", "body": "other", "key": "row-2"},
+        {"to": GOOD, "body": "Polls close at 9", "key": "row-1"},
+        {"to": "+12015550199", "body": "other", "key": "row-2"},
+        {"to": GOOD, "body": "Polls close at 8", "key": "row-1"},
+    ]
+    report = producer(client, ns, queue).enqueue_many(jobs, batch_size=2)
+
+    first = report.accepted[0].message_id
+    assert [(a.index, a.conflict) for a in report.conflicts] == [
+        (2, Conflict("row-1", ("body",), 0)),
+        (3, Conflict("row-2", ("to",), 1)),
+    ]
+    assert report.conflicts[0].message_id == first
+    assert (report.queued, report.duplicates) == (2, 1)  # the same text again is no conflict
+    # The first is kept, and nothing else was queued.
+    assert Store(client, ns).get(first)["body"] == "Polls close at 8"  # type: ignore[index]
+    assert client.llen(wire.queue_key(queue)) == 2
+
+
+def test_a_conflict_with_a_key_from_an_earlier_run_names_no_job(
+    client: redis.Redis, ns: str, queue: str
+) -> None:
+    p = producer(client, ns, queue)
+    p.enqueue_many([{"to": GOOD, "body": "first", "key": "k-old"}])
+
+    report = p.enqueue_many([{"to": GOOD, "body": "second", "key": "k-old"}])
+    single = p.enqueue({"to": "+12015550124", "body": "first", "key": "k-old"})
+
+    assert [a.conflict for a in report.conflicts] == [Conflict("k-old", ("body",), None)]
+    assert single.duplicate and single.conflict == Conflict("k-old", ("to",), None)
     assert client.llen(wire.queue_key(queue)) == 1
 
 

@@ -9,6 +9,7 @@ together, so nothing is ever half accepted.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
@@ -27,10 +28,27 @@ DEFAULT_IDEMPOTENCY_TTL_S = 30 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
+class Conflict:
+    """A job whose key already names another text (another number or body).
+
+    The first text is kept and this job queues nothing: a key maps to exactly
+    one message. ``earlier_index`` is the index of the job in the same
+    ``enqueue_many`` call that used the key first, None when the key came from
+    an earlier call (or an earlier run of the same file).
+    """
+
+    key: str
+    differs: tuple[str, ...]
+    earlier_index: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Accepted:
     index: int
     message_id: str
     duplicate: bool
+    # Set when the key was used for another text: message_id is that text's.
+    conflict: Conflict | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +68,13 @@ class EnqueueReport:
 
     @property
     def duplicates(self) -> int:
-        return sum(1 for a in self.accepted if a.duplicate)
+        """Jobs that were the same text again under a used key: nothing to report."""
+        return sum(1 for a in self.accepted if a.duplicate and a.conflict is None)
+
+    @property
+    def conflicts(self) -> list[Accepted]:
+        """Jobs whose key named another text: each was dropped and the first kept."""
+        return [a for a in self.accepted if a.conflict is not None]
 
 
 _HISTORY_TEMPLATE = '{"at":%d,"from":"accepted","to":"queued","why":"accepted"}'
@@ -79,10 +103,15 @@ class Producer:
         self.idempotency_ttl_s = idempotency_ttl_s
 
     def enqueue(self, job: SendJob | Mapping[str, Any]) -> Accepted:
-        """Accept one text; raises pydantic's ValidationError for a bad job."""
+        """Accept one text; raises pydantic's ValidationError for a bad job.
+
+        A key already used for another text is a conflict (``Accepted.conflict``):
+        the first text is kept and nothing is queued.
+        """
         valid = coerce(job)
-        ((msg_id, new),) = self.store.accept([self._script_args(valid)])
-        return Accepted(0, msg_id, duplicate=not new)
+        run = _run_id()
+        (answer,) = self.store.accept([self._script_args(valid, run, 0)])
+        return _accepted(0, valid, answer, run)
 
     def enqueue_many(
         self,
@@ -93,17 +122,23 @@ class Producer:
     ) -> EnqueueReport:
         """Accept many texts; invalid ones are reported and the valid ones still go in."""
         report = EnqueueReport()
+        # Written on each record, so a conflict can name the job of this call
+        # that used its key first without the producer keeping every key.
+        run = _run_id()
         iterator = enumerate(jobs)
         while batch := list(islice(iterator, batch_size)):
-            self._write_batch(batch, report)
+            self._write_batch(batch, report, run)
             if on_batch:
                 on_batch(len(batch))
         return report
 
     def _write_batch(
-        self, batch: list[tuple[int, SendJob | Mapping[str, Any]]], report: EnqueueReport
+        self,
+        batch: list[tuple[int, SendJob | Mapping[str, Any]]],
+        report: EnqueueReport,
+        run: str,
     ) -> None:
-        indexes = []
+        written: list[tuple[int, SendJob]] = []
         calls = []
         for index, job in batch:
             try:
@@ -111,12 +146,12 @@ class Producer:
             except ValidationError as exc:
                 report.rejected.append(Rejected(index, describe_validation_error(exc)))
                 continue
-            calls.append(self._script_args(valid))
-            indexes.append(index)
-        for index, (msg_id, new) in zip(indexes, self.store.accept(calls), strict=True):
-            report.accepted.append(Accepted(index, msg_id, duplicate=not new))
+            calls.append(self._script_args(valid, run, index))
+            written.append((index, valid))
+        for (index, valid), answer in zip(written, self.store.accept(calls), strict=True):
+            report.accepted.append(_accepted(index, valid, answer, run))
 
-    def _script_args(self, job: SendJob) -> tuple[list[str], list[str]]:
+    def _script_args(self, job: SendJob, run: str, index: int) -> tuple[list[str], list[str]]:
         msg_id = store.new_message_id()
         queued = wire.fresh_message(msg_id, self.queue)
         now = store.now_ms()
@@ -140,8 +175,31 @@ class Producer:
             history,
             str(self.idempotency_ttl_s),
             *_record_fields(msg_id, job),
+            # Only a keyed text can be named by a later conflict.
+            *(("enqueue_run", run, "enqueue_index", str(index)) if job.key else ()),
         ]
         return script_keys, args
+
+
+def _run_id() -> str:
+    return secrets.token_hex(8)
+
+
+def _accepted(
+    index: int, job: SendJob, answer: tuple[str, bool, dict[str, str]], run: str
+) -> Accepted:
+    """The answer for one job: new, the same text again, or a conflict."""
+    msg_id, new, held = answer
+    if new:
+        return Accepted(index, msg_id, duplicate=False)
+    differs = tuple(name for name in ("to", "body") if held.get(name) != getattr(job, name))
+    # No record under the key's message (never the case today): nothing to compare.
+    if not differs or not (held.get("to") or held.get("body")):
+        return Accepted(index, msg_id, duplicate=True)
+    earlier = held.get("enqueue_index", "")
+    same_run = held.get("enqueue_run") == run and earlier.isdigit()
+    conflict = Conflict(job.key or "", differs, int(earlier) if same_run else None)
+    return Accepted(index, msg_id, duplicate=True, conflict=conflict)
 
 
 def _record_fields(msg_id: str, job: SendJob) -> Iterator[str]:

@@ -131,15 +131,25 @@ class Store:
         k, a = transition_args(msg_id, allowed, new, ns=self.ns, **kw)
         return decode_transition(cast(list[Any], self._transition(keys=k, args=a)))
 
-    def accept(self, calls: Sequence[tuple[list[str], list[str]]]) -> list[tuple[str, bool]]:
-        """Run lua/enqueue.lua once per (keys, args), pipelined: (message id, new) for each.
+    def accept(
+        self, calls: Sequence[tuple[list[str], list[str]]]
+    ) -> list[tuple[str, bool, dict[str, str]]]:
+        """Run lua/enqueue.lua once per (keys, args), pipelined: (message id, new,
+        held) for each.
 
-        ``new`` is false when an idempotency key already named a message.
+        ``new`` is false when an idempotency key already named a message; ``held``
+        is then what that message's record holds (``to``, ``body``,
+        ``enqueue_run``, ``enqueue_index``), so the caller can tell the same text
+        sent again from another text under a used key. Empty for a new one.
         """
         pipe = self.client.pipeline(transaction=False)
         for script_keys, args in calls:
             self.enqueue_script(keys=script_keys, args=args, client=pipe)
-        return [(_s(raw[0]), int(raw[1]) == 1) for raw in pipe.execute()]
+        names = ("to", "body", "enqueue_run", "enqueue_index")
+        return [
+            (_s(raw[0]), int(raw[1]) == 1, dict(zip(names, map(_s, raw[2:]), strict=False)))
+            for raw in pipe.execute()
+        ]
 
     def get(self, msg_id: str) -> dict[str, str] | None:
         raw = cast(dict[bytes, bytes], self.client.hgetall(keys.message(msg_id, self.ns)))

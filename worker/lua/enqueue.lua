@@ -19,15 +19,32 @@
 -- ARGV[8]  the idempotency key's TTL in seconds
 -- ARGV[9..] field, value pairs of the record
 --
--- Returns {message id, 1} when queued, or {existing id, 0} for a duplicate key.
+-- Returns {message id, 1} when queued, or, for a key already used,
+-- {existing id, 0, to, body, enqueue_run, enqueue_index} as the existing record
+-- holds them ("" where it holds none), so the producer can tell a true
+-- duplicate (the same text again) from a conflict (another text under the key).
 -- The record and the dramatiq message are written together, so a text is never
 -- recorded without being queued, nor queued without a record.
+
+-- What the record of an existing message holds. Its key is KEYS[2] with the id
+-- swapped: not declared in KEYS, which only a Redis Cluster would mind, and
+-- sendq keeps each namespace on one server.
+local function held(existing)
+    local new_id = ARGV[1]
+    local record = string.sub(KEYS[2], 1, #KEYS[2] - #new_id) .. existing
+    local got = redis.call("HMGET", record, "to", "body", "enqueue_run", "enqueue_index")
+    for i = 1, 4 do
+        if not got[i] then got[i] = "" end
+    end
+    return got
+end
 
 local msg_id = ARGV[1]
 if ARGV[2] == "1" then
     local existing = redis.call("GET", KEYS[1])
     if existing then
-        return {existing, 0}
+        local got = held(existing)
+        return {existing, 0, got[1], got[2], got[3], got[4]}
     end
     redis.call("SET", KEYS[1], msg_id, "EX", ARGV[8])
 end
