@@ -230,8 +230,66 @@ def test_a_file_summary_is_readable_without_json(cli_env, tmp_path: Path) -> Non
     path = tmp_path / "list.csv"
     path.write_text("to,body\n+12015550126,hi\n12,bad\n")
     done = sendq(cli_env, "enqueue", "--file", str(path))
-    assert "accepted 1, duplicates 0, rejected 1" in done.stdout
+    assert "accepted 1, duplicates 0, conflicts 0, rejected 1" in done.stdout
     assert "line 3: to:" in done.stderr
+
+
+def test_the_rejects_file_shows_a_bad_number_as_it_was_given(cli_env, tmp_path: Path) -> None:
+    # The user's own data: masked, the row could not be found and fixed.
+    path = tmp_path / "list.csv"
+    path.write_text("to,body\n+12015550128,hi\n(201) 555-01234,hi\n+1 201 555 0123 99,hi\n")
+    rejects = tmp_path / "rejects.csv"
+    done = sendq(cli_env, "enqueue", "--file", str(path), "--rejects", str(rejects))
+    assert done.returncode == 0, done.stderr
+    written = rejects.read_text()
+    assert "3,to: '(201) 555-01234' is not a possible number" in written
+    assert "4,to: '+1 201 555 0123 99' is not a possible number" in written
+
+
+def test_a_used_key_with_another_text_is_a_conflict_naming_both_lines(
+    cli_env, tmp_path: Path
+) -> None:
+    path = tmp_path / "keys.csv"
+    path.write_text(
+        "to,body,key\n+12015550130,Polls close at 8,conf-1\n+12015550131,hi,conf-2\n"
+        "+12015550130,Polls close at 9,conf-1\n+12015550139,hi,conf-2\n"
+    )
+    rejects = tmp_path / "rejects.csv"
+    done = sendq(cli_env, "enqueue", "--file", str(path), "--rejects", str(rejects))
+    assert done.returncode == 0, done.stderr
+    assert "accepted 2, duplicates 0, conflicts 2, rejected 0" in done.stdout
+    assert "line 4: conflict: key 'conf-1' was used by line 2 for another body" in done.stderr
+    assert "line 5: conflict: key 'conf-2' was used by line 3 for another number" in done.stderr
+    assert "4,conflict: key 'conf-1' was used by line 2" in rejects.read_text()
+
+
+def test_a_conflict_with_an_earlier_run_says_so_in_json_and_keeps_the_first(
+    cli_env, tmp_path: Path
+) -> None:
+    path = tmp_path / "first.csv"
+    path.write_text("to,body,key\n+12015550132,first,conf-3\n")
+    first = json.loads(sendq(cli_env, "enqueue", "--file", str(path), "--json").stdout)
+    path.write_text("to,body,key\n+12015550132,second,conf-3\n")
+
+    again = sendq(cli_env, "enqueue", "--file", str(path), "--json")
+
+    assert again.returncode == 1, "nothing was queued"
+    summary = json.loads(again.stdout)
+    assert (first["accepted"], summary["accepted"], summary["conflicted"]) == (1, 0, 1)
+    [conflict] = summary["conflicts"]
+    assert (conflict["line"], conflict["earlier_line"], conflict["differs"]) == (2, None, ["body"])
+    assert "used by an earlier run" in conflict["reason"]
+    shown = sendq(cli_env, "messages", "show", conflict["message_id"], "--json")
+    assert json.loads(shown.stdout)["record"]["body"] == "first"
+
+
+def test_one_text_under_a_used_key_with_another_body_is_refused(cli_env) -> None:
+    args = ("enqueue", "--to", "+12015550133", "--key", "conf-4")
+    sendq(cli_env, *args, "--body", "first")
+    done = sendq(cli_env, *args, "--body", "second")
+    assert done.returncode == 1
+    assert "key 'conf-4' was used by an earlier run for another body" in done.stderr
+    assert "nothing was queued" in done.stderr
 
 
 def test_stdin_jsonl_with_a_template(cli_env) -> None:

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from worker.cli.common import JsonFlag, connected, emit, err, fail, out
+from worker.cli.common import JsonFlag, connected, emit, err, fail, out, say_error
 from worker.errors import InvalidInput
 
 if TYPE_CHECKING:
     from worker import ingest
-    from worker.enqueue import EnqueueReport, Producer
+    from worker.enqueue import Accepted, Conflict, EnqueueReport, Producer
 
 # Rejected rows listed on the terminal (all go to --rejects) and in the JSON summary.
 SHOWN_REJECTS = 50
@@ -70,6 +70,16 @@ def _enqueue_one(to: str, body: str, campaign: str | None, key: str | None, as_j
         accepted = _producer().enqueue(job)
     except ValidationError as exc:
         fail(f"rejected: {describe_validation_error(exc)}", 1, as_json=as_json)
+    if accepted.conflict is not None:
+        # Not queued: saying "duplicate" and printing the id would read as success.
+        reason = f"{conflict_reason(accepted.conflict)}; nothing was queued"
+        if as_json:
+            emit({"error": reason, "message_id": accepted.message_id, "conflict": True})
+        else:
+            from rich.markup import escape
+
+            say_error(escape(reason))  # the key is the user's text, not markup
+        raise typer.Exit(1)
     if as_json:
         emit({"message_id": accepted.message_id, "duplicate": accepted.duplicate})
     else:
@@ -114,11 +124,38 @@ def _enqueue_file(
         report = producer.enqueue_many(jobs(), on_batch=advance)
     rejected += [(lines[r.index], r.reason) for r in report.rejected]
     rejected.sort()
+    conflicts = [_conflict_entry(a, lines) for a in report.conflicts]
     if rejects_path is not None:
-        ingest.write_rejects(rejects_path, rejected)
-    _file_summary(report, rejected, rejects_path, as_json)
-    if rejected and not report.accepted:
+        # Every row to fix, conflicts too: each needs a key of its own (or its first text).
+        ingest.write_rejects(rejects_path, sorted(rejected + [_listed(c) for c in conflicts]))
+    _file_summary(report, rejected, conflicts, rejects_path, as_json)
+    if (rejected or conflicts) and not (report.queued or report.duplicates):
         raise typer.Exit(1)
+
+
+def conflict_reason(conflict: Conflict, earlier_line: int | None = None) -> str:
+    """Why a row under a used key queued nothing, naming where the key was used first."""
+    what = " and ".join("number" if name == "to" else name for name in conflict.differs)
+    where = f"line {earlier_line}" if earlier_line is not None else "an earlier run"
+    return f"key {conflict.key!r} was used by {where} for another {what}; the first is kept"
+
+
+def _conflict_entry(accepted: Accepted, lines: list[int]) -> dict[str, Any]:
+    conflict = accepted.conflict
+    assert conflict is not None
+    earlier = None if conflict.earlier_index is None else lines[conflict.earlier_index]
+    return {
+        "line": lines[accepted.index],
+        "key": conflict.key,
+        "earlier_line": earlier,
+        "differs": list(conflict.differs),
+        "message_id": accepted.message_id,
+        "reason": conflict_reason(conflict, earlier),
+    }
+
+
+def _listed(conflict: dict[str, Any]) -> tuple[int, str]:
+    return conflict["line"], f"conflict: {conflict['reason']}"
 
 
 def _chain(first: ingest.Row | None, rest: Iterator[ingest.Row]) -> Iterator[ingest.Row]:
@@ -128,23 +165,34 @@ def _chain(first: ingest.Row | None, rest: Iterator[ingest.Row]) -> Iterator[ing
 
 
 def _file_summary(
-    report: EnqueueReport, rejected: list[tuple[int, str]], path: Path | None, as_json: bool
+    report: EnqueueReport,
+    rejected: list[tuple[int, str]],
+    conflicts: list[dict[str, Any]],
+    path: Path | None,
+    as_json: bool,
 ) -> None:
-    summary = {
-        "accepted": report.queued,
-        "duplicates": report.duplicates,
-        "rejected": len(rejected),
-        "rejects": [{"line": line, "reason": reason} for line, reason in rejected[:JSON_REJECTS]],
-    }
     if as_json:
-        emit(summary)
+        emit(
+            {
+                "accepted": report.queued,
+                "duplicates": report.duplicates,
+                "conflicted": len(conflicts),
+                "rejected": len(rejected),
+                "rejects": [{"line": n, "reason": why} for n, why in rejected[:JSON_REJECTS]],
+                "conflicts": conflicts[:JSON_REJECTS],
+            }
+        )
         return
-    for line, reason in rejected[:SHOWN_REJECTS]:
+    listed = sorted(rejected + [_listed(c) for c in conflicts])
+    for line, reason in listed[:SHOWN_REJECTS]:
         err.print(f"line {line}: {reason}", highlight=False, markup=False)
-    if len(rejected) > SHOWN_REJECTS:
-        more = len(rejected) - SHOWN_REJECTS
+    if len(listed) > SHOWN_REJECTS:
+        more = len(listed) - SHOWN_REJECTS
         err.print(f"... and {more} more" + (f" (all in {path})" if path else ""))
-    out.print(f"accepted {report.queued}, duplicates {report.duplicates}, rejected {len(rejected)}")
+    out.print(
+        f"accepted {report.queued}, duplicates {report.duplicates}, "
+        f"conflicts {len(conflicts)}, rejected {len(rejected)}"
+    )
 
 
 class _Progress:
