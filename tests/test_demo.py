@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.console import Console
+
 from worker import demo
+from worker.enqueue import Producer
 
 SEED_STORY_KEYS = {"pause_latency_s", "sent_into_block", "held_peak", "lost", "doubled"}
 
@@ -33,4 +36,59 @@ def test_the_demo_pauses_the_filtering_carrier_and_loses_nothing(tmp_path: Path)
     assert result["enqueued"] == 3000
     assert result["held_peak"] > 0 and result["pause_latency_s"] is not None
     assert result["delivered"] + result["failed"] == 3000
+    # Every failure is a Verizon text filtered before its breaker opened.
+    assert result["filtered_before_pause"] == result["failed"] > 0
+    assert result["failed_other"] == 0
     assert result["handsets_received"] == result["delivered"]
+
+
+def finished(producer: Producer, to: str, status: str, **fields: str) -> str:
+    """A demo text that ended in ``status``, with the receipt fields it got."""
+    msg_id = producer.enqueue({"to": to, "body": f"demo text to {to}"}).message_id
+    producer.store.transition(msg_id, ["queued"], status, reason="test", fields=fields)
+    return msg_id
+
+
+def test_the_failed_texts_are_told_apart_filtered_before_the_pause_or_other(
+    client, ns, queue
+) -> None:
+    producer = Producer(client, ns=ns, queue=queue)
+    blocked = {"carrier": "verizon", "receipt_category": "carrier_block"}
+    ids = [
+        finished(producer, "+12015550101", "undelivered", **blocked),
+        finished(producer, "+12015550102", "undelivered", **blocked),
+        finished(
+            producer, "+12015550103", "undelivered", carrier="att", receipt_category="bad_number"
+        ),
+        finished(producer, "+12015550104", "delivered", carrier="verizon"),
+        finished(producer, "+12015550105", "dead", carrier="verizon"),
+    ]
+
+    assert demo._filtered_before_pause(producer, ids) == 2
+
+
+def summary_text(**figures: object) -> str:
+    summary = {key: 0 for key in demo.SUMMARY_KEYS}
+    summary.update(figures)
+    console = Console(record=True, width=200)
+    demo.print_summary(summary, console)
+    return console.export_text()
+
+
+def test_the_summary_says_the_failed_texts_were_filtered_before_the_pause() -> None:
+    text = summary_text(failed=190, filtered_before_pause=190, failed_other=0)
+
+    assert (
+        "failed             190  (190 verizon texts filtered (30007) before its breaker paused it)"
+        in text
+    )
+
+
+def test_the_summary_names_other_failures_apart() -> None:
+    text = summary_text(failed=192, filtered_before_pause=190, failed_other=2)
+
+    assert "(190 verizon texts filtered (30007) before its breaker paused it; 2 other)" in text
+
+
+def test_a_run_without_failures_says_nothing_more() -> None:
+    assert "failed             0\n" in summary_text(failed=0)

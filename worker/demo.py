@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from worker import embedded
+from worker import embedded, keys
 from worker.breaker import Breakers
 from worker.enqueue import Producer
 from worker.holds import Holds
-from worker.models import FINAL_STATUSES
+from worker.models import FINAL_STATUSES, Category, Status
 from worker.services import Stack
 from worker.settings import load_settings
 from worker.simulator.carriers import number_for
@@ -37,6 +37,8 @@ FILTER_FROM_S = 2.0
 RECEIPT_DELAY_S = 2.0
 # How long the demo's "operator" watches the held count grow before resuming.
 OPERATOR_PAUSE_S = 3.0
+# What the summary counts as failed (unconfirmed and suppressed texts are in by_status).
+FAILED_STATUSES = frozenset({Status.FAILED, Status.UNDELIVERED, Status.DEAD, Status.EXPIRED})
 
 
 def scenario() -> dict[str, Any]:
@@ -106,11 +108,16 @@ def _drive(stack: Stack, url: str, count: int, console: Console | None) -> dict[
     sim = httpx.get(f"{stack.sim_url}/sim/report", timeout=10).json()
     counts = producer.store.stats().get(CAMPAIGN, {})
     first_block_ms = _first_block_ms(producer, ids)
-    failed = sum(counts.get(s, 0) for s in ("failed", "undelivered", "dead", "expired"))
+    failed = sum(counts.get(s, 0) for s in FAILED_STATUSES)
+    filtered = _filtered_before_pause(producer, ids)
     return {
         "enqueued": report.queued,
         "delivered": counts.get("delivered", 0),
         "failed": failed,
+        # What "failed" is: the blocked carrier's texts it filtered before the
+        # breaker paused it (the story's cost), and anything else.
+        "filtered_before_pause": filtered,
+        "failed_other": failed - filtered,
         "lost": _lost(report.queued, final, failed, sim),
         "doubled": int(sim.get("doubled", 0)),
         "texts_per_s": round(final / elapsed, 1) if elapsed else 0.0,
@@ -178,6 +185,30 @@ def _wait(
     return final
 
 
+def _filtered_before_pause(producer: Producer, ids: list[str]) -> int:
+    """The blocked carrier's texts that ended failed on a carrier block (30007).
+
+    They went out before its breaker opened: once it opens, its texts are held
+    and the filtering has stopped by the time they are released, so every one
+    of them was sent into the block while sendq was still learning of it.
+    """
+    pipe = producer.store.client.pipeline(transaction=False)
+    for msg_id in ids:
+        pipe.hmget(keys.message(msg_id, producer.store.ns), "status", "carrier", "receipt_category")
+    found = 0
+    for status, carrier, category in pipe.execute():
+        found += (
+            _text(status) in FAILED_STATUSES
+            and _text(carrier) == BLOCKED
+            and _text(category) == Category.CARRIER_BLOCK
+        )
+    return found
+
+
+def _text(raw: bytes | None) -> str:
+    return raw.decode() if raw else ""
+
+
 def _first_block_ms(producer: Producer, ids: list[str]) -> int | None:
     """When the first 30007 reached sendq: the earliest 'undelivered' in any history."""
     first: int | None = None
@@ -224,19 +255,35 @@ def _say(console: Console | None, text: str) -> None:
         console.print(text, highlight=False)
 
 
+# The summary's lines, in order.
+SUMMARY_KEYS = (
+    "enqueued",
+    "delivered",
+    "failed",
+    "lost",
+    "doubled",
+    "texts_per_s",
+    "elapsed_s",
+    "pause_latency_s",
+    "sent_into_block",
+    "held_peak",
+    "sent_while_paused",
+)
+
+
 def print_summary(summary: dict[str, Any], console: Console) -> None:
     console.print("[bold]sendq demo[/bold]")
-    for key in (
-        "enqueued",
-        "delivered",
-        "failed",
-        "lost",
-        "doubled",
-        "texts_per_s",
-        "elapsed_s",
-        "pause_latency_s",
-        "sent_into_block",
-        "held_peak",
-        "sent_while_paused",
-    ):
-        console.print(f"  {key:<18} {summary[key]}")
+    for key in SUMMARY_KEYS:
+        note = _what_failed(summary) if key == "failed" else ""
+        console.print(f"  {key:<18} {summary[key]}{note}", highlight=False)
+
+
+def _what_failed(summary: dict[str, Any]) -> str:
+    """Which texts "failed" counts: a bare number reads as sendq's own failure."""
+    filtered, other = summary.get("filtered_before_pause", 0), summary.get("failed_other", 0)
+    if not summary["failed"]:
+        return ""
+    parts = [f"{filtered} {BLOCKED} texts filtered (30007) before its breaker paused it"]
+    if other:
+        parts.append(f"{other} other")
+    return f"  ({'; '.join(parts)})"
