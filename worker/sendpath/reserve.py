@@ -1,12 +1,21 @@
 """Rate-limit slots: take the text's slot on every limiter at once, or say how long to wait.
 
 A short wait is slept in the worker; a longer one is returned, and the text
-waits for its slot as a delayed message on the timed queue (``Deferral``). A
-text back for a slot it holds sleeps until the slot and asks only the
-limiters that did not hold it.
+waits for its slot as a delayed message on the timed queue. A text back for a
+slot it holds sleeps until the slot and asks only the limiters that did not
+hold it.
+
+A provider counts texts as they arrive, not as they were booked. A text that
+leaves late (a busy worker, a starved core) lands in the provider's next window
+beside texts that left on time, and that window holds one too many. Slots are
+spaced for ``limits.arrival_margin_ms`` of lateness (``Rate.margin_s``), and a
+text about to leave later than that after its slot takes a fresh slot instead
+(``late``), so every text that leaves does so within the margin of its slot.
 """
 
 from __future__ import annotations
+
+import time
 
 from worker import store
 from worker.ratelimit import Reservation, limits_for
@@ -42,18 +51,33 @@ class Reserver:
             text.record.update(spent)
             text.pending.update(spent)
         limits = [limit for limit in limits if limit.name not in held]
-        if held and slot_ms > store.now_ms():
-            await self.parts.sleep((slot_ms - store.now_ms()) / 1000)
+        text.slot_at_s = None
+        if held:
+            wait_s = max(0.0, (slot_ms - store.now_ms()) / 1000)
+            text.slot_at_s = time.monotonic() + wait_s
+            await self.parts.sleep(wait_s)
+        if not limits:
+            return None
         hold_all_us = self.config.limits.short_wait_ms * 1000
         reservation = await self.parts.limiter.reserve(
             limits, int(text.record.get("segments") or 1), hold_all_us=hold_all_us
         )
-        if reservation.go_now:
-            return None
-        if reservation.wait_us <= hold_all_us and reservation.reserved:
+        if not reservation.go_now and not (
+            reservation.wait_us <= hold_all_us and reservation.reserved
+        ):
+            return reservation
+        slot_at_s = time.monotonic() + reservation.wait_s
+        text.slot_at_s = max(text.slot_at_s or 0.0, slot_at_s)
+        if reservation.wait_us:
             await self.parts.sleep(reservation.wait_s)
-            return None
-        return reservation
+        return None
+
+    def late(self, text: Text) -> bool:
+        """Would this text leave later than the margin after its slot?"""
+        if text.slot_at_s is None:
+            return False
+        margin_s = self.config.limits.arrival_margin_ms / 1000
+        return time.monotonic() - text.slot_at_s > margin_s
 
 
 def held_slot(record: dict[str, str]) -> tuple[frozenset[str], int]:

@@ -42,6 +42,8 @@ from worker.verdicts import provider_weight
 log = structlog.get_logger("sendq.delivery")
 
 NO_PROVIDER_CODE = "no_provider"
+# A text that keeps finding itself late takes at most this many fresh slots.
+LATE_RESERVATIONS = 3
 
 
 @dataclass(slots=True)
@@ -111,14 +113,22 @@ class Router:
 
     async def _attempt(self, name: str, sender: str, text: Text) -> SendResult:
         """One HTTP attempt: its own slot, its ledger entry, then the call."""
-        reservation = await self.reserver.reserve(name, sender, text)
-        if reservation is not None:
-            raise _Stop(Routed(name, None, defer=reservation))
+        await self._reserve(name, sender, text)
         if not await self.ledger.begin(text, name, sender):
             raise _Stop(Routed(name, None, stale=True))
+        for _ in range(LATE_RESERVATIONS):
+            if not self.reserver.late(text):
+                break
+            # Sent now it would bunch with texts that left on time: take a fresh slot.
+            await self._reserve(name, sender, text)
         result = await _send_once(self.parts.providers[name], self._outbound(name, sender, text))
         text.pending[f"a{text.attempt}:outcome"] = result.category.value
         return result
+
+    async def _reserve(self, name: str, sender: str, text: Text) -> None:
+        reservation = await self.reserver.reserve(name, sender, text)
+        if reservation is not None:
+            raise _Stop(Routed(name, None, defer=reservation))
 
     def _outbound(self, provider: str, sender: str, text: Text) -> OutboundText:
         send_before = text.record.get("send_before_ms")

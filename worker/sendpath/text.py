@@ -23,6 +23,9 @@ class Text:
     record: dict[str, str]
     lease: str = ""
     pending: dict[str, str] = field(default_factory=dict)
+    # When this attempt's rate-limit slot is, on this worker's monotonic clock
+    # (None: no limiter applies); the send must leave within the margin of it.
+    slot_at_s: float | None = None
 
     @property
     def attempt(self) -> int:
