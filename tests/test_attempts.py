@@ -274,3 +274,37 @@ async def test_a_receipt_through_another_provider_than_the_attempts_is_refused(
     assert refused.status_code == 403
     assert "not sent through twilio" in refused.json()["error"]
     assert record(client, ns, msg_id)["status"] == "sending"
+
+
+class CountingLimiter(AsyncLimiter):
+    """The real limiter, counting how often it is asked."""
+
+    asked = 0
+
+    async def reserve(self, *args: object, **kw: object):  # type: ignore[no-untyped-def, override]
+        CountingLimiter.asked += 1
+        return await super().reserve(*args, **kw)  # type: ignore[arg-type]
+
+
+async def test_a_text_that_would_leave_late_after_its_slot_takes_a_fresh_one(
+    aclient, client, ns, queue, sim
+) -> None:
+    pipeline = two_provider_pipeline(aclient, ns, queue, sim, sim)
+    pipeline.config.routes = {"default": ["twilio"]}
+    pipeline.config.limits = LimitsSettings(
+        numbers={"+12015550100": RateSettings(rate=50)}, arrival_margin_ms=30
+    )
+    pipeline.parts.limiter = CountingLimiter(aclient, ns)
+    CountingLimiter.asked = 0
+    overruns_s = [0.2]
+
+    async def starved(wait_s: float) -> None:
+        # The first wait overruns by 200 ms, as on a core another process took.
+        await asyncio.sleep(wait_s + (overruns_s.pop() if overruns_s else 0.0))
+
+    pipeline.parts.sleep = starved
+    first, second = enqueue(client, ns, queue), enqueue(client, ns, queue, body="second")
+    assert await pipeline.deliver(first) == "sent"  # takes the slot now: no wait
+    assert await pipeline.deliver(second) == "sent"  # waits 20 ms, wakes 200 ms late
+    assert CountingLimiter.asked == 3  # the late one asked for a fresh slot
+    assert report(sim)["requests"] == 2
