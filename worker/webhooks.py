@@ -26,7 +26,7 @@ from worker.errors import InvalidWebhook
 from worker.models import Category, Status
 from worker.providers.base import Provider, Receipt, WebhookRequest
 from worker.sendpath.feedback import CarrierFeed
-from worker.store import AsyncStore
+from worker.store import AsyncStore, ReceiptResult
 
 if TYPE_CHECKING:
     from worker.admin import Admin
@@ -45,36 +45,7 @@ def create_app(
     admin: Admin | None = None,
     admin_token: str | None = None,
 ) -> Starlette:
-    async def status(request: Request) -> Response:
-        provider = providers.get(request.path_params["provider"])
-        if provider is None:
-            return _error(404, "unknown provider")
-        body = await read_limited(request, DEFAULT_MAX_BODY_BYTES)
-        if body is None:
-            return _error(413, f"body larger than {DEFAULT_MAX_BODY_BYTES} bytes")
-        hook = WebhookRequest(
-            url=_signed_url(public_url, request),
-            headers=request.headers,
-            body=body,
-            content_type=request.headers.get("content-type", ""),
-        )
-        if not provider.verify_signature(hook):
-            log.warning("receipt refused: bad or missing signature", provider=provider.name)
-            return _error(403, "invalid signature")
-        try:
-            events = _events(provider, hook)
-        except InvalidWebhook as exc:
-            return _error(400, str(exc))
-        attempt = attempt_of(request.query_params)
-        results: list[dict[str, Any]] = []
-        for index, parsed in events:
-            if isinstance(parsed, InvalidWebhook):
-                log.warning("receipt event refused", provider=provider.name, index=index)
-                result = {"error": str(parsed), "http_status": 400}
-            else:
-                result = await _apply(store, provider.name, parsed, feed, attempt)
-            results.append({"index": index, **result})
-        return _answer(results)
+    receipts = Receipts(store, providers, public_url, feed)
 
     async def health(_: Request) -> Response:
         await store.ping()
@@ -90,7 +61,7 @@ def create_app(
     return Starlette(
         routes=[
             # Vonage can deliver receipts by GET (its account setting); the others POST.
-            Route("/webhooks/{provider}/status", status, methods=["GET", "POST"]),
+            Route("/webhooks/{provider}/status", receipts.status, methods=["GET", "POST"]),
             Route("/healthz", health, methods=["GET"]),
             *(admin.routes(admin_token) if admin is not None else []),
         ],
@@ -98,58 +69,98 @@ def create_app(
     )
 
 
-async def _apply(
-    store: AsyncStore,
-    provider: str,
-    receipt: Receipt,
-    feed: CarrierFeed,
-    attempt: int | None,
-) -> dict[str, Any]:
-    if receipt.message_id is None:
-        return {"error": "the receipt carries no message id (mid)", "http_status": 400}
-    if receipt.status not in (Status.SENT, Status.DELIVERED, Status.UNDELIVERED):
-        return {"applied": False, "reason": "intermediate status"}
-    fields = {
-        "receipt_error_code": receipt.error_code,
-        "receipt_category": receipt.category.value,
-    }
-    if receipt.carrier:
-        # Raw names ("AT&T Wireless") would split one carrier's breaker in two.
-        fields["carrier"] = normalise_carrier(receipt.carrier)
-    why = f"receipt from {provider}" + (f": {receipt.error_code}" if receipt.error_code else "")
-    done = await store.apply_receipt(
-        receipt.message_id,
-        provider=provider,
-        attempt=attempt,
-        provider_message_id=receipt.provider_message_id or "",
-        status=receipt.status,
-        reason=why,
-        fields=fields,
-    )
-    if done.refused is not None:
-        log.warning("receipt refused", message_id=receipt.message_id, reason=done.refused)
-        return {"error": done.refused, "http_status": 403}
-    if done.missing:
-        # Answer 200 so the provider stops retrying a text we never had.
-        log.warning("receipt for an unknown message", message_id=receipt.message_id)
-        return {"applied": False, "reason": "unknown message"}
-    if done.applied and done.record is not None:
-        # Only the receipt that changed the state counts: duplicates never do. The
-        # carrier was written before the HTTP call, so the order of the worker's
-        # write and the receipt does not matter.
-        await feed.receipt(done.record, receipt.status, receipt.category, receipt.error_code)
-        # The next text to this number goes under the carrier the receipt named
-        # (a ported number moves), not a lookup that may be 30 days old.
-        await feed.learn_carrier(done.record.get("to", ""), receipt.carrier)
-    if done.applied and receipt.category is not Category.OK:
-        log.warning(
-            "text undelivered",
-            message_id=receipt.message_id,
-            provider=provider,
-            error_code=receipt.error_code,
-            category=receipt.category.value,
+class Receipts:
+    """``/webhooks/{provider}/status``: check, parse, and apply each receipt to its attempt."""
+
+    def __init__(
+        self,
+        store: AsyncStore,
+        providers: Mapping[str, Provider],
+        public_url: str,
+        feed: CarrierFeed,
+    ) -> None:
+        self.store = store
+        self.providers = providers
+        self.public_url = public_url
+        self.feed = feed
+
+    async def status(self, request: Request) -> Response:
+        provider = self.providers.get(request.path_params["provider"])
+        if provider is None:
+            return _error(404, "unknown provider")
+        body = await read_limited(request, DEFAULT_MAX_BODY_BYTES)
+        if body is None:
+            return _error(413, f"body larger than {DEFAULT_MAX_BODY_BYTES} bytes")
+        hook = WebhookRequest(
+            url=_signed_url(self.public_url, request),
+            headers=request.headers,
+            body=body,
+            content_type=request.headers.get("content-type", ""),
         )
-    return {"applied": done.applied, "status": done.current or receipt.status}
+        if not provider.verify_signature(hook):
+            log.warning("receipt refused: bad or missing signature", provider=provider.name)
+            return _error(403, "invalid signature")
+        try:
+            events = _events(provider, hook)
+        except InvalidWebhook as exc:
+            return _error(400, str(exc))
+        url_attempt = attempt_of(request.query_params)
+        results = [
+            {"index": index, **await self._one(provider.name, parsed, url_attempt)}
+            for index, parsed in events
+        ]
+        return _answer(results)
+
+    async def _one(
+        self, provider: str, parsed: Receipt | InvalidWebhook, url_attempt: int | None
+    ) -> dict[str, Any]:
+        if isinstance(parsed, InvalidWebhook):
+            log.warning("receipt event refused", provider=provider, reason=str(parsed))
+            return {"error": str(parsed), "http_status": 400}
+        if parsed.message_id is None:
+            return {"error": "the receipt carries no message id (mid)", "http_status": 400}
+        if parsed.status not in (Status.SENT, Status.DELIVERED, Status.UNDELIVERED):
+            return {"applied": False, "reason": "intermediate status"}
+        attempt = parsed.attempt if parsed.attempt is not None else url_attempt
+        done = await self.store.apply_receipt(
+            parsed.message_id,
+            provider=provider,
+            attempt=attempt,
+            provider_message_id=parsed.provider_message_id or "",
+            status=parsed.status,
+            reason=f"receipt from {provider}"
+            + (f": {parsed.error_code}" if parsed.error_code else ""),
+            fields=_receipt_fields(parsed),
+        )
+        return await self._after(provider, parsed, done)
+
+    async def _after(self, provider: str, receipt: Receipt, done: ReceiptResult) -> dict[str, Any]:
+        if done.refused is not None:
+            log.warning("receipt refused", message_id=receipt.message_id, reason=done.refused)
+            return {"error": done.refused, "http_status": 403}
+        if done.missing:
+            # Answer 200 so the provider stops retrying a text we never had.
+            log.warning("receipt for an unknown message", message_id=receipt.message_id)
+            return {"applied": False, "reason": "unknown message"}
+        if done.applied and done.record is not None:
+            # Only the receipt that changed the state counts: duplicates never do. The
+            # carrier was written before the HTTP call, so the order of the worker's
+            # write and the receipt does not matter.
+            await self.feed.receipt(
+                done.record, receipt.status, receipt.category, receipt.error_code
+            )
+            # The next text to this number goes under the carrier the receipt named
+            # (a ported number moves), not a lookup that may be 30 days old.
+            await self.feed.learn_carrier(done.record.get("to", ""), receipt.carrier)
+        if done.applied and receipt.category is not Category.OK:
+            log.warning(
+                "text undelivered",
+                message_id=receipt.message_id,
+                provider=provider,
+                error_code=receipt.error_code,
+                category=receipt.category.value,
+            )
+        return {"applied": done.applied, "status": done.current or receipt.status}
 
 
 @runtime_checkable
@@ -195,3 +206,14 @@ def _signed_url(public_url: str, request: Request) -> str:
 
 def _error(status_code: int, reason: str) -> JSONResponse:
     return JSONResponse({"error": reason}, status_code=status_code)
+
+
+def _receipt_fields(receipt: Receipt) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "receipt_error_code": receipt.error_code,
+        "receipt_category": receipt.category.value,
+    }
+    if receipt.carrier:
+        # Raw names ("AT&T Wireless") would split one carrier's breaker in two.
+        fields["carrier"] = normalise_carrier(receipt.carrier)
+    return fields

@@ -78,6 +78,9 @@ class Receipt:
     error_code: str | None = None
     category: Category = Category.OK
     carrier: str | None = None
+    # The attempt the receipt names, when the adapter reads it from signed content;
+    # None leaves it to the callback URL's ``att`` (signed for Twilio, Plivo, Vonage).
+    attempt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,7 +88,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import Field
 
-from worker.callbacks import ATTEMPT_PARAM, MESSAGE_PARAM
+from worker.callbacks import ATTEMPT_PARAM, MESSAGE_PARAM, attempt_of
 from worker.errors import ConfigError, InvalidWebhook
 from worker.models import Category, Status
 from worker.providers import transport
@@ -338,7 +338,15 @@ def _sendq_params(url: str) -> dict[str, str]:
 
 
 def _message_id(url: str, payload: Mapping[str, Any]) -> str | None:
-    """sendq's id, from the signed ``payload.webhook_url`` only.
+    return _signed_params(url, payload).get(MESSAGE_PARAM)
+
+
+def _attempt(url: str, payload: Mapping[str, Any]) -> int | None:
+    return attempt_of(_signed_params(url, payload))
+
+
+def _signed_params(url: str, payload: Mapping[str, Any]) -> dict[str, str]:
+    """sendq's id and attempt, from the signed ``payload.webhook_url`` only.
 
     The signature covers the body, not the URL the receipt was posted to, so
     anyone holding one genuine receipt could post it to a URL naming another
@@ -348,14 +356,14 @@ def _message_id(url: str, payload: Mapping[str, Any]) -> str | None:
     """
     signed_url = payload.get("webhook_url")
     if signed_url is None:
-        return None
+        return {}
     if not isinstance(signed_url, str):
         raise InvalidWebhook("payload.webhook_url must be a string")
     signed = _sendq_params(signed_url)
     for name, value in _sendq_params(url).items():
         if signed.get(name) != value:
             raise InvalidWebhook(f"the URL's {name} differs from the signed payload.webhook_url's")
-    return signed.get(MESSAGE_PARAM)
+    return signed
 
 
 class TelnyxProvider(Provider):
@@ -452,6 +460,7 @@ class TelnyxProvider(Provider):
         common: dict[str, Any] = {
             "provider_message_id": telnyx_id,
             "message_id": _message_id(request.url, payload),
+            "attempt": _attempt(request.url, payload),
             "carrier": _text(recipient.get("carrier")),
         }
         status = RECEIPT_STATUSES.get(raw_status)
