@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tests.conftest import AUTH_TOKEN
-from tests.test_attempts import two_provider_pipeline, webhook_client
+from tests.test_attempts import record, two_provider_pipeline, webhook_client
 from tests.test_delivery import SID, enqueue, report, scenario
 from worker.providers.base import CANNOT_TELL, NOT_FOUND, SentQuery
 from worker.providers.twilio import TwilioProvider
@@ -49,12 +49,6 @@ async def unconfirmed_then_due(pipeline: Pipeline, client: redis.Redis, ns, queu
     scenario(sim, rules=[])  # the provider answers plainly from now on
     client.hset(f"{ns}:msg:{msg_id}", "settle_at_ms", 1)  # the wait is over
     return msg_id
-
-
-def record(client: redis.Redis, ns: str, msg_id: str) -> dict[str, str]:
-    found = Store(client, ns).get(msg_id)
-    assert found is not None
-    return found
 
 
 async def test_a_text_the_provider_found_is_settled_sent_and_never_sent_again(
