@@ -8,6 +8,9 @@ judge of that API's shape.
 
 from __future__ import annotations
 
+import base64
+import http.client
+import socket
 import threading
 import time
 import uuid
@@ -26,7 +29,7 @@ from tests.test_simulator_sdk_contract import ORIGINS, ToSimulator
 from worker.simulator.carriers import number_for
 from worker.simulator.config import SimulatorConfig
 from worker.simulator.scenario import ScenarioError, from_data
-from worker.simulator.server import SimulatorHandle, start_in_thread
+from worker.simulator.server import KEEP_ALIVE_S, SimulatorHandle, start_in_thread
 
 SID = "AC" + "4" * 32
 SENDER = "+12015550100"
@@ -171,6 +174,51 @@ def test_a_held_answer_can_end_in_a_drop(sim: str) -> None:
     with pytest.raises(httpx.RemoteProtocolError):
         send(sim, to, body)
     assert time.monotonic() - started >= 1.0 and arrived(sim, to, body) == 1
+
+
+def test_an_idle_connection_stays_open_as_on_a_providers_edge(sim: str) -> None:
+    # A request written just before a partition, retransmitted when the link is back,
+    # must find its connection still open (uvicorn alone closes it after 5 s).
+    host, port = sim.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    auth = base64.b64encode(f"{SID}:{TOKEN}".encode()).decode()
+    headers = {
+        "Authorization": f"Basic {auth}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    path = f"/2010-04-01/Accounts/{SID}/Messages.json"
+    statuses, sockets = [], []
+    for body in ("first", "after-6-s-idle"):
+        form = f"To=%2B12122000042&From=%2B12015550100&Body={body}"
+        conn.request("POST", path, form, headers)
+        answer = conn.getresponse()
+        answer.read()
+        statuses.append(answer.status)
+        sockets.append(conn.sock)
+        time.sleep(6.0 if body == "first" else 0)
+    conn.close()
+    assert statuses == [201, 201] and sockets[0] is sockets[1]
+    assert KEEP_ALIVE_S >= 60
+
+
+def test_a_request_whose_client_closed_its_side_after_writing_is_still_taken(sim: str) -> None:
+    # A client that timed out and closed while its request was on the wire: the
+    # request arrives whole, followed by the FIN. A provider takes it.
+    host, port = sim.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        form = "To=%2B12122000043&From=%2B12015550100&Body=half-closed"
+        auth = base64.b64encode(f"{SID}:{TOKEN}".encode()).decode()
+        sock.sendall(
+            (
+                f"POST /2010-04-01/Accounts/{SID}/Messages.json HTTP/1.1\r\nHost: sim\r\n"
+                f"Authorization: Basic {auth}\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+                f"Content-Length: {len(form)}\r\n\r\n{form}"
+            ).encode()
+        )
+        sock.shutdown(socket.SHUT_WR)
+        sock.recv(100)
+    assert arrived(sim, "+12122000043", "half-closed") == 1
 
 
 # -- share: a fraction of requests, drawn afresh for each ---------------------------------

@@ -28,6 +28,11 @@ __all__ = ["SimulatorConfig", "SimulatorHandle", "serve", "start_in_thread"]
 
 STARTUP_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
+# How long an idle keep-alive connection stays open, as on a provider's edge (an AWS
+# load balancer's default idle timeout; nginx's is 75 s), not uvicorn's 5 s: a request
+# a client wrote just before a partition still finds its connection open when the
+# link comes back, and is taken then, as on the real services.
+KEEP_ALIVE_S = 60
 
 
 def _uvicorn_config(app: SimulatorApp, *, graceful_s: int) -> uvicorn.Config:
@@ -38,6 +43,7 @@ def _uvicorn_config(app: SimulatorApp, *, graceful_s: int) -> uvicorn.Config:
         lifespan="on",
         access_log=False,
         proxy_headers=False,  # nothing proxies the simulator; the middleware costs CPU
+        timeout_keep_alive=KEEP_ALIVE_S,
         log_level="warning",
         # A hanging scenario holds requests for a minute; don't wait for them on exit.
         timeout_graceful_shutdown=graceful_s,
