@@ -9,9 +9,9 @@ every change is a compare-and-set and a final state is never undone.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from starlette.applications import Starlette
@@ -101,7 +101,7 @@ class Receipts:
             log.warning("receipt refused: bad or missing signature", provider=provider.name)
             return _error(403, "invalid signature")
         try:
-            events = _events(provider, hook)
+            events = provider.parse_events(hook)
         except InvalidWebhook as exc:
             return _error(400, str(exc))
         url_attempt = attempt_of(request.query_params)
@@ -161,24 +161,6 @@ class Receipts:
                 category=receipt.category.value,
             )
         return {"applied": done.applied, "status": done.current or receipt.status}
-
-
-@runtime_checkable
-class _PerEvent(Protocol):
-    """A provider that batches events (Bandwidth) and can read each on its own."""
-
-    def parse_events(
-        self, request: WebhookRequest
-    ) -> Sequence[tuple[int, Receipt | InvalidWebhook]]: ...
-
-
-def _events(
-    provider: Provider, hook: WebhookRequest
-) -> Sequence[tuple[int, Receipt | InvalidWebhook]]:
-    """Each event of the callback with its index, read or refused on its own."""
-    if isinstance(provider, _PerEvent):
-        return provider.parse_events(hook)
-    return list(enumerate(provider.parse_receipts(hook)))
 
 
 def _answer(results: list[dict[str, Any]]) -> JSONResponse:

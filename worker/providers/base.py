@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from worker.errors import ConfigError, InvalidNumber
+from worker.errors import ConfigError, InvalidNumber, InvalidWebhook
 from worker.models import Category
 from worker.phone import to_e164
 
@@ -117,6 +117,14 @@ class Provider(abc.ABC):
     def parse_receipts(self, request: WebhookRequest) -> list[Receipt]:
         """Every receipt in one callback; providers that batch events override this."""
         return [self.parse_receipt(request)]
+
+    def parse_events(self, request: WebhookRequest) -> list[tuple[int, Receipt | InvalidWebhook]]:
+        """Each event of the callback with its index, read or refused on its own.
+
+        A provider that batches events (Bandwidth) overrides this so that one
+        unreadable event is refused alone; for the others one callback is one event.
+        """
+        return list(enumerate(self.parse_receipts(request)))
 
     async def find_sent(self, query: SentQuery) -> str | object:
         """Look an unconfirmed attempt up: its provider message id, NOT_FOUND or CANNOT_TELL.
