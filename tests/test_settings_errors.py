@@ -84,3 +84,11 @@ def test_a_value_that_holds_no_credential_is_still_shown(monkeypatch: pytest.Mon
     message = config_error(monkeypatch, SENDQ_WORKER__THREADS="sixteen")
     assert "worker.threads (env SENDQ_WORKER__THREADS)" in message
     assert "(got 'sixteen')" in message
+
+
+def test_an_unknown_region_is_refused_with_its_key() -> None:
+    from worker.errors import ConfigError
+    from worker.settings import load_settings
+
+    with pytest.raises(ConfigError, match=r"campaigns\.gotv\.default_region.*'ZZ' is not a region"):
+        load_settings(campaigns={"gotv": {"default_region": "ZZ"}})

@@ -235,3 +235,27 @@ def test_the_us_fast_path_agrees_with_phonenumbers() -> None:
             and phonenumbers.region_code_for_number(parsed) == "US"
         )
         assert bool(_US_VALID.fullmatch(n[2:])) == slow, n
+
+
+def test_numbers_without_a_country_code_are_read_in_the_campaigns_region(client, ns, queue) -> None:
+    from worker.enqueue import Regions
+
+    regions = Regions("MX", {"nj-gotv": "US"})
+    producer = Producer(client, ns=ns, queue=queue, regions=regions)
+    mx = producer.enqueue({"to": "55 1234 5678", "body": "hola", "campaign": "cdmx"})
+    us = producer.enqueue({"to": "55 1234 5678", "body": "hi", "campaign": "nj-gotv"})
+    store = Store(client, ns)
+    assert store.get(mx.message_id)["to"] == "+525512345678"  # type: ignore[index]
+    assert store.get(us.message_id)["to"] == "+15512345678"  # type: ignore[index]
+
+
+def test_the_configured_region_reaches_the_producer(redis_url, monkeypatch) -> None:
+    from worker.settings import load_settings
+    from worker.wiring import Root
+
+    settings = load_settings(
+        redis_url=redis_url, default_region="MX", campaigns={"nj": {"default_region": "US"}}
+    )
+    producer = Root(settings).producer()
+    assert producer.regions.of({"campaign": "cdmx"}) == "MX"
+    assert producer.regions.of({"campaign": "nj"}) == "US"

@@ -19,7 +19,8 @@ import redis
 from pydantic import ValidationError
 
 from worker import keys, store, wire
-from worker.models import SendJob, describe_validation_error
+from worker.models import DEFAULT_CAMPAIGN, REGION_CONTEXT, SendJob, describe_validation_error
+from worker.phone import DEFAULT_REGION
 
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_QUEUE = "sendq"
@@ -80,12 +81,29 @@ class EnqueueReport:
 _HISTORY_TEMPLATE = '{"at":%d,"from":"accepted","to":"queued","why":"accepted"}'
 
 
-def coerce(job: SendJob | Mapping[str, Any]) -> SendJob:
+@dataclass(frozen=True, slots=True)
+class Regions:
+    """How a number without its country code is read: per campaign, else the default."""
+
+    default: str = DEFAULT_REGION
+    by_campaign: Mapping[str, str] = field(default_factory=dict)
+
+    def of(self, job: object) -> str:
+        campaign = job.get("campaign") if isinstance(job, Mapping) else None
+        if not isinstance(campaign, str):
+            campaign = DEFAULT_CAMPAIGN
+        return self.by_campaign.get(campaign, self.default)
+
+
+def coerce(job: SendJob | Mapping[str, Any], regions: Regions | None = None) -> SendJob:
     if isinstance(job, SendJob):
         return job
+    region = (regions or Regions()).of(job)
     # Anything but a mapping (a number, a list, None) is refused by pydantic with
     # its reason, like any other bad job, instead of breaking the whole batch.
-    return SendJob.model_validate(dict(job) if isinstance(job, Mapping) else job)
+    return SendJob.model_validate(
+        dict(job) if isinstance(job, Mapping) else job, context={REGION_CONTEXT: region}
+    )
 
 
 class Producer:
@@ -96,11 +114,13 @@ class Producer:
         queue: str = DEFAULT_QUEUE,
         ns: str = keys.DEFAULT_NAMESPACE,
         idempotency_ttl_s: int = DEFAULT_IDEMPOTENCY_TTL_S,
+        regions: Regions | None = None,
     ) -> None:
         self.store = store.Store(client, ns)
         self.queue = queue
         self.ns = ns
         self.idempotency_ttl_s = idempotency_ttl_s
+        self.regions = regions or Regions()
 
     def enqueue(self, job: SendJob | Mapping[str, Any]) -> Accepted:
         """Accept one text; raises pydantic's ValidationError for a bad job.
@@ -108,7 +128,7 @@ class Producer:
         A key already used for another text is a conflict (``Accepted.conflict``):
         the first text is kept and nothing is queued.
         """
-        valid = coerce(job)
+        valid = coerce(job, self.regions)
         run = _run_id()
         (answer,) = self.store.accept([self._script_args(valid, run, 0)])
         return _accepted(0, valid, answer, run)
@@ -142,7 +162,7 @@ class Producer:
         calls = []
         for index, job in batch:
             try:
-                valid = coerce(job)
+                valid = coerce(job, self.regions)
             except ValidationError as exc:
                 report.rejected.append(Rejected(index, describe_validation_error(exc)))
                 continue

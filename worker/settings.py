@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import phonenumbers
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -245,6 +246,26 @@ class AlertsSettings(_Section):
     urls: list[str] = Field(default_factory=list)
 
 
+def _region(value: str) -> str:
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(
+            f"{value!r} is not a region code phonenumbers knows (ISO 3166, e.g. US, MX)"
+        )
+    return value
+
+
+class CampaignSettings(_Section):
+    """``[campaigns.NAME]``: what differs for one campaign."""
+
+    # How its numbers without a country code are read (else the top-level default_region).
+    default_region: str | None = None
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, v: str | None) -> str | None:
+        return None if v is None else _region(v)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
@@ -252,7 +273,10 @@ class Settings(BaseSettings):
 
     redis_url: str | None = None
     data_dir: Path = Path(".sendq")
+    # How a number without its country code is read ("55 1234 5678" is Mexico City
+    # in MX and New Jersey in US); a campaign may set its own.
     default_region: str = "US"
+    campaigns: dict[str, CampaignSettings] = Field(default_factory=dict)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     worker: WorkerSettings = Field(default_factory=lambda: WorkerSettings())
     webhooks: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
@@ -267,6 +291,15 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     # Each provider's secrets (twilio_auth_token, ...) are fields too, added
     # from the registry with the providers' sections: see _settings_model.
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, v: str) -> str:
+        return _region(v)
+
+    def regions(self) -> dict[str, str]:
+        """Each campaign's region where it sets one."""
+        return {name: c.default_region for name, c in self.campaigns.items() if c.default_region}
 
     def secret(self, field: str) -> SecretStr | None:
         """A secret by its settings name; a registered one that is unset is None."""

@@ -25,7 +25,7 @@ from worker.alerts import Alerter
 from worker.breaker import AsyncBreakers, Breakers, Policy
 from worker.broker import async_reconnect_retry, redis_url
 from worker.carriers import CarrierResolver, load_overrides
-from worker.enqueue import Producer
+from worker.enqueue import Producer, Regions
 from worker.holds import AsyncHolds, Holds
 from worker.leases import LeaseSweeper, OrphanSweeper
 from worker.maintenance import HoldKeeper
@@ -89,7 +89,8 @@ class Root:
 
     @cached_property
     def _producer(self) -> Producer:
-        return Producer(self.redis, queue=self.settings.worker.queue)
+        regions = Regions(self.settings.default_region, self.settings.regions())
+        return Producer(self.redis, queue=self.settings.worker.queue, regions=regions)
 
     def limiter(self) -> Limiter:
         return Limiter(self.redis)
