@@ -34,6 +34,8 @@ class Misbehaving:
     """An HTTP server that reads each whole request, then drops it or answers late."""
 
     answer_after_s: float | None = None  # None: close the connection unanswered
+    raw: bytes | None = None  # answer these bytes instead of a valid HTTP answer
+    trickle_s: float | None = None  # send ``raw`` a byte at a time, this far apart
     requests: int = 0
     port: int = 0
     _server: asyncio.Server | None = field(default=None, repr=False)
@@ -50,6 +52,9 @@ class Misbehaving:
         )
         await reader.readexactly(length)
         self.requests += 1
+        if self.raw is not None:
+            await self._answer_raw(writer)
+            return
         if self.answer_after_s is None:
             writer.transport.abort()  # read it all, then a reset: no answer ever comes
             return
@@ -61,14 +66,26 @@ class Misbehaving:
             await writer.drain()
         writer.close()
 
+    async def _answer_raw(self, writer: asyncio.StreamWriter) -> None:
+        assert self.raw is not None
+        with contextlib.suppress(ConnectionError):
+            for i in range(len(self.raw)) if self.trickle_s else [None]:
+                writer.write(self.raw if i is None else self.raw[i : i + 1])
+                await writer.drain()
+                if self.trickle_s:
+                    await asyncio.sleep(self.trickle_s)
+            writer.close()
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
 
 @contextlib.asynccontextmanager
-async def misbehaving(answer_after_s: float | None = None) -> AsyncIterator[Misbehaving]:
-    server = Misbehaving(answer_after_s)
+async def misbehaving(
+    answer_after_s: float | None = None, raw: bytes | None = None, trickle_s: float | None = None
+) -> AsyncIterator[Misbehaving]:
+    server = Misbehaving(answer_after_s, raw, trickle_s)
     listening = await asyncio.start_server(server.handle, "127.0.0.1", 0)
     server.port = listening.sockets[0].getsockname()[1]
     try:
@@ -291,8 +308,9 @@ async def test_a_text_that_would_leave_late_after_its_slot_takes_a_fresh_one(
 ) -> None:
     pipeline = two_provider_pipeline(aclient, ns, queue, sim, sim)
     pipeline.config.routes = {"default": ["twilio"]}
+    # 2 a second: the second text waits about half a second, slept in the worker.
     pipeline.config.limits = LimitsSettings(
-        numbers={"+12015550100": RateSettings(rate=50)}, arrival_margin_ms=30
+        numbers={"+12015550100": RateSettings(rate=2)}, arrival_margin_ms=30, short_wait_ms=1000
     )
     pipeline.parts.limiter = CountingLimiter(aclient, ns)
     CountingLimiter.asked = 0
@@ -305,6 +323,64 @@ async def test_a_text_that_would_leave_late_after_its_slot_takes_a_fresh_one(
     pipeline.parts.sleep = starved
     first, second = enqueue(client, ns, queue), enqueue(client, ns, queue, body="second")
     assert await pipeline.deliver(first) == "sent"  # takes the slot now: no wait
-    assert await pipeline.deliver(second) == "sent"  # waits 20 ms, wakes 200 ms late
+    assert await pipeline.deliver(second) == "sent"  # waits, and wakes 200 ms late
     assert CountingLimiter.asked == 3  # the late one asked for a fresh slot
     assert report(sim)["requests"] == 2
+
+
+async def test_a_receipt_naming_attempt_zero_is_matched_like_one_naming_none(
+    client, redis_url, ns, queue
+) -> None:
+    from tests.test_webhooks import post, sending
+
+    msg_id = sending(client, ns, queue, "bandwidth")  # its one attempt went to Bandwidth
+    hooks = webhook_client(redis_url, ns)
+    refused = post(hooks, msg_id, "undelivered", code="30007", attempt=0)  # a Twilio receipt
+    assert refused.status_code == 403
+    assert record(client, ns, msg_id)["status"] == "sending"
+
+
+async def test_a_receipt_proving_an_earlier_attempt_went_out_counts_the_double(
+    client, redis_url, ns, queue
+) -> None:
+    from tests.test_webhooks import post, sending
+    from worker.sendpath.ledger import attempt_fields
+
+    msg_id = sending(client, ns, queue)  # attempt 1 via twilio: it timed out, say
+    client.hset(f"{ns}:msg:{msg_id}", mapping=attempt_fields(2, "twilio", "+12015550100", 2))
+    with webhook_client(redis_url, ns) as hooks:
+        assert post(hooks, msg_id, "delivered", attempt=1).status_code == 200
+        rec = record(client, ns, msg_id)
+        assert (rec["possible_double"], rec["double_evidence"]) == ("1", "1")
+        assert Store(client, ns).counters()["doubles_evidenced"] == 1
+        # The same receipt again counts nothing more.
+        post(hooks, msg_id, "delivered", attempt=1)
+    assert Store(client, ns).counters()["doubles_evidenced"] == 1
+
+
+CORRUPT_GZIP = (
+    b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+    b"Content-Length: 12\r\n\r\nnot gzip :-("
+)
+TRICKLED = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("raw", "trickle_s"),
+    [
+        (CORRUPT_GZIP, None),  # a 2xx whose body cannot be decoded
+        (b"220 smtp.example.org ESMTP ready\r\n", None),  # not HTTP at all
+        (TRICKLED + b" " * 400, 0.3),  # an answer that never finishes in time
+    ],
+    ids=["undecodable 2xx", "not http", "trickled"],
+)
+async def test_an_answer_that_cannot_be_used_leaves_the_text_unconfirmed_not_resent(
+    aclient, client, ns, queue, sim, raw: bytes, trickle_s: float | None
+) -> None:
+    async with misbehaving(raw=raw, trickle_s=trickle_s) as odd:
+        pipeline = two_provider_pipeline(aclient, ns, queue, odd.url, sim, timeout_s=1)
+        msg_id = enqueue(client, ns, queue)
+        assert await asyncio.wait_for(pipeline.deliver(msg_id), 20) == "unconfirmed"
+        assert odd.requests == 1  # never quick-retried
+    assert report(sim)["requests"] == 0  # never failed over
+    assert record(client, ns, msg_id)["status"] == "unconfirmed"

@@ -492,17 +492,21 @@ async def test_an_unknown_4xx_is_permanent(status: int) -> None:
 @pytest.mark.parametrize(
     "payload", [{}, {"messages": "nope"}, {"message-count": "0", "messages": []}, ["0"]]
 )
-async def test_a_200_without_vonages_messages_is_transient(payload: object) -> None:
+async def test_a_200_without_vonages_messages_is_ambiguous_never_resent_blindly(
+    payload: object,
+) -> None:
+    # Vonage may have taken the text and its answer be truncated: resending or
+    # failing over could text the person twice.
     result = await send_answered_by(200, payload)
 
-    assert result.category is Category.TRANSIENT
+    assert result.category is Category.AMBIGUOUS
     assert result.error_code == "http_200"
 
 
-async def test_a_200_that_is_not_json_is_transient() -> None:
+async def test_a_200_that_is_not_json_is_ambiguous() -> None:
     result = await send_answered_by(200, body="<html>captive portal</html>")
 
-    assert result.category is Category.TRANSIENT
+    assert result.category is Category.AMBIGUOUS
 
 
 # -- 3. network faults at the boundary ---------------------------------------------------------

@@ -21,6 +21,12 @@ def status_url(public_url: str, provider: str, msg_id: str, attempt: int) -> str
 
 
 def attempt_of(query: Mapping[str, str]) -> int | None:
-    """The attempt a callback URL names; None when it names none (or not as a number)."""
+    """The attempt a callback URL names (1 or more); None when it names none usable.
+
+    An attempt number that is not a positive number names no attempt: the
+    receipt is then matched by its provider's message id (lua/receipt.lua).
+    """
     raw = query.get(ATTEMPT_PARAM, "")
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None
+    if not (raw.isascii() and raw.isdigit() and len(raw) < 10) or int(raw) < 1:
+        return None
+    return int(raw)

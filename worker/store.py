@@ -237,6 +237,7 @@ class AsyncStore:
             keys.history(msg_id, self.ns),
             keys.stats(self.ns),
             keys.inflight(self.ns),
+            keys.counters(self.ns),
         ]
         args: list[str] = [
             str(now_ms()),

@@ -9,6 +9,7 @@
 -- KEYS[2]  {ns}:msg:{id}:h        the record's history (list, capped)
 -- KEYS[3]  {ns}:stats             "{campaign}|{status}" -> count (hash)
 -- KEYS[4]  {ns}:inflight          texts being sent (zset): left when the text leaves sending
+-- KEYS[5]  {ns}:counters          hash: "doubles_evidenced" counts receipts proving a double
 --
 -- ARGV[1]  now, epoch ms
 -- ARGV[2]  the provider whose webhook route the receipt came in on
@@ -20,11 +21,14 @@
 -- ARGV[8..] field, value pairs to set with the change
 --
 -- The receipt must name a real attempt of this text through this provider:
--- by its attempt number, else by the provider's message id, else (a receipt
--- that beat the worker's own write) the latest attempt, if it went through this
--- provider and has no message id yet. A message id that contradicts the
--- attempt's is refused. A record from before the ledger (no attempt field) is
--- matched by its provider and provider message id.
+-- by its attempt number (1 or more), else by the provider's message id, else
+-- (a receipt that beat the worker's own write, or a provider that names no
+-- attempt) the latest attempt through this provider that has no message id
+-- yet. A message id that contradicts the attempt's is refused. A record from
+-- before the ledger (no attempt field) is matched by its provider and id.
+--
+-- A receipt proving that an earlier attempt went out, when a later attempt was
+-- made too, is a double: the record is marked possible_double and counted.
 --
 -- A receipt proves the text was sent: it applies in any state that is not
 -- final (sending, queued, held, unconfirmed), so a text waiting for a retry or
@@ -61,11 +65,16 @@ elseif n == nil then
             if attempt_field(i, "pmid") == pmid then n = i break end
         end
     end
-    if n == nil and attempt_field(latest, "provider") == provider and attempt_field(latest, "pmid") == "" then
-        n = latest
+    if n == nil then
+        for i = latest, 1, -1 do
+            if attempt_field(i, "provider") == provider and attempt_field(i, "pmid") == "" then
+                n = i
+                break
+            end
+        end
     end
 end
-if n == nil or n < 0 or n > latest then
+if n == nil or n < 1 and latest > 0 or n > latest then
     return {-2, "the receipt names no attempt of this text"}
 end
 if n > 0 then
@@ -75,6 +84,14 @@ if n > 0 then
     local known = attempt_field(n, "pmid")
     if pmid ~= "" and known ~= "" and known ~= pmid then
         return {-2, "the provider message id does not match attempt " .. n}
+    end
+end
+
+if n > 0 and n < latest and new ~= "undelivered" then
+    -- Attempt n went out, and a later attempt was made: a second copy may be out.
+    if redis.call("HSETNX", msg, "double_evidence", n) == 1 then
+        redis.call("HSET", msg, "possible_double", "1")
+        redis.call("HINCRBY", KEYS[5], "doubles_evidenced", 1)
     end
 end
 

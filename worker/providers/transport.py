@@ -19,6 +19,7 @@ default transport. That transport reports every aiohttp connection error as
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -93,9 +94,19 @@ async def request(
     client: httpx.AsyncClient, provider: str, method: str, url: str, **kwargs: Any
 ) -> httpx.Response:
     try:
-        response = await client.request(method, url, **kwargs)
+        # A per-read timeout alone lets a server that trickles its answer hold a
+        # send forever: the whole exchange is bounded too.
+        async with asyncio.timeout(_total_s(client.timeout)):
+            response = await client.request(method, url, **kwargs)
+            await response.aread()
     except httpx.HTTPError as exc:
         raise mapped(provider, exc) from exc
+    except TimeoutError as exc:
+        raise ProviderTimeout(provider, "no whole answer within the timeout") from exc
+    except Exception as exc:
+        # Anything else (an aiohttp error the transport let through, a reply that
+        # is not HTTP) came after connecting: the request may have been read.
+        raise ProviderUncertain(provider, f"no usable answer ({exc!r})") from exc
     if response.status_code in UNCERTAIN_STATUSES:
         raise ProviderUncertain(
             provider, f"HTTP {response.status_code} from a gateway: the text may have been taken"
@@ -109,9 +120,15 @@ def mapped(provider: str, exc: httpx.HTTPError) -> ProviderError:
         return ProviderUnreachable(provider, f"cannot connect ({exc!r})")
     if _timed_out(exc):
         return ProviderTimeout(provider, f"no answer within the timeout ({exc!r})")
-    if isinstance(exc, httpx.TransportError):
-        return ProviderUncertain(provider, f"the connection was lost ({exc!r})")
-    return ProviderError(provider, repr(exc))
+    # Everything else (a lost connection, an answer that cannot be decoded) came
+    # after the request may have been read: the text may have been taken.
+    return ProviderUncertain(provider, f"no usable answer ({exc!r})")
+
+
+def _total_s(timeout: httpx.Timeout) -> float:
+    """A whole exchange: connecting, then the answer, each within its own timeout."""
+    parts = (timeout.connect, timeout.write, timeout.read)
+    return sum(t for t in parts if t is not None) or DEFAULT_TIMEOUT_S
 
 
 def never_sent(exc: httpx.HTTPError) -> bool:

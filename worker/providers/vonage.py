@@ -495,10 +495,12 @@ def _first_id(parts: Iterable[Mapping[str, object]]) -> str | None:
 
 
 def _unreadable(response: httpx.Response) -> SendResult:
-    """An answer without Vonage's ``messages``: Vonage reports every outcome in one,
-    so this is a proxy's or an outage page; 2xx included, nothing was accepted."""
+    """An answer without Vonage's ``messages``: Vonage reports every outcome in one.
+    A 2xx without them may still be Vonage having taken the text (a truncated
+    answer), so it is ambiguous: never sent again blindly. Otherwise it is a
+    proxy's or an outage page, classified by its status."""
     status = response.status_code
-    category = classify(None, status) if not response.is_success else Category.TRANSIENT
+    category = classify(None, status) if not response.is_success else Category.AMBIGUOUS
     return SendResult(
         category,
         error_code=f"http_{status}",

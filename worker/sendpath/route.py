@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import structlog
 
 from worker import callbacks, store
-from worker.errors import ProviderError, ProviderUncertain
+from worker.errors import ProviderError, ProviderUnreachable, TokenRefused
 from worker.models import Category
 from worker.providers.base import OutboundText, Provider, SendResult
 from worker.ratelimit import Reservation
@@ -146,13 +146,24 @@ class Router:
 
 async def _send_once(provider: Provider, text: OutboundText) -> SendResult:
     try:
-        return await provider.send(text)
-    except ProviderUncertain as exc:
-        # Written, and no answer: the provider may have taken it.
-        return SendResult(Category.UNCERTAIN, error_code=type(exc).__name__, error=str(exc))
-    except ProviderError as exc:
-        # Converted at the transport boundary; nothing reached the provider.
+        result = await provider.send(text)
+    except (ProviderUnreachable, TokenRefused) as exc:
+        # Converted at the transport boundary: nothing reached the provider.
         return SendResult(Category.TRANSIENT, error_code=type(exc).__name__, error=str(exc))
+    except Exception as exc:
+        # Anything else after the attempt was written may have sent the text.
+        code = type(exc).__name__ if isinstance(exc, ProviderError) else "ProviderUncertain"
+        return SendResult(Category.UNCERTAIN, error_code=code, error=str(exc)[:300])
+    if result.ok and not result.provider_message_id:
+        # Accepted, says a 2xx, but with no id to match its receipts to: whatever
+        # the adapter, the text may have gone and cannot be told apart: ambiguous.
+        return SendResult(
+            Category.AMBIGUOUS,
+            error_code="no_message_id",
+            error="a 2xx answer without a message id",
+            carrier=result.carrier,
+        )
+    return result
 
 
 def _no_provider(earliest_ms: int | None) -> Routed:
