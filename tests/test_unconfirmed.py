@@ -132,3 +132,61 @@ async def test_a_counted_resend_shows_in_metrics(
         scraped = api.get("/metrics", headers=auth()).text
     assert 'sendq_events{name="possible_doubles"} 1.0' in scraped
     assert 'sendq_texts{campaign="default",status="sent"} 1.0' in scraped
+
+
+async def test_a_settle_message_that_comes_early_is_put_back_for_the_time_left(
+    aclient, client, ns, queue, sim
+) -> None:
+    from worker import wire
+
+    pipeline = pipeline_finding(aclient, ns, queue, sim, CANNOT_TELL, policy="resend")
+    msg_id = await unconfirmed_then_due(pipeline, client, ns, queue, sim)
+    client.hset(f"{ns}:msg:{msg_id}", "settle_at_ms", 2**45)  # far ahead: early
+    delayed = wire.queue_key(wire.delay_queue(wire.timed_queue(queue)))
+    before = client.llen(delayed)
+    assert await pipeline.deliver(msg_id) == "skipped"
+    assert client.llen(delayed) == before + 1  # another settle message is on its way
+    assert record(client, ns, msg_id)["status"] == "unconfirmed"
+
+
+async def test_a_busy_look_up_is_asked_again_later_not_taken_as_no_evidence(
+    aclient, client, ns, queue, sim
+) -> None:
+    from worker.providers.base import ASK_AGAIN
+
+    pipeline = pipeline_finding(aclient, ns, queue, sim, ASK_AGAIN, policy="resend")
+    msg_id = await unconfirmed_then_due(pipeline, client, ns, queue, sim)
+    assert await pipeline.deliver(msg_id) == "skipped"
+    rec = record(client, ns, msg_id)
+    assert (rec["status"], rec["lookups"]) == ("unconfirmed", "1")
+    assert int(rec["settle_at_ms"]) > 0 and "possible_double" not in rec
+    assert "look-up was busy" in Store(client, ns).history(msg_id)[-1]["why"]
+
+
+async def test_a_resend_that_a_gate_ends_is_no_possible_double(
+    aclient, client, ns, queue, sim
+) -> None:
+    pipeline = pipeline_finding(aclient, ns, queue, sim, CANNOT_TELL, policy="resend")
+    msg_id = await unconfirmed_then_due(pipeline, client, ns, queue, sim)
+    client.hset(f"{ns}:msg:{msg_id}", "send_before_ms", 1)  # past its window meanwhile
+    assert await pipeline.deliver(msg_id) == "expired"
+    assert "possible_double" not in record(client, ns, msg_id)
+    assert "possible_doubles" not in Store(client, ns).counters()
+
+
+async def test_twilios_look_up_finds_a_text_though_this_workers_clock_runs_ahead(sim) -> None:
+    import httpx
+
+    from worker.store import now_ms
+
+    provider = TwilioProvider(account_sid=SID, auth_token=AUTH_TOKEN, base_url=sim)
+    to, sender, body = "+12015550188", "+12015550100", "skewed clocks"
+    form = {"To": to, "From": sender, "Body": body}
+    httpx.post(
+        f"{sim}/2010-04-01/Accounts/{SID}/Messages.json", data=form, auth=(SID, AUTH_TOKEN)
+    ).raise_for_status()
+    ahead = SentQuery(message_id="m", to=to, sender=sender, body=body, after_ms=now_ms() + 60_000)
+    assert str(await provider.find_sent(ahead)).startswith("SM")
+    other = SentQuery(message_id="m", to=to, sender=sender, body="another", after_ms=now_ms())
+    assert await provider.find_sent(other) is NOT_FOUND
+    await provider.aclose()

@@ -96,7 +96,8 @@ class SentQuery:
 
 # What a provider's look-up can say of an unconfirmed attempt, besides its message id.
 NOT_FOUND = object()  # the provider has no such text: nothing was sent
-CANNOT_TELL = object()  # no look-up, or no usable answer
+CANNOT_TELL = object()  # no look-up, or no answer that could ever settle it
+ASK_AGAIN = object()  # the look-up is busy or failed (429, 5xx, a lost connection): later
 
 
 class Provider(abc.ABC):
@@ -127,7 +128,8 @@ class Provider(abc.ABC):
         return list(enumerate(self.parse_receipts(request)))
 
     async def find_sent(self, query: SentQuery) -> str | object:
-        """Look an unconfirmed attempt up: its provider message id, NOT_FOUND or CANNOT_TELL.
+        """Look an unconfirmed attempt up: its provider message id, NOT_FOUND, ASK_AGAIN
+        or CANNOT_TELL.
 
         Only a provider with an API to list sent texts overrides this.
         """

@@ -14,7 +14,6 @@ import email.utils
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
@@ -23,6 +22,7 @@ from worker.errors import InvalidWebhook
 from worker.models import Category, Status
 from worker.providers import transport
 from worker.providers.base import (
+    ASK_AGAIN,
     CANNOT_TELL,
     NOT_FOUND,
     OutboundText,
@@ -216,46 +216,52 @@ class TwilioProvider(Provider):
         )
 
     async def find_sent(self, query: SentQuery) -> str | object:
-        """List Messages by To, From and DateSent: the text this attempt sent, if Twilio has it.
+        """List Messages to and from the numbers, newest first: the text this attempt sent.
 
-        The same person may have had other texts from the same number that day:
-        the body and a creation time no earlier than the attempt pick this one.
+        The same person may have had other texts from the same number: the body and
+        a creation time no earlier than the attempt (less a generous allowance for
+        clock skew between this worker and Twilio) pick this one. No ``DateSent``
+        filter: a text Twilio has taken but not yet sent has no date sent. "Not
+        found" is said only when the page reaches back past the window.
         """
-        day = datetime.fromtimestamp(query.after_ms / 1000, UTC).strftime("%Y-%m-%d")
         response = await transport.request(
             self._client,
             NAME,
             "GET",
             self._path,
-            params={"To": query.to, "From": query.sender, "DateSent>": day, "PageSize": "100"},
+            params={"To": query.to, "From": query.sender, "PageSize": str(LOOKUP_PAGE_SIZE)},
             headers={"Accept": "application/json"},
         )
-        if response.status_code != 200:
-            return CANNOT_TELL
-        listed = json_object(response).get("messages")
+        if response.status_code == 429 or response.status_code >= 500:
+            return ASK_AGAIN
+        page = json_object(response) if response.status_code == 200 else {}
+        listed = page.get("messages")
         if not isinstance(listed, list):
             return CANNOT_TELL
-        for item in listed:
-            if isinstance(item, dict) and _is_attempt(item, query):
+        since_ms = query.after_ms - LOOKUP_CLOCK_SLACK_MS
+        created = [_created_ms(item) for item in listed if isinstance(item, dict)]
+        for item, at_ms in zip((i for i in listed if isinstance(i, dict)), created, strict=True):
+            if item.get("body") == query.body and at_ms is not None and at_ms >= since_ms:
                 return str(item.get("sid") or "") or CANNOT_TELL
-        return NOT_FOUND
+        reaches_back = any(at_ms is not None and at_ms < since_ms for at_ms in created)
+        return NOT_FOUND if not page.get("next_page_uri") or reaches_back else CANNOT_TELL
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
 
-# Clocks differ: a text created this long before the attempt's start is still it.
-LOOKUP_CLOCK_SLACK_MS = 5_000
+# Clocks differ: a text Twilio created this long before the attempt's start (by
+# this worker's clock) may still be it. Generous: a false "not found" doubles a text.
+LOOKUP_CLOCK_SLACK_MS = 10 * 60 * 1000
+LOOKUP_PAGE_SIZE = 50
 
 
-def _is_attempt(item: Mapping[str, object], query: SentQuery) -> bool:
-    if item.get("body") != query.body:
-        return False
+def _created_ms(item: Mapping[str, object]) -> int | None:
     try:
         created = email.utils.parsedate_to_datetime(str(item.get("date_created") or ""))
     except (TypeError, ValueError):
-        return False
-    return created.timestamp() * 1000 >= query.after_ms - LOOKUP_CLOCK_SLACK_MS
+        return None
+    return int(created.timestamp() * 1000)
 
 
 # -- configuration ---------------------------------------------------------------------

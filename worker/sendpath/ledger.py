@@ -29,6 +29,8 @@ log = structlog.get_logger("sendq.delivery")
 # Renew when a third of the lease is left: two renewals may fail before it runs out.
 RENEW_FRACTION = 3
 ATTEMPT_OPEN_FIELD = "attempt_open"
+POSSIBLE_DOUBLE_FIELD = "possible_double"
+POSSIBLE_DOUBLE_COUNTER = "possible_doubles"
 
 
 def attempt_fields(n: int, provider: str, sender: str, started_ms: int) -> dict[str, str]:
@@ -54,11 +56,15 @@ class Ledger:
             **attempt_fields(n, provider, sender, store.now_ms()),
             "carrier": text.carrier,
         }
+        resending = text.resending
+        if resending:
+            fields[POSSIBLE_DOUBLE_FIELD] = "1"
         done = await self.store.transition(
             text.id,
             [Status.SENDING],
             Status.SENDING,
-            reason=f"attempt {n} via {provider}",
+            reason=f"attempt {n} via {provider}"
+            + (" (a possible double send: worker.on_unconfirmed = resend)" if resending else ""),
             fields=fields,
             fence=text.lease,
         )
@@ -66,6 +72,10 @@ class Ledger:
             log.warning("the text is not ours to send any more", status=done.current)
             return False
         text.record.update(fields)
+        if resending:
+            text.resending = False
+            await self.store.count(POSSIBLE_DOUBLE_COUNTER)
+            log.warning("sending an unconfirmed text again: a possible double send")
         return True
 
     @contextlib.asynccontextmanager

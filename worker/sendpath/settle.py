@@ -8,9 +8,14 @@ wait is over, the settler asks the provider, where it has a look-up:
 
 - found: the text was sent; it becomes ``sent`` with the provider's id;
 - not found: nothing was sent; it is sent again, with no double possible;
+- busy (429, 5xx, a lost connection): it asks again later, with backoff, a
+  few times, so a mass of look-ups at once does not decide a mass of texts;
 - the provider cannot tell: ``worker.on_unconfirmed`` decides: ``fail``
   leaves it ``unconfirmed`` (final), ``resend`` sends it again and counts it
-  (``possible_double`` on the record and in the counters).
+  (``possible_double`` on the record and in the counters, when it goes out).
+
+A settle message that comes back early (dramatiq's delay queue runs on the
+clock of the worker that fetched it) is put back for the time that is left.
 """
 
 from __future__ import annotations
@@ -21,19 +26,23 @@ import structlog
 
 from worker import store, wire
 from worker.models import Status
-from worker.providers.base import CANNOT_TELL, NOT_FOUND, Provider, SentQuery
+from worker.providers.base import ASK_AGAIN, CANNOT_TELL, NOT_FOUND, Provider, SentQuery
 from worker.sendpath.config import PipelineConfig
-from worker.sendpath.ledger import ATTEMPT_OPEN_FIELD
+from worker.sendpath.ledger import (
+    ATTEMPT_OPEN_FIELD,
+)
 from worker.sendpath.text import Text
 
 log = structlog.get_logger("sendq.delivery")
 
 UNCONFIRMED_COUNTER = "unconfirmed"
-POSSIBLE_DOUBLE_COUNTER = "possible_doubles"
-POSSIBLE_DOUBLE_FIELD = "possible_double"
 SETTLE_AT_FIELD = "settle_at_ms"
+LOOKUPS_FIELD = "lookups"
 # A settle message early by this much is still due (dramatiq's delay queue is coarse).
 SETTLE_EARLY_MS = 500
+# A busy look-up is asked again this much later, doubling, at most this many times.
+LOOKUP_RETRY_BASE_MS = 15_000
+LOOKUP_TRIES = 5
 
 
 class Settler:
@@ -76,7 +85,10 @@ class Settler:
         """The wait is over: a Text to send again, or None (settled, or not due)."""
         record = await self.store.get(msg_id)
         due = int((record or {}).get(SETTLE_AT_FIELD) or 0)
-        if record is None or not due or due > store.now_ms() + SETTLE_EARLY_MS:
+        if record is None or not due:
+            return None
+        if due > store.now_ms() + SETTLE_EARLY_MS:
+            await self._look_again(msg_id, due - store.now_ms(), "settle message came early")
             return None
         found = await self._look_up(record)
         if isinstance(found, str):
@@ -84,6 +96,11 @@ class Settler:
             return None
         if found is NOT_FOUND:
             return await self._send_again(msg_id, lease, "not found by the provider's look-up")
+        tries = int(record.get(LOOKUPS_FIELD) or 0) + 1
+        if found is ASK_AGAIN and tries < LOOKUP_TRIES:
+            wait_ms = LOOKUP_RETRY_BASE_MS * 2 ** (tries - 1)
+            await self._look_again(msg_id, wait_ms, "the look-up was busy", tries)
+            return None
         if self.config.on_unconfirmed == "resend":
             return await self._send_again(msg_id, lease, "no evidence", possible_double=True)
         await self.store.transition(
@@ -94,6 +111,21 @@ class Settler:
             fields={SETTLE_AT_FIELD: ""},
         )
         return None
+
+    async def _look_again(
+        self, msg_id: str, wait_ms: int, why: str, tries: int | None = None
+    ) -> None:
+        fields: dict[str, object] = {SETTLE_AT_FIELD: store.now_ms() + wait_ms}
+        if tries is not None:
+            fields[LOOKUPS_FIELD] = tries
+        await self.store.transition(
+            msg_id,
+            [Status.UNCONFIRMED],
+            Status.UNCONFIRMED,
+            reason=f"{why}: looking again in {wait_ms // 1000} s",
+            fields=fields,
+            requeue=wire.message(msg_id, wire.timed_queue(self.config.queue), delay_ms=wait_ms),
+        )
 
     async def _look_up(self, record: dict[str, str]) -> str | object:
         n = int(record.get("attempt") or 0)
@@ -109,9 +141,9 @@ class Settler:
         )
         try:
             found: str | object = await provider.find_sent(query)
-        except Exception as exc:  # a look-up that fails says nothing either way
+        except Exception as exc:  # a look-up that fails says nothing either way: later
             log.warning("provider look-up failed", error=str(exc)[:200])
-            return CANNOT_TELL
+            return ASK_AGAIN
         return found
 
     async def _settle_sent(self, msg_id: str, record: dict[str, str], pmid: str) -> None:
@@ -136,7 +168,6 @@ class Settler:
         fields: dict[str, str] = {**lease, SETTLE_AT_FIELD: ""}
         reason = f"{why}: sending again"
         if possible_double:
-            fields[POSSIBLE_DOUBLE_FIELD] = "1"
             reason += " (possible double send, worker.on_unconfirmed = resend)"
         taken = await self.store.transition(
             msg_id,
@@ -148,7 +179,7 @@ class Settler:
         )
         if not taken.ok or taken.record is None:
             return None
-        if possible_double:
-            await self.store.count(POSSIBLE_DOUBLE_COUNTER)
-            log.warning("sending an unconfirmed text again: a possible double send")
-        return Text(msg_id, taken.record, lease["lease_id"])
+        text = Text(msg_id, taken.record, lease["lease_id"])
+        # Counted when it goes out (ledger.begin), not if a gate ends it first.
+        text.resending = possible_double
+        return text
