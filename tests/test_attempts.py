@@ -384,3 +384,36 @@ async def test_an_answer_that_cannot_be_used_leaves_the_text_unconfirmed_not_res
         assert odd.requests == 1  # never quick-retried
     assert report(sim)["requests"] == 0  # never failed over
     assert record(client, ns, msg_id)["status"] == "unconfirmed"
+
+
+async def test_a_duplicate_message_ahead_of_a_retrys_time_sends_nothing(
+    aclient, client, ns, queue, sim
+) -> None:
+    scenario(sim, rules=[{"http_status": 500}])
+    pipeline = two_provider_pipeline(aclient, ns, queue, sim, sim)
+    pipeline.config.routes = {"default": ["twilio"]}
+    pipeline.config.backoff = Backoff(base_ms=30_000, cap_ms=60_000)
+    msg_id = enqueue(client, ns, queue)
+    assert await pipeline.deliver(msg_id) == "retry"  # again in 15 to 30 s
+    sent = report(sim)["requests"]
+    assert await pipeline.deliver(msg_id) == "skipped"  # a duplicate message, at once
+    assert report(sim)["requests"] == sent
+    assert record(client, ns, msg_id)["status"] == "queued"
+
+
+async def test_an_attempt_that_sent_nothing_is_closed_before_the_retry_pause(
+    aclient, client, ns, queue, sim
+) -> None:
+    async with misbehaving() as gone:
+        url = gone.url
+    pipeline = two_provider_pipeline(aclient, ns, queue, url, sim)
+    seen: list[str] = []
+
+    async def look(_: float) -> None:
+        # What a worker lost during the quick-retry pause would leave behind.
+        seen.append(record(client, ns, msg_id).get("attempt_open", ""))
+
+    pipeline.parts.sleep = look
+    msg_id = enqueue(client, ns, queue)
+    assert await pipeline.deliver(msg_id) == "sent"
+    assert seen and set(seen) == {""}

@@ -17,7 +17,7 @@ import structlog
 
 from tests import parts
 from tests.conftest import AUTH_TOKEN
-from worker import wire
+from worker import keys, wire
 from worker.alerts import Alerter
 from worker.breaker import FAILURE_WEIGHT, AsyncBreakers, Breakers, Policy
 from worker.enqueue import Producer
@@ -61,6 +61,11 @@ def enqueue(client: redis.Redis, ns: str, queue: str, **job: Any) -> str:
     job.setdefault("to", number_for("att", 1))
     job.setdefault("body", "hello from a test")
     return Producer(client, ns=ns, queue=queue).enqueue(job).message_id
+
+
+def due(client: redis.Redis, ns: str, msg_id: str) -> None:
+    """The text's retry time has come: its delayed message is now on time, not early."""
+    client.hset(keys.message(msg_id, ns), "eta_ms", 0)
 
 
 def scenario(sim: str, **data: Any) -> None:
@@ -134,7 +139,7 @@ async def test_exhausted_retries_end_the_text_dead_with_the_last_error(
     outcomes = []
     for _ in range(3):
         outcomes.append(await pipeline.deliver(msg_id))
-        Store(client, ns).transition(msg_id, ["queued"], "queued", reason="test: skip the delay")
+        due(client, ns, msg_id)
     assert outcomes == ["retry", "retry", "dead"]
     record = Store(client, ns).get(msg_id)
     assert (
@@ -313,6 +318,7 @@ async def test_throttling_without_retry_after_backs_off_doubling_to_the_cap(
     msg_id = enqueue(client, ns, queue)
     for _ in range(6):
         assert await pipeline.deliver(msg_id) == "retry"
+        due(client, ns, msg_id)
     # retry_base_ms 1000 doubling per throttle, capped at retry_cap_ms 10 000.
     assert retry_delays_ms(client, ns, msg_id) == [1000, 2000, 4000, 8000, 10_000, 10_000]
     record = Store(client, ns).get(msg_id)
@@ -354,6 +360,7 @@ async def test_throttling_with_retry_after_waits_what_the_provider_asks(
     }
     msg_id = enqueue(client, ns, queue)
     assert await pipeline.deliver(msg_id) == "retry"
+    due(client, ns, msg_id)
     assert await pipeline.deliver(msg_id) == "retry"
     assert retry_delays_ms(client, ns, msg_id) == [7000, 7000]
     record = Store(client, ns).get(msg_id)
@@ -374,6 +381,8 @@ async def test_with_every_provider_paused_texts_back_off_unspent_and_go_after_re
     with structlog.testing.capture_logs() as logs:
         for _ in range(7):
             assert [await pipeline.deliver(msg_id) for msg_id in ids] == ["retry"] * 3
+            for msg_id in ids:
+                due(client, ns, msg_id)
     for msg_id in ids:
         # 1 s doubling, capped at DEFAULT_NO_PROVIDER_MAX_WAIT_MS.
         delays = retry_delays_ms(client, ns, msg_id)

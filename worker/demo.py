@@ -20,9 +20,9 @@ from rich.console import Console
 
 from worker import embedded, keys
 from worker.breaker import Breakers
-from worker.enqueue import Producer
 from worker.holds import Holds
 from worker.models import FINAL_STATUSES, Category, Status
+from worker.producer import Producer
 from worker.services import Stack
 from worker.settings import load_settings
 from worker.simulator.carriers import number_for

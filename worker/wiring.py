@@ -6,7 +6,7 @@ Each entry point asks a ``Root`` for what it needs:
     webhooks     root.webhook_app()          (with root.admin() mounted)
     CLI          root.producer(), root.store(), root.operations(), root.limiter()
     demo, bench  the same, on a Root of their own settings
-    producer API root.producer()             (worker.enqueue.default_producer)
+    producer API root.producer()             (worker.enqueue.enqueue and friends)
 
 Parts are built once per Root and kept. Async parts bind to the event loop that
 first uses them (redis.asyncio, httpx), so they are built lazily, on the loop
@@ -25,10 +25,10 @@ from worker.alerts import Alerter
 from worker.breaker import AsyncBreakers, Breakers, Policy
 from worker.broker import async_reconnect_retry, redis_url
 from worker.carriers import CarrierResolver, load_overrides
-from worker.enqueue import Producer, Regions
 from worker.holds import AsyncHolds, Holds
 from worker.leases import LeaseSweeper, OrphanSweeper
 from worker.maintenance import HoldKeeper
+from worker.producer import Producer, Regions
 from worker.providers import registry, transport
 from worker.providers.base import Provider
 from worker.ratelimit import AsyncLimiter, Limiter

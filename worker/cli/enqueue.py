@@ -15,7 +15,7 @@ from worker.errors import InvalidInput
 
 if TYPE_CHECKING:
     from worker import ingest
-    from worker.enqueue import Accepted, Conflict, EnqueueReport, Producer
+    from worker.producer import Accepted, Conflict, EnqueueReport, Producer
 
 # Rejected rows listed on the terminal (all go to --rejects) and in the JSON summary.
 SHOWN_REJECTS = 50

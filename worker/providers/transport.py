@@ -29,10 +29,11 @@ from worker.errors import ProviderError, ProviderTimeout, ProviderUncertain, Pro
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTIONS = 100
-# Below the 5 s idle timeout common to servers (uvicorn, nginx's default is 75 s):
-# a pooled connection the server already closed fails as "disconnected", which
-# cannot be told from a connection dropped after the request was written.
-DEFAULT_KEEPALIVE_EXPIRY_S = 4.0
+# Below the idle timeouts servers keep (gunicorn 2 s, uvicorn 5 s, nginx 75 s): a
+# pooled connection the server already closed fails as "disconnected", which
+# cannot be told from a connection dropped after the request was written, and
+# such a text would end unconfirmed. A busy pool reuses its connections anyway.
+DEFAULT_KEEPALIVE_EXPIRY_S = 1.5
 # A gateway's answers: the provider behind it may have taken the text.
 UNCERTAIN_STATUSES = frozenset({502, 504})
 

@@ -27,6 +27,9 @@ log = structlog.get_logger("sendq.delivery")
 TAKEOVER_COUNTER = "takeovers"
 # Look again this long after another worker's lease ends.
 LEASE_GRACE_MS = 100
+# A message this early for its text's time is a duplicate (a deferred text's own
+# comes SLOT_LEAD_MS early by design).
+EARLY_TOLERANCE_MS = 1000
 
 
 def new_lease(lease_ms: int) -> dict[str, str]:
@@ -50,7 +53,8 @@ class Claimer:
             return_record=True,
         )
         if claimed.ok and claimed.record is not None:
-            return Text(msg_id, claimed.record, lease["lease_id"])
+            text = Text(msg_id, claimed.record, lease["lease_id"])
+            return None if await self._early(text) else text
         if claimed.missing:
             log.error("no record for a queued text; dropping the queue entry")
             return None
@@ -60,6 +64,25 @@ class Claimer:
             return await self.settler.settle(msg_id, lease)
         # Already sent or final: a redelivered duplicate; nothing to do.
         return None
+
+    async def _early(self, text: Text) -> bool:
+        """A duplicate message, ahead of the text's retry or slot: put it back, untouched.
+
+        dramatiq can deliver a message twice (a heartbeat redelivery, a sweep); its
+        own message still comes at the text's time (``eta_ms``), so none is queued.
+        """
+        eta_ms = int(text.record.get("eta_ms") or 0)
+        if eta_ms <= store.now_ms() + EARLY_TOLERANCE_MS:
+            return False
+        await self.store.transition(
+            text.id,
+            [Status.SENDING],
+            Status.QUEUED,
+            reason=f"an early duplicate message: the text is due in {eta_ms - store.now_ms()} ms",
+            fields={"lease_id": ""},
+            fence=text.lease,
+        )
+        return True
 
     async def _take_over(self, msg_id: str, lease: dict[str, str]) -> Text | None:
         """A text left ``sending`` by a worker that died, or was cut off, mid-send."""

@@ -78,6 +78,19 @@ class Ledger:
             log.warning("sending an unconfirmed text again: a possible double send")
         return True
 
+    async def close(self, text: Text) -> None:
+        """The attempt is over and sent nothing: say so now, not at the next write."""
+        fields = {**text.take_pending(), ATTEMPT_OPEN_FIELD: ""}
+        await self.store.transition(
+            text.id,
+            [Status.SENDING],
+            Status.SENDING,
+            reason=f"attempt {text.attempt} sent nothing: {fields.get(f'a{text.attempt}:outcome')}",
+            fields=fields,
+            fence=text.lease,
+        )
+        text.record[ATTEMPT_OPEN_FIELD] = ""
+
     @contextlib.asynccontextmanager
     async def kept(self, text: Text) -> AsyncIterator[None]:
         """Renew ``text``'s lease in the background while the block runs."""

@@ -73,6 +73,8 @@ class Outcomes:
             **text.take_pending(),
             "rl_slot_ms": store.now_ms() + wait_ms if r.reserved else "",
             "rl_held": ",".join(r.held),
+            # A deferral comes before its attempt's HTTP call: none is open.
+            "attempt_open": "",
         }
         # Its own queue: back on the main one it would wait behind the whole backlog
         # and miss its slot.

@@ -123,6 +123,10 @@ class Router:
             await self._reserve(name, sender, text)
         result = await _send_once(self.parts.providers[name], self._outbound(name, sender, text))
         text.pending[f"a{text.attempt}:outcome"] = result.category.value
+        if result.category is Category.TRANSIENT:
+            # Nothing was sent, or the provider said it failed: a retry or failover
+            # follows, and a worker lost before it must not leave the attempt "open".
+            await self.ledger.close(text)
         return result
 
     async def _reserve(self, name: str, sender: str, text: Text) -> None:
