@@ -7,8 +7,9 @@ heartbeat times out, and then at the *back* of the queue (``rpush`` in its
 transition into ``sending`` records the text's lease end in ``{ns}:inflight``
 (``lua/transition.lua``); each worker asks for the expired ones every tick and
 gives each a fresh message on the timed queue, which has no backlog. The
-pipeline then takes the text over (``crash_resends``), as it would a late
-redelivery. A duplicate message is harmless: the claim is a compare-and-set.
+pipeline then takes the text over (``takeovers``; through ``unconfirmed`` if an
+HTTP attempt was open), as it would a late redelivery. A duplicate message is
+harmless: the claim is a compare-and-set.
 
 Orphans: dramatiq can strand a message in a live worker's unacked set when
 Redis drops mid-fetch (a retried fetch pops again; the first reply is lost),
