@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from worker import embedded, keys
+from worker import embedded
 from worker.breaker import Breakers
 from worker.holds import Holds
 from worker.models import FINAL_STATUSES, Category, Status
@@ -192,21 +192,14 @@ def _filtered_before_pause(producer: Producer, ids: list[str]) -> int:
     and the filtering has stopped by the time they are released, so every one
     of them was sent into the block while sendq was still learning of it.
     """
-    pipe = producer.store.client.pipeline(transaction=False)
-    for msg_id in ids:
-        pipe.hmget(keys.message(msg_id, producer.store.ns), "status", "carrier", "receipt_category")
     found = 0
-    for status, carrier, category in pipe.execute():
+    for status, carrier, category in producer.store.fields(
+        ids, ("status", "carrier", "receipt_category")
+    ):
         found += (
-            _text(status) in FAILED_STATUSES
-            and _text(carrier) == BLOCKED
-            and _text(category) == Category.CARRIER_BLOCK
+            status in FAILED_STATUSES and carrier == BLOCKED and category == Category.CARRIER_BLOCK
         )
     return found
-
-
-def _text(raw: bytes | None) -> str:
-    return raw.decode() if raw else ""
 
 
 def _first_block_ms(producer: Producer, ids: list[str]) -> int | None:

@@ -155,6 +155,13 @@ class Store:
         raw = cast(dict[bytes, bytes], self.client.hgetall(keys.message(msg_id, self.ns)))
         return {k.decode(): v.decode() for k, v in raw.items()} or None
 
+    def fields(self, ids: Sequence[str], names: Sequence[str]) -> list[tuple[str, ...]]:
+        """The named fields of many records, pipelined ("" where a record has none)."""
+        pipe = self.client.pipeline(transaction=False)
+        for msg_id in ids:
+            pipe.hmget(keys.message(msg_id, self.ns), list(names))
+        return [tuple(_s(v) if v is not None else "" for v in row) for row in pipe.execute()]
+
     def history(self, msg_id: str) -> list[dict[str, Any]]:
         raw = cast(list[bytes], self.client.lrange(keys.history(msg_id, self.ns), 0, -1))
         return [json.loads(entry) for entry in raw]
