@@ -29,8 +29,11 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from types import TracebackType
+
+from worker.services import Stack, sendq_argv
 
 CHUNK_BYTES = 65_536
 LOOPBACK = "127.0.0.1"
@@ -215,3 +218,36 @@ async def _deliver(
             return
         writer.write(chunk)
         await writer.drain()
+
+
+def start_worker(
+    partition: Partition, stack: Stack, name: str, threads: int = 16
+) -> subprocess.Popen[bytes]:
+    """A ``sendq worker`` host inside the namespace, reaching Redis and the simulator
+    through the link (only what a worker dials is rewritten; callbacks stay); the
+    stack stops it with its own processes."""
+    env = stack.env()
+    for key, value in env.items():
+        if key == "SENDQ_REDIS_URL" or key.endswith("__BASE_URL") or key.endswith("LOOKUP_URL"):
+            env[key] = partition.reach(value)
+    argv = sendq_argv("worker", "--processes", "1", "--threads", str(threads))
+    stack.workdir.mkdir(parents=True, exist_ok=True)
+    log = open(stack.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
+    proc = subprocess.Popen(
+        partition.argv(argv),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    stack.procs[name] = proc
+    return proc
+
+
+def poll(predicate: Callable[[], bool], timeout_s: float, every_s: float = 0.005) -> None:
+    """Wait for ``predicate``, looking often: a cut is timed to a few milliseconds."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(every_s)

@@ -20,10 +20,11 @@ policy decides).
 
 The partition drills put one worker host in a network namespace of its own
 (netns.py), its provider 50 ms away, and take its link down for 10 s while
-it has HTTP attempts open (mid-stream; or with a first wave of requests all
-still on the wire, which arrive when the link is back, after the second host
-has looked them up and decided); a second host on this side takes the texts
-over. They are skipped, with the reason, where namespaces cannot be made.
+it has HTTP attempts open (mid-stream; or the moment a first wave of attempts
+is open, their requests on the wire or about to leave: those the host's TCP
+still delivers arrive when the link is back, after the second host has looked
+them up and decided); a second host on this side takes the texts over. They
+are skipped, with the reason, where namespaces cannot be made.
 
 A double is counted by sendq as a resend it knew might double
 (``possible_doubles``) or by the receipt that proves an earlier attempt went
@@ -39,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -56,7 +56,7 @@ from tests.reliability.test_faults import report, wait_for
 from worker import embedded, keys
 from worker.enqueue import Producer
 from worker.models import FINAL_STATUSES
-from worker.services import Stack, sendq_argv
+from worker.services import Stack
 from worker.simulator.carriers import number_for
 
 pytestmark = pytest.mark.slow
@@ -355,28 +355,6 @@ PROVIDER_LATENCY_S = 0.05
 PARTITION_LEASE_S = 3
 
 
-def spawn_in(partition: netns.Partition, stack: Stack, name: str) -> subprocess.Popen[bytes]:
-    """A ``sendq worker`` host inside the namespace, reaching Redis and the simulator
-    through the veth link (only what a worker dials is rewritten; callbacks stay)."""
-    env = stack.env()
-    for key, value in env.items():
-        if key == "SENDQ_REDIS_URL" or key.endswith("__BASE_URL") or key.endswith("LOOKUP_URL"):
-            env[key] = partition.reach(value)
-    argv = partition.argv(sendq_argv("worker", "--processes", "1", "--threads", "32"))
-    stack.workdir.mkdir(parents=True, exist_ok=True)
-    log = open(stack.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
-    proc = subprocess.Popen(
-        argv,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    stack.procs[name] = proc
-    return proc
-
-
 def sending(drill: Drill) -> list[str]:
     return [i for i, r in drill.records().items() if r.get("status") == "sending"]
 
@@ -397,13 +375,6 @@ def attempts_open(drill: Drill) -> int:
     return sum(1 for value in fields(drill, "attempt_open") if value)
 
 
-def poll(predicate: Any, timeout_s: float, every_s: float = 0.005) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(every_s)
-
-
 def partition_env() -> dict[str, str]:
     return {
         **ENV,
@@ -416,14 +387,14 @@ def partition_env() -> dict[str, str]:
 
 def mid_stream(drill: Drill) -> None:
     """Once the host sends steadily over pooled connections, with attempts open."""
-    poll(lambda: in_status(drill, "sent") >= SENT_BEFORE_CUT, 60)
-    poll(lambda: attempts_open(drill) >= OPEN_AT_CUT, 60)
+    netns.poll(lambda: in_status(drill, "sent") >= SENT_BEFORE_CUT, 60)
+    netns.poll(lambda: attempts_open(drill) >= OPEN_AT_CUT, 60)
 
 
 def first_wave_on_the_wire(drill: Drill) -> None:
-    """As soon as every text has its attempt open: their requests are all still on the
-    wire (PROVIDER_LATENCY_S), none has reached the provider."""
-    poll(lambda: attempts_open(drill) == len(drill.ids), 60, every_s=0.001)
+    """As soon as every text has its attempt open: no request has had the time to
+    cross the wire (PROVIDER_LATENCY_S) to the provider."""
+    netns.poll(lambda: attempts_open(drill) == len(drill.ids), 60, every_s=0.001)
 
 
 def cut_when(
@@ -461,7 +432,7 @@ def run_partition(
         stack.start_webhooks()
         play(stack, PARTITION_SCENARIO)
         drill = Drill(client, producer, enqueue(producer, texts(n, f"partition-{n}")))
-        spawn_in(partition, stack, "cut-off-host")
+        netns.start_worker(partition, stack, "cut-off-host", threads=32)
         cut = cut_when(partition, stack, drill, ready)
         figures = tally(drill, stack, finish(drill, stack))
     records = drill.records()
@@ -482,7 +453,7 @@ def test_a_worker_host_cut_off_mid_send_and_back_10_s_later_leaves_no_uncounted_
 def test_requests_on_the_wire_when_the_link_goes_are_counted_when_they_land_late(
     tmp_path: Path, own_redis: str
 ) -> None:
-    # Every request is still on its way when the link goes, and arrives when it is
-    # back: after the second host's look-up and policy have decided.
+    # No request has reached the provider when the link goes; those that still
+    # arrive do so when it is back, after the second host's look-up and policy.
     drill, figures = run_partition(tmp_path, own_redis, WAVE_TEXTS, first_wave_on_the_wire)
     check(f"requests on the wire when the link goes, {WAVE_TEXTS} texts (resend)", drill, figures)
