@@ -31,6 +31,8 @@ RENEW_FRACTION = 3
 ATTEMPT_OPEN_FIELD = "attempt_open"
 POSSIBLE_DOUBLE_FIELD = "possible_double"
 POSSIBLE_DOUBLE_COUNTER = "possible_doubles"
+# Set by the settler on a text sent again without proof; its next attempt consumes it.
+RESEND_PENDING_FIELD = "resend_pending"
 
 
 def attempt_fields(n: int, provider: str, sender: str, started_ms: int) -> dict[str, str]:
@@ -56,15 +58,16 @@ class Ledger:
             **attempt_fields(n, provider, sender, store.now_ms()),
             "carrier": text.carrier,
         }
-        resending = text.resending
+        resending = text.record.get(RESEND_PENDING_FIELD) == "1"
         if resending:
             fields[POSSIBLE_DOUBLE_FIELD] = "1"
+            fields[RESEND_PENDING_FIELD] = ""
         done = await self.store.transition(
             text.id,
             [Status.SENDING],
             Status.SENDING,
             reason=f"attempt {n} via {provider}"
-            + (" (a possible double send: worker.on_unconfirmed = resend)" if resending else ""),
+            + (" (a possible double send, counted)" if resending else ""),
             fields=fields,
             fence=text.lease,
         )
@@ -73,7 +76,6 @@ class Ledger:
             return False
         text.record.update(fields)
         if resending:
-            text.resending = False
             await self.store.count(POSSIBLE_DOUBLE_COUNTER)
             log.warning("sending an unconfirmed text again: a possible double send")
         return True

@@ -7,7 +7,10 @@ receipt for that attempt settles it at any time (lua/receipt.lua). When the
 wait is over, the settler asks the provider, where it has a look-up:
 
 - found: the text was sent; it becomes ``sent`` with the provider's id;
-- not found: nothing was sent; it is sent again, with no double possible;
+- not found: most likely nothing was sent, and it is sent again; but a request
+  of a lost worker or a dropped connection can still be in transit (a kernel
+  retransmits for minutes) and land later, so the resend is counted as a
+  possible double;
 - busy (429, 5xx, a lost connection): it asks again later, with backoff, a
   few times, so a mass of look-ups at once does not decide a mass of texts;
 - the provider cannot tell: ``worker.on_unconfirmed`` decides: ``fail``
@@ -28,9 +31,7 @@ from worker import store, wire
 from worker.models import Status
 from worker.providers.base import ASK_AGAIN, CANNOT_TELL, NOT_FOUND, Provider, SentQuery
 from worker.sendpath.config import PipelineConfig
-from worker.sendpath.ledger import (
-    ATTEMPT_OPEN_FIELD,
-)
+from worker.sendpath.ledger import ATTEMPT_OPEN_FIELD, RESEND_PENDING_FIELD
 from worker.sendpath.text import Text
 
 log = structlog.get_logger("sendq.delivery")
@@ -95,7 +96,8 @@ class Settler:
             await self._settle_sent(msg_id, record, found)
             return None
         if found is NOT_FOUND:
-            return await self._send_again(msg_id, lease, "not found by the provider's look-up")
+            why = "not found by the provider's look-up (an old request may still land)"
+            return await self._send_again(msg_id, lease, why, possible_double=True)
         tries = int(record.get(LOOKUPS_FIELD) or 0) + 1
         if found is ASK_AGAIN and tries < LOOKUP_TRIES:
             wait_ms = LOOKUP_RETRY_BASE_MS * 2 ** (tries - 1)
@@ -168,7 +170,9 @@ class Settler:
         fields: dict[str, str] = {**lease, SETTLE_AT_FIELD: ""}
         reason = f"{why}: sending again"
         if possible_double:
-            reason += " (possible double send, worker.on_unconfirmed = resend)"
+            # On the record, so a resend requeued before its attempt is still counted.
+            fields[RESEND_PENDING_FIELD] = "1"
+            reason += " (a possible double send)"
         taken = await self.store.transition(
             msg_id,
             [Status.UNCONFIRMED],
@@ -179,7 +183,5 @@ class Settler:
         )
         if not taken.ok or taken.record is None:
             return None
-        text = Text(msg_id, taken.record, lease["lease_id"])
         # Counted when it goes out (ledger.begin), not if a gate ends it first.
-        text.resending = possible_double
-        return text
+        return Text(msg_id, taken.record, lease["lease_id"])

@@ -26,9 +26,6 @@ class Text:
     # When this attempt's rate-limit slot is, on this worker's monotonic clock
     # (None: no limiter applies); the send must leave within the margin of it.
     slot_at_s: float | None = None
-    # Sent again with no evidence (worker.on_unconfirmed = resend): its next
-    # attempt is a possible double, counted when it goes out.
-    resending: bool = False
 
     @property
     def attempt(self) -> int:
