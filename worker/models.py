@@ -67,9 +67,6 @@ class Category(StrEnum):
     PERMANENT = "permanent"
 
 
-RETRYABLE = frozenset({Category.TRANSIENT, Category.THROTTLED, Category.AMBIGUOUS})
-
-
 class SendJob(BaseModel):
     """One text to one person, as a producer hands it to sendq."""
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
 
-from worker.models import RETRYABLE, Category
 from worker.providers.base import SendResult
+from worker.verdicts import RETRY_NOW
 
 DEFAULT_QUICK_ATTEMPTS = 3
 DEFAULT_QUICK_BASE_S = 0.05
@@ -66,7 +66,7 @@ def quick_wait(cap_s: float, base_s: float) -> Callable[[RetryCallState], float]
 
 def worth_retrying_now(cap_s: float) -> Callable[[SendResult], bool]:
     def check(result: SendResult) -> bool:
-        if result.category not in RETRYABLE or result.category is Category.AMBIGUOUS:
+        if result.category not in RETRY_NOW:
             return False
         # A long Retry-After is dramatiq's job, not a sleeping worker's.
         return result.retry_after_s is None or result.retry_after_s <= cap_s

@@ -47,6 +47,9 @@ FINAL_FOR: dict[Category, Status] = {
 
 # Answers that leave it unknown whether the text went: it waits for evidence.
 UNSETTLED = frozenset({Category.AMBIGUOUS, Category.UNCERTAIN})
+# Answers worth another attempt at once (retry.py, with the provider's Retry-After):
+# nothing was sent, the provider failed, or it asked to slow down.
+RETRY_NOW = frozenset({Category.TRANSIENT, Category.THROTTLED})
 
 
 def final_status(category: Category) -> Status | None:
