@@ -95,24 +95,34 @@ class Ledger:
 
     @contextlib.asynccontextmanager
     async def kept(self, text: Text) -> AsyncIterator[None]:
-        """Renew ``text``'s lease in the background while the block runs."""
-        task = asyncio.create_task(self._renew(text))
+        """Renew ``text``'s lease in the background while the block runs.
+
+        Most texts are done long before a renewal is due: only a timer is armed,
+        and the renewing task is started only when it fires.
+        """
+        tasks: list[asyncio.Task[None]] = []
+        every_s = self.lease_ms / RENEW_FRACTION / 1000
+        timer = asyncio.get_running_loop().call_later(
+            every_s, lambda: tasks.append(asyncio.ensure_future(self._renew(text)))
+        )
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            timer.cancel()
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _renew(self, text: Text) -> None:
         every_s = self.lease_ms / RENEW_FRACTION / 1000
         while True:
-            await asyncio.sleep(every_s)
             try:
                 kept = await self.store.renew(text.id, text.lease, store.now_ms() + self.lease_ms)
             except Exception as exc:  # Redis away: the lease may run out; fencing holds.
                 log.warning("could not renew the send lease", error=str(exc)[:200])
-                continue
+                kept = True  # try again at the next renewal, not at once
             if not kept:
                 log.warning("the send lease was lost mid-send; the result will be fenced out")
                 return
+            await asyncio.sleep(every_s)
