@@ -239,11 +239,11 @@ class TwilioProvider(Provider):
         if not isinstance(listed, list):
             return CANNOT_TELL
         since_ms = query.after_ms - LOOKUP_CLOCK_SLACK_MS
-        created = [_created_ms(item) for item in listed if isinstance(item, dict)]
-        for item, at_ms in zip((i for i in listed if isinstance(i, dict)), created, strict=True):
+        items = [(item, _created_ms(item)) for item in listed if isinstance(item, dict)]
+        for item, at_ms in items:
             if item.get("body") == query.body and at_ms is not None and at_ms >= since_ms:
                 return str(item.get("sid") or "") or CANNOT_TELL
-        reaches_back = any(at_ms is not None and at_ms < since_ms for at_ms in created)
+        reaches_back = any(at_ms is not None and at_ms < since_ms for _, at_ms in items)
         return NOT_FOUND if not page.get("next_page_uri") or reaches_back else CANNOT_TELL
 
     async def aclose(self) -> None:
