@@ -417,3 +417,22 @@ async def test_an_attempt_that_sent_nothing_is_closed_before_the_retry_pause(
     msg_id = enqueue(client, ns, queue)
     assert await pipeline.deliver(msg_id) == "sent"
     assert seen and set(seen) == {""}
+
+
+async def test_a_text_put_back_as_early_still_has_a_message_coming_at_its_time(
+    aclient, client, ns, queue, sim
+) -> None:
+    # The early message may have been the text's own, read on a clock behind the
+    # one that set its time: the text must not wait for the orphan sweep.
+    scenario(sim, rules=[{"http_status": 500}])
+    pipeline = two_provider_pipeline(aclient, ns, queue, sim, sim)
+    pipeline.config.routes = {"default": ["twilio"]}
+    pipeline.config.backoff = Backoff(base_ms=30_000, cap_ms=60_000)
+    msg_id = enqueue(client, ns, queue)
+    assert await pipeline.deliver(msg_id) == "retry"
+    eta_ms = int(record(client, ns, msg_id)["eta_ms"])
+    timed = wire.queue_key(wire.delay_queue(wire.timed_queue(queue)))
+    assert await pipeline.deliver(msg_id) == "skipped"
+    assert client.llen(timed) == 1
+    # Due when it was due (to the millisecond the two clock readings allow).
+    assert abs(int(record(client, ns, msg_id)["eta_ms"]) - eta_ms) <= 5

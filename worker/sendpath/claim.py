@@ -66,21 +66,24 @@ class Claimer:
         return None
 
     async def _early(self, text: Text) -> bool:
-        """A duplicate message, ahead of the text's retry or slot: put it back, untouched.
+        """A message ahead of the text's retry or slot: put the text back, untouched.
 
-        dramatiq can deliver a message twice (a heartbeat redelivery, a sweep); its
-        own message still comes at the text's time (``eta_ms``), so none is queued.
+        dramatiq can deliver a message twice (a heartbeat redelivery, a sweep). It
+        may also be this worker's clock that is behind the one that set ``eta_ms``;
+        then this message was the text's own, so one is queued for the time left
+        (a duplicate of a duplicate is harmless: the claim is a compare-and-set).
         """
-        eta_ms = int(text.record.get("eta_ms") or 0)
-        if eta_ms <= store.now_ms() + EARLY_TOLERANCE_MS:
+        early_ms = int(text.record.get("eta_ms") or 0) - store.now_ms()
+        if early_ms <= EARLY_TOLERANCE_MS:
             return False
         await self.store.transition(
             text.id,
             [Status.SENDING],
             Status.QUEUED,
-            reason=f"an early duplicate message: the text is due in {eta_ms - store.now_ms()} ms",
+            reason=f"an early message: the text is due in {early_ms} ms",
             fields={"lease_id": ""},
             fence=text.lease,
+            requeue=wire.message(text.id, wire.timed_queue(self.config.queue), delay_ms=early_ms),
         )
         return True
 
