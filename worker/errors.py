@@ -7,6 +7,7 @@
     │   ├── InvalidNumber
     │   ├── InvalidBody
     │   ├── InvalidWebhook       a webhook body that cannot be parsed (answered 400)
+    │   │   └── UnknownSigningKey  signed with a key sendq does not hold (answered 403)
     │   ├── FileError            a whole file is unusable (not one row)
     │   ├── MissingReason        an operator's pause without a reason
     │   └── UnknownProvider      a provider name no module registers
@@ -66,6 +67,19 @@ class InvalidWebhook(InvalidInput, ValueError):
 
     def __str__(self) -> str:
         return self.reason
+
+
+class UnknownSigningKey(InvalidWebhook):
+    """A webhook signed with a key id sendq has no secret for (Twilio's SharedKey signing).
+
+    Answered 403, and logged with the key id, so an account that turns on a new
+    key before sendq has its secret is noticed rather than silently refused.
+    """
+
+    def __init__(self, provider: str, key_id: str) -> None:
+        super().__init__(f"{provider}: signed with key {key_id!r}, which sendq does not hold")
+        self.provider = provider
+        self.key_id = key_id
 
 
 class FileError(InvalidInput):

@@ -16,6 +16,14 @@ Layout (``{ns}`` is ``sendq`` unless configured otherwise):
     {ns}:carrier:{e164}      string a number's carrier (cached lookup), with a TTL
     {ns}:hold:{carrier}:{campaign}  list  held message ids, oldest first
     {ns}:rl:used:{limiter}   hash   per-second use, for `sendq limits status`
+    {ns}:optout:{org}        hash   an organisation's opt-out list: e164 -> JSON entry
+    {ns}:optout:review:{org} hash   possible opt-outs flagged for review: e164 -> JSON
+    {ns}:optout:audit        stream every change of any opt-out list: who, why, when
+    {ns}:inbound:{id}        hash   one inbound text
+    {ns}:inbound             zset   inbound ids -> received, epoch ms (for listing)
+    {ns}:last:{from}:{to}    string the last outbound text's id from a sending
+                                    number to a person (links replies), with a TTL
+    {ns}:expiry              zset   ids of texts with a send_before -> it, epoch ms
 
 dramatiq's own keys and queue names are its wire format: ``worker.wire``.
 """
@@ -92,3 +100,31 @@ def carrier(number: str, ns: str = DEFAULT_NAMESPACE) -> str:
 
 def hold(breaker_name: str, ns: str = DEFAULT_NAMESPACE) -> str:
     return f"{ns}:hold:{breaker_name}"
+
+
+def optouts(org: str, ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:optout:{org}"
+
+
+def optout_review(org: str, ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:optout:review:{org}"
+
+
+def optout_audit(ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:optout:audit"
+
+
+def inbound(inbound_id: str, ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:inbound:{inbound_id}"
+
+
+def inbound_index(ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:inbound"
+
+
+def last_outbound(sender: str, to: str, ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:last:{sender}:{to}"
+
+
+def expiry(ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:expiry"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -254,16 +255,103 @@ def _region(value: str) -> str:
     return value
 
 
+def _zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r} (an IANA name, e.g. America/Chicago)"
+        ) from None
+    return value
+
+
 class CampaignSettings(_Section):
     """``[campaigns.NAME]``: what differs for one campaign."""
 
     # How its numbers without a country code are read (else the top-level default_region).
     default_region: str | None = None
+    # The organisation whose opt-out list (and replies) the campaign uses; else default_org.
+    org: str | None = None
+    # No text reaches a recipient in this window of their local time, e.g. "21:00-08:00".
+    quiet_hours: str | None = None
+    # Where a number's area spans several zones: "strictest" holds it while it is quiet
+    # in any of them; "campaign" uses time_zone when it is one of them.
+    quiet_zone_policy: Literal["strictest", "campaign"] = "strictest"
+    # The campaign's own zone: for numbers in several zones (policy "campaign"), and
+    # for numbers phonenumbers cannot place at all.
+    time_zone: str | None = None
+    # Narrower windows some US states set (FL, OK, MD, MS, NJ, CT, TX, ...), on top of
+    # quiet_hours. See README: not legal advice.
+    state_rules: bool = True
+    # No text of the campaign goes out after this (an aware datetime); a text's own
+    # send_before, when earlier, wins.
+    send_before: datetime | None = None
 
     @field_validator("default_region")
     @classmethod
     def _known_region(cls, v: str | None) -> str | None:
         return None if v is None else _region(v)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, v: str | None) -> str | None:
+        return None if v is None else _zone(v)
+
+    @field_validator("org")
+    @classmethod
+    def _org_name(cls, v: str | None) -> str | None:
+        return None if v is None else _org(v)
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _window(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        from worker.quiet import parse_window
+
+        parse_window(v)  # raises ValueError with the reason
+        return v
+
+    @field_validator("send_before")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("needs a time zone offset, e.g. 2026-11-03T20:00:00-05:00")
+        return v
+
+
+ORG_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+def _org(value: str) -> str:
+    import re
+
+    if not re.match(ORG_RE, value):
+        raise ValueError(f"{value!r} is not an organisation name (letters, digits, _ . -)")
+    return value
+
+
+class OrgSettings(_Section):
+    """``[orgs.NAME]``: one organisation's replies; "" sends none."""
+
+    # Sent once to a person whose STOP was taken, through the provider and number it came to.
+    stop_reply: str = ""
+    # Sent to a person who texts HELP (or INFO).
+    help_reply: str = ""
+
+
+class OptoutSettings(_Section):
+    # A message that may be an opt-out ("please stop texting me", "wrong number",
+    # "stpo"): "suppress" takes it as one (the FCC's 2024 order asks that any
+    # reasonable means be honoured; a wrong guess costs one contact, a missed one a
+    # complaint), "flag" only lists it in `sendq optouts review`.
+    possible: Literal["suppress", "flag"] = "suppress"
+    # Extra opt-out keywords, e.g. other languages ("ALTO", "PARAR", "ARRET").
+    keywords: list[str] = Field(default_factory=list)
+    # Extra opt-in keywords (START, UNSTOP and YES always are).
+    optin_keywords: list[str] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):
@@ -277,6 +365,10 @@ class Settings(BaseSettings):
     # in MX and New Jersey in US); a campaign may set its own.
     default_region: str = "US"
     campaigns: dict[str, CampaignSettings] = Field(default_factory=dict)
+    # The organisation of campaigns that name none: one opt-out list for them all.
+    default_org: str = "default"
+    orgs: dict[str, OrgSettings] = Field(default_factory=dict)
+    optouts: OptoutSettings = Field(default_factory=lambda: OptoutSettings())
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     worker: WorkerSettings = Field(default_factory=lambda: WorkerSettings())
     webhooks: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
@@ -296,6 +388,20 @@ class Settings(BaseSettings):
     @classmethod
     def _known_region(cls, v: str) -> str:
         return _region(v)
+
+    @field_validator("default_org")
+    @classmethod
+    def _default_org(cls, v: str) -> str:
+        return _org(v)
+
+    def org_of(self, campaign: str) -> str:
+        """The organisation a campaign's opt-outs and replies belong to."""
+        c = self.campaigns.get(campaign)
+        return (c.org if c is not None else None) or self.default_org
+
+    def campaign(self, name: str) -> CampaignSettings:
+        """A campaign's settings; one not configured gets the defaults."""
+        return self.campaigns.get(name) or CampaignSettings()
 
     def regions(self) -> dict[str, str]:
         """Each campaign's region where it sets one."""

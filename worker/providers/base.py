@@ -84,6 +84,26 @@ class Receipt:
 
 
 @dataclass(frozen=True, slots=True)
+class InboundText:
+    """A text a person sent to one of our numbers, parsed from the provider's webhook.
+
+    ``sender`` is the person (E.164), ``to`` our sending number it answers (E.164).
+    """
+
+    provider_message_id: str
+    sender: str
+    to: str
+    body: str
+    # The provider's own time for it, epoch ms, when the webhook carries one.
+    received_ms: int | None = None
+    carrier: str | None = None
+
+
+# One event of a callback, read or refused on its own; the index is its place in the batch.
+InboundEvent = tuple[int, InboundText | InvalidWebhook]
+
+
+@dataclass(frozen=True, slots=True)
 class SentQuery:
     """What an unconfirmed attempt was: to whom, from which number, when (epoch ms)."""
 
@@ -109,7 +129,11 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     def verify_signature(self, request: WebhookRequest) -> bool:
-        """True only when the request carries this provider's valid signature."""
+        """True only when the request carries this provider's valid signature.
+
+        Raises UnknownSigningKey when the request names a signing key sendq has no
+        secret for (the receiver answers 403 and logs the key id).
+        """
 
     @abc.abstractmethod
     def parse_receipt(self, request: WebhookRequest) -> Receipt:
@@ -126,6 +150,18 @@ class Provider(abc.ABC):
         unreadable event is refused alone; for the others one callback is one event.
         """
         return list(enumerate(self.parse_receipts(request)))
+
+    def is_inbound(self, request: WebhookRequest) -> bool:
+        """Does this (signed) callback carry inbound texts rather than receipts?
+
+        Some providers post both to one URL (Bandwidth's application callback,
+        Telnyx's messaging profile), so both webhook routes ask.
+        """
+        return False
+
+    def parse_inbound(self, request: WebhookRequest) -> list[InboundEvent]:
+        """Each inbound text of the callback with its index, read or refused on its own."""
+        raise InvalidWebhook(f"{self.name}: inbound texts are not supported")
 
     async def find_sent(self, query: SentQuery) -> str | object:
         """Look an unconfirmed attempt up: its provider message id, NOT_FOUND, ASK_AGAIN
