@@ -42,7 +42,9 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from worker.admin import Admin
+    from worker.inbound_log import InboundLog
     from worker.operations import Operations
+    from worker.optouts import OptoutList
 
 DEFAULT_REDIS_POOL_SIZE = 64
 
@@ -115,6 +117,16 @@ class Root:
             provider_names=self.settings.routed_providers(),
             known_providers=registry.names(),
         )
+
+    def optouts(self) -> OptoutList:
+        from worker.optouts import OptoutList
+
+        return OptoutList(self.redis)
+
+    def inbound_log(self) -> InboundLog:
+        from worker.inbound_log import InboundLog
+
+        return InboundLog(self.redis)
 
     def admin(self) -> Admin:
         from worker.admin import Admin
@@ -200,6 +212,13 @@ class Root:
             limits=self.settings.limits,
             unconfirmed_wait_ms=int(w.unconfirmed_wait_s * 1000),
             on_unconfirmed=w.on_unconfirmed,
+            orgs={name: self.settings.org_of(name) for name in self.settings.campaigns},
+            default_org=self.settings.default_org,
+            campaign_send_before_ms={
+                name: int(c.send_before.timestamp() * 1000)
+                for name, c in self.settings.campaigns.items()
+                if c.send_before is not None
+            },
         )
 
     def _numbers(self, provider: str) -> list[str]:

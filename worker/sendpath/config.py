@@ -42,5 +42,14 @@ class PipelineConfig:
         )
     )
 
+    # Each configured campaign's organisation (its opt-out list); the rest: default_org.
+    orgs: Mapping[str, str] = field(default_factory=dict)
+    default_org: str = "default"
+    # [campaigns.NAME] send_before, epoch ms: no text of the campaign goes after it.
+    campaign_send_before_ms: Mapping[str, int] = field(default_factory=dict)
+
+    def org(self, campaign: str) -> str:
+        return self.orgs.get(campaign, self.default_org)
+
     def route(self, campaign: str) -> Sequence[str]:
         return self.routes.get(campaign) or self.routes[DEFAULT_ROUTE]
