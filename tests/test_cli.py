@@ -230,7 +230,7 @@ def test_a_file_summary_is_readable_without_json(cli_env, tmp_path: Path) -> Non
     path = tmp_path / "list.csv"
     path.write_text("to,body\n+12015550126,hi\n12,bad\n")
     done = sendq(cli_env, "enqueue", "--file", str(path))
-    assert "accepted 1, duplicates 0, conflicts 0, rejected 1" in done.stdout
+    assert "accepted 1, duplicates 0, suppressed 0, conflicts 0, rejected 1" in done.stdout
     assert "line 3: to:" in done.stderr
 
 
@@ -257,7 +257,7 @@ def test_a_used_key_with_another_text_is_a_conflict_naming_both_lines(
     rejects = tmp_path / "rejects.csv"
     done = sendq(cli_env, "enqueue", "--file", str(path), "--rejects", str(rejects))
     assert done.returncode == 0, done.stderr
-    assert "accepted 2, duplicates 0, conflicts 2, rejected 0" in done.stdout
+    assert "accepted 2, duplicates 0, suppressed 0, conflicts 2, rejected 0" in done.stdout
     assert "line 4: conflict: key 'conf-1' was used by line 2 for another body" in done.stderr
     assert "line 5: conflict: key 'conf-2' was used by line 3 for another number" in done.stderr
     assert "4,conflict: key 'conf-1' was used by line 2" in rejects.read_text()

@@ -50,6 +50,8 @@ class Accepted:
     duplicate: bool
     # Set when the key was used for another text: message_id is that text's.
     conflict: Conflict | None = None
+    # The recipient is on the organisation's opt-out list: recorded, never queued.
+    suppressed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,12 @@ class EnqueueReport:
 
     @property
     def queued(self) -> int:
-        return sum(1 for a in self.accepted if not a.duplicate)
+        return sum(1 for a in self.accepted if not a.duplicate and not a.suppressed)
+
+    @property
+    def suppressed(self) -> list[Accepted]:
+        """Texts to people on the opt-out list: each recorded ``suppressed``, none queued."""
+        return [a for a in self.accepted if a.suppressed]
 
     @property
     def duplicates(self) -> int:
@@ -79,6 +86,39 @@ class EnqueueReport:
 
 
 _HISTORY_TEMPLATE = '{"at":%d,"from":"accepted","to":"queued","why":"accepted"}'
+_SUPPRESSED_TEMPLATE = (
+    '{"at":%d,"from":"accepted","to":"suppressed","why":"opted out of organisation %s"}'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Campaigns:
+    """What the producer needs of each campaign's settings: its organisation (whose
+    opt-out list is checked at enqueue) and its deadline."""
+
+    default_org: str = "default"
+    orgs: Mapping[str, str] = field(default_factory=dict)
+    send_before_ms: Mapping[str, int] = field(default_factory=dict)
+
+    def org(self, campaign: str) -> str:
+        return self.orgs.get(campaign, self.default_org)
+
+    def deadline_ms(self, job: SendJob) -> int | None:
+        """The earlier of the text's own send_before and its campaign's."""
+        own, campaign = job.send_before_ms(), self.send_before_ms.get(job.campaign)
+        given = [t for t in (own, campaign) if t is not None]
+        return min(given) if given else None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A reply to an inbound text (a STOP's confirmation, a HELP answer): it goes
+    through the provider and the number the person wrote to, and only once."""
+
+    inbound_id: str
+    kind: str
+    provider: str
+    sender: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +155,14 @@ class Producer:
         ns: str = keys.DEFAULT_NAMESPACE,
         idempotency_ttl_s: int = DEFAULT_IDEMPOTENCY_TTL_S,
         regions: Regions | None = None,
+        campaigns: Campaigns | None = None,
     ) -> None:
         self.store = store.Store(client, ns)
         self.queue = queue
         self.ns = ns
         self.idempotency_ttl_s = idempotency_ttl_s
         self.regions = regions or Regions()
+        self.campaigns = campaigns or Campaigns()
 
     def enqueue(self, job: SendJob | Mapping[str, Any]) -> Accepted:
         """Accept one text; raises pydantic's ValidationError for a bad job.
@@ -132,6 +174,14 @@ class Producer:
         run = _run_id()
         (answer,) = self.store.accept([self._script_args(valid, run, 0)])
         return _accepted(0, valid, answer, run)
+
+    def enqueue_reply(self, job: SendJob, reply: Reply) -> Accepted:
+        """Queue a reply; its key is the inbound text's, so a webhook posted twice
+        replies once. A STOP's confirmation skips the opt-out check it caused."""
+        run = _run_id()
+        args = self._script_args(job, run, 0, reply=reply)
+        (answer,) = self.store.accept([args])
+        return _accepted(0, job, answer, run)
 
     def enqueue_many(
         self,
@@ -171,11 +221,16 @@ class Producer:
         for (index, valid), answer in zip(written, self.store.accept(calls), strict=True):
             report.accepted.append(_accepted(index, valid, answer, run))
 
-    def _script_args(self, job: SendJob, run: str, index: int) -> tuple[list[str], list[str]]:
+    def _script_args(
+        self, job: SendJob, run: str, index: int, reply: Reply | None = None
+    ) -> tuple[list[str], list[str]]:
         msg_id = store.new_message_id()
         queued = wire.fresh_message(msg_id, self.queue)
         now = store.now_ms()
         history = _HISTORY_TEMPLATE % now
+        org = self.campaigns.org(job.campaign)
+        deadline_ms = self.campaigns.deadline_ms(job)
+        confirming_stop = reply is not None and reply.kind == STOP_REPLY
         script_keys = [
             keys.idempotency(job.key or "", self.ns),
             keys.message(msg_id, self.ns),
@@ -184,6 +239,8 @@ class Producer:
             wire.queue_key(self.queue),
             wire.messages_key(self.queue),
             keys.carrier(job.to, self.ns),
+            keys.optouts(org, self.ns),
+            keys.expiry(self.ns),
         ]
         args = [
             msg_id,
@@ -194,9 +251,15 @@ class Producer:
             queued.encoded,
             history,
             str(self.idempotency_ttl_s),
-            *_record_fields(msg_id, job),
+            "" if confirming_stop else job.to,
+            "" if deadline_ms is None else str(deadline_ms),
+            _SUPPRESSED_TEMPLATE % (now, org),
+            *_record_fields(msg_id, job, deadline_ms),
+            "org",
+            org,
             # Only a keyed text can be named by a later conflict.
             *(("enqueue_run", run, "enqueue_index", str(index)) if job.key else ()),
+            *(_reply_fields(reply) if reply is not None else ()),
         ]
         return script_keys, args
 
@@ -211,7 +274,7 @@ def _accepted(
     """The answer for one job: new, the same text again, or a conflict."""
     msg_id, new, held = answer
     if new:
-        return Accepted(index, msg_id, duplicate=False)
+        return Accepted(index, msg_id, duplicate=False, suppressed=held.get("suppressed") == "1")
     differs = tuple(name for name in ("to", "body") if held.get(name) != getattr(job, name))
     # No record under the key's message (never the case today): nothing to compare.
     if not differs or not (held.get("to") or held.get("body")):
@@ -222,12 +285,35 @@ def _accepted(
     return Accepted(index, msg_id, duplicate=True, conflict=conflict)
 
 
-def _record_fields(msg_id: str, job: SendJob) -> Iterator[str]:
+def _record_fields(msg_id: str, job: SendJob, deadline_ms: int | None) -> Iterator[str]:
     yield from ("id", msg_id, "to", job.to, "body", job.body, "campaign", job.campaign)
     yield from ("segments", str(job.segments))
     if job.key:
         yield from ("key", job.key)
-    if job.send_before is not None:
-        yield from ("send_before_ms", str(job.send_before_ms()))
+    if deadline_ms is not None:
+        yield from ("send_before_ms", str(deadline_ms))
     if job.metadata:
         yield from ("metadata", json.dumps(job.metadata, ensure_ascii=False))
+
+
+# Record fields of a reply: the send path sends it through exactly this provider
+# and number (REPLY_PROVIDER_FIELD, REPLY_FROM_FIELD), with no failover.
+STOP_REPLY = "stop_confirmation"
+HELP_REPLY = "help"
+REPLY_TO_FIELD = "reply_to"
+REPLY_KIND_FIELD = "reply_kind"
+REPLY_PROVIDER_FIELD = "pin_provider"
+REPLY_FROM_FIELD = "pin_from"
+
+
+def _reply_fields(reply: Reply) -> tuple[str, ...]:
+    return (
+        REPLY_TO_FIELD,
+        reply.inbound_id,
+        REPLY_KIND_FIELD,
+        reply.kind,
+        REPLY_PROVIDER_FIELD,
+        reply.provider,
+        REPLY_FROM_FIELD,
+        reply.sender,
+    )

@@ -146,10 +146,7 @@ class Store:
         for script_keys, args in calls:
             self.enqueue_script(keys=script_keys, args=args, client=pipe)
         names = ("to", "body", "enqueue_run", "enqueue_index")
-        return [
-            (_s(raw[0]), int(raw[1]) == 1, dict(zip(names, map(_s, raw[2:]), strict=False)))
-            for raw in pipe.execute()
-        ]
+        return [_accepted(raw, names) for raw in pipe.execute()]
 
     def get(self, msg_id: str) -> dict[str, str] | None:
         raw = cast(dict[bytes, bytes], self.client.hgetall(keys.message(msg_id, self.ns)))
@@ -179,6 +176,13 @@ class Store:
     def counters(self) -> dict[str, int]:
         raw = cast(dict[bytes, bytes], self.client.hgetall(keys.counters(self.ns)))
         return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def _accepted(raw: Sequence[Any], names: Sequence[str]) -> tuple[str, bool, dict[str, str]]:
+    code = int(raw[1])
+    if code == 2:  # new, and suppressed: the recipient is on the opt-out list
+        return _s(raw[0]), True, {"suppressed": "1"}
+    return _s(raw[0]), code == 1, dict(zip(names, map(_s, raw[2:]), strict=False))
 
 
 @dataclass(frozen=True, slots=True)

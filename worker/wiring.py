@@ -28,7 +28,7 @@ from worker.carriers import CarrierResolver, load_overrides
 from worker.holds import AsyncHolds, Holds
 from worker.leases import LeaseSweeper, OrphanSweeper
 from worker.maintenance import HoldKeeper
-from worker.producer import Producer, Regions
+from worker.producer import Campaigns, Producer, Regions
 from worker.providers import registry, transport
 from worker.providers.base import Provider
 from worker.ratelimit import AsyncLimiter, Limiter
@@ -92,7 +92,10 @@ class Root:
     @cached_property
     def _producer(self) -> Producer:
         regions = Regions(self.settings.default_region, self.settings.regions())
-        return Producer(self.redis, queue=self.settings.worker.queue, regions=regions)
+        campaigns = Campaigns(self.settings.default_org, self._orgs(), self._deadlines_ms())
+        return Producer(
+            self.redis, queue=self.settings.worker.queue, regions=regions, campaigns=campaigns
+        )
 
     def limiter(self) -> Limiter:
         return Limiter(self.redis)
@@ -212,14 +215,20 @@ class Root:
             limits=self.settings.limits,
             unconfirmed_wait_ms=int(w.unconfirmed_wait_s * 1000),
             on_unconfirmed=w.on_unconfirmed,
-            orgs={name: self.settings.org_of(name) for name in self.settings.campaigns},
+            orgs=self._orgs(),
             default_org=self.settings.default_org,
-            campaign_send_before_ms={
-                name: int(c.send_before.timestamp() * 1000)
-                for name, c in self.settings.campaigns.items()
-                if c.send_before is not None
-            },
+            campaign_send_before_ms=self._deadlines_ms(),
         )
+
+    def _orgs(self) -> dict[str, str]:
+        return {name: self.settings.org_of(name) for name in self.settings.campaigns}
+
+    def _deadlines_ms(self) -> dict[str, int]:
+        return {
+            name: int(c.send_before.timestamp() * 1000)
+            for name, c in self.settings.campaigns.items()
+            if c.send_before is not None
+        }
 
     def _numbers(self, provider: str) -> list[str]:
         return list(getattr(self.settings.providers, provider).numbers)

@@ -81,9 +81,17 @@ def _enqueue_one(to: str, body: str, campaign: str | None, key: str | None, as_j
             say_error(escape(reason))  # the key is the user's text, not markup
         raise typer.Exit(1)
     if as_json:
-        emit({"message_id": accepted.message_id, "duplicate": accepted.duplicate})
+        emit(
+            {
+                "message_id": accepted.message_id,
+                "duplicate": accepted.duplicate,
+                "suppressed": accepted.suppressed,
+            }
+        )
     else:
         print(accepted.message_id)
+        if accepted.suppressed:
+            err.print(f"(suppressed: {SUPPRESSED_REASON})")
         if accepted.duplicate:
             err.print("(duplicate key: the existing message id)")
 
@@ -125,12 +133,17 @@ def _enqueue_file(
     rejected += [(lines[r.index], r.reason) for r in report.rejected]
     rejected.sort()
     conflicts = [_conflict_entry(a, lines) for a in report.conflicts]
+    suppressed = [(lines[a.index], a.message_id) for a in report.suppressed]
     if rejects_path is not None:
         # Every row to fix, conflicts too: each needs a key of its own (or its first text).
         ingest.write_rejects(rejects_path, sorted(rejected + [_listed(c) for c in conflicts]))
-    _file_summary(report, rejected, conflicts, rejects_path, as_json)
+    _file_summary(report, rejected, conflicts, suppressed, rejects_path, as_json)
     if (rejected or conflicts) and not (report.queued or report.duplicates):
         raise typer.Exit(1)
+
+
+# A suppressed row is recorded (its id is in the report) but never sent.
+SUPPRESSED_REASON = "the recipient opted out (on the organisation's opt-out list); not sent"
 
 
 def conflict_reason(conflict: Conflict, earlier_line: int | None = None) -> str:
@@ -168,6 +181,7 @@ def _file_summary(
     report: EnqueueReport,
     rejected: list[tuple[int, str]],
     conflicts: list[dict[str, Any]],
+    suppressed: list[tuple[int, str]],
     path: Path | None,
     as_json: bool,
 ) -> None:
@@ -176,6 +190,11 @@ def _file_summary(
             {
                 "accepted": report.queued,
                 "duplicates": report.duplicates,
+                "suppressed": len(suppressed),
+                "suppressed_rows": [
+                    {"line": n, "message_id": m, "reason": SUPPRESSED_REASON}
+                    for n, m in suppressed[:JSON_REJECTS]
+                ],
                 "conflicted": len(conflicts),
                 "rejected": len(rejected),
                 "rejects": [{"line": n, "reason": why} for n, why in rejected[:JSON_REJECTS]],
@@ -183,7 +202,11 @@ def _file_summary(
             }
         )
         return
-    listed = sorted(rejected + [_listed(c) for c in conflicts])
+    listed = sorted(
+        rejected
+        + [_listed(c) for c in conflicts]
+        + [(n, f"suppressed: {SUPPRESSED_REASON}") for n, _ in suppressed]
+    )
     for line, reason in listed[:SHOWN_REJECTS]:
         err.print(f"line {line}: {reason}", highlight=False, markup=False)
     if len(listed) > SHOWN_REJECTS:
@@ -191,7 +214,7 @@ def _file_summary(
         err.print(f"... and {more} more" + (f" (all in {path})" if path else ""))
     out.print(
         f"accepted {report.queued}, duplicates {report.duplicates}, "
-        f"conflicts {len(conflicts)}, rejected {len(rejected)}"
+        f"suppressed {len(suppressed)}, conflicts {len(conflicts)}, rejected {len(rejected)}"
     )
 
 
