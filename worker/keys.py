@@ -21,6 +21,10 @@ Layout (``{ns}`` is ``sendq`` unless configured otherwise):
     {ns}:optout:audit        stream every change of any opt-out list: who, why, when
     {ns}:inbound:{id}        hash   one inbound text
     {ns}:inbound             zset   inbound ids -> received, epoch ms (for listing)
+    {ns}:inbound:from:{e164} zset   one person's inbound ids -> received, epoch ms
+    {ns}:inbound:seen:{provider}:{provider message id}
+                             string the inbound id first recorded for a provider's
+                                    message id (a retried webhook), with a TTL
     {ns}:last:{from}:{to}    string the last outbound text's id from a sending
                                     number to a person (links replies), with a TTL
     {ns}:expiry              zset   ids of texts with a send_before -> it, epoch ms
@@ -120,6 +124,14 @@ def inbound(inbound_id: str, ns: str = DEFAULT_NAMESPACE) -> str:
 
 def inbound_index(ns: str = DEFAULT_NAMESPACE) -> str:
     return f"{ns}:inbound"
+
+
+def inbound_by_number(number: str, ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:inbound:from:{number}"
+
+
+def inbound_seen(provider: str, provider_message_id: str, ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:inbound:seen:{provider}:{provider_message_id}"
 
 
 def last_outbound(sender: str, to: str, ns: str = DEFAULT_NAMESPACE) -> str:
