@@ -18,6 +18,7 @@ from worker.carriers import CarrierResolver
 from worker.holds import AsyncHolds
 from worker.leases import LeaseSweeper, OrphanSweeper
 from worker.maintenance import HoldKeeper
+from worker.optouts import AsyncOptoutList
 from worker.providers.base import Provider
 from worker.ratelimit import AsyncLimiter
 from worker.sendpath import Parts, Pipeline, PipelineConfig, default_gates
@@ -79,10 +80,11 @@ def pipeline(
         carriers=carriers,
         feed=CarrierFeed(carrier_breakers, carriers, alerter, ambiguous_weight),
         alerter=alerter,
+        optouts=AsyncOptoutList(aclient, ns),
         sleep=sleep,
         rng=rng or random.Random(),
     )
-    return Pipeline(config, parts, default_gates(parts))
+    return Pipeline(config, parts, default_gates(parts, config))
 
 
 # CarrierBreakerSettings.probe_timeout_s's default.

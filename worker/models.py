@@ -50,6 +50,18 @@ FINAL_STATUSES = frozenset(
 )
 
 
+# A reply to an inbound text (a STOP's confirmation, a HELP answer) carries these
+# record fields: the send path sends it through exactly the provider and number
+# the person wrote to, with no failover, and a STOP's confirmation passes the
+# opt-out gate that the STOP itself closed.
+STOP_REPLY = "stop_confirmation"
+HELP_REPLY = "help"
+REPLY_TO_FIELD = "reply_to"
+REPLY_KIND_FIELD = "reply_kind"
+REPLY_PROVIDER_FIELD = "pin_provider"
+REPLY_FROM_FIELD = "pin_from"
+
+
 class Category(StrEnum):
     """What a provider's answer means for the text (DESIGN.md, error categories)."""
 

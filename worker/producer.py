@@ -19,7 +19,17 @@ import redis
 from pydantic import ValidationError
 
 from worker import keys, store, wire
-from worker.models import DEFAULT_CAMPAIGN, REGION_CONTEXT, SendJob, describe_validation_error
+from worker.models import (
+    DEFAULT_CAMPAIGN,
+    REGION_CONTEXT,
+    REPLY_FROM_FIELD,
+    REPLY_KIND_FIELD,
+    REPLY_PROVIDER_FIELD,
+    REPLY_TO_FIELD,
+    STOP_REPLY,
+    SendJob,
+    describe_validation_error,
+)
 from worker.phone import DEFAULT_REGION
 
 DEFAULT_BATCH_SIZE = 500
@@ -294,16 +304,6 @@ def _record_fields(msg_id: str, job: SendJob, deadline_ms: int | None) -> Iterat
         yield from ("send_before_ms", str(deadline_ms))
     if job.metadata:
         yield from ("metadata", json.dumps(job.metadata, ensure_ascii=False))
-
-
-# Record fields of a reply: the send path sends it through exactly this provider
-# and number (REPLY_PROVIDER_FIELD, REPLY_FROM_FIELD), with no failover.
-STOP_REPLY = "stop_confirmation"
-HELP_REPLY = "help"
-REPLY_TO_FIELD = "reply_to"
-REPLY_KIND_FIELD = "reply_kind"
-REPLY_PROVIDER_FIELD = "pin_provider"
-REPLY_FROM_FIELD = "pin_from"
 
 
 def _reply_fields(reply: Reply) -> tuple[str, ...]:

@@ -23,6 +23,8 @@ from worker import keys, lua, wire
 from worker.models import FINAL_STATUSES, Status
 
 DEFAULT_HISTORY_CAP = 50
+# A reply weeks after the text still belongs to its campaign.
+LAST_OUTBOUND_TTL_S = 30 * 24 * 3600
 ANY_LIVE = " ".join(s.value for s in Status if s not in FINAL_STATUSES)
 
 
@@ -269,6 +271,20 @@ class AsyncStore:
     ) -> Transition:
         k, a = transition_args(msg_id, allowed, new, ns=self.ns, **kw)
         raw = await cast(Awaitable[list[Any]], self._transition(keys=k, args=a))
+        return decode_transition(raw)
+
+    async def begin_attempt(self, msg_id: str, *, to: str, sender: str, **kw: Any) -> Transition:
+        """The attempt's compare-and-set, and (in the same round trip) the link from
+        (sending number, person) to this text, so that a reply finds its campaign.
+
+        The link is written even when the change is refused (a stale lease): the
+        worker that holds the lease writes it again, with the same message id.
+        """
+        k, a = transition_args(msg_id, [Status.SENDING], Status.SENDING, ns=self.ns, **kw)
+        pipe = self.client.pipeline(transaction=False)
+        await self._transition(keys=k, args=a, client=pipe)
+        pipe.set(keys.last_outbound(sender, to, self.ns), msg_id, ex=LAST_OUTBOUND_TTL_S)
+        raw, _ = await pipe.execute()
         return decode_transition(raw)
 
     async def count(self, counter: str, by: int = 1) -> None:

@@ -27,7 +27,9 @@ from worker.broker import async_reconnect_retry, redis_url
 from worker.carriers import CarrierResolver, load_overrides
 from worker.holds import AsyncHolds, Holds
 from worker.leases import LeaseSweeper, OrphanSweeper
+from worker.inbound_log import AsyncInboundLog
 from worker.maintenance import HoldKeeper
+from worker.optouts import AsyncOptoutList
 from worker.producer import Campaigns, Producer, Regions
 from worker.providers import registry, transport
 from worker.providers.base import Provider
@@ -152,6 +154,14 @@ class Root:
         return registry.build_all(self.settings)
 
     @cached_property
+    def async_optouts(self) -> AsyncOptoutList:
+        return AsyncOptoutList(self.async_redis)
+
+    @cached_property
+    def async_inbound_log(self) -> AsyncInboundLog:
+        return AsyncInboundLog(self.async_redis)
+
+    @cached_property
     def async_store(self) -> AsyncStore:
         return AsyncStore(self.async_redis)
 
@@ -243,12 +253,14 @@ class Root:
             carriers=self.carriers,
             feed=self.carrier_feed,
             alerter=self.alerter,
+            optouts=self.async_optouts,
         )
 
     @cached_property
     def pipeline(self) -> Pipeline:
         parts = self.parts()
-        return Pipeline(self.pipeline_config(), parts, default_gates(parts))
+        config = self.pipeline_config()
+        return Pipeline(config, parts, default_gates(parts, config))
 
     def keeper(self) -> HoldKeeper:
         w = self.settings.worker

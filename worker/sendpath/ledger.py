@@ -62,10 +62,10 @@ class Ledger:
         if resending:
             fields[POSSIBLE_DOUBLE_FIELD] = "1"
             fields[RESEND_PENDING_FIELD] = ""
-        done = await self.store.transition(
+        done = await self.store.begin_attempt(
             text.id,
-            [Status.SENDING],
-            Status.SENDING,
+            to=text.to,
+            sender=sender,
             reason=f"attempt {n} via {provider}"
             + (" (a possible double send, counted)" if resending else ""),
             fields=fields,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from worker.alerts import Alerter
 from worker.breaker import AsyncBreakers, Decision
 from worker.carriers import CarrierResolver
+from worker.optouts import AsyncOptoutList
 from worker.providers.base import Provider
 from worker.ratelimit import AsyncLimiter
 from worker.sendpath.feedback import CarrierFeed
@@ -28,6 +29,7 @@ class Parts:
     carriers: CarrierResolver
     feed: CarrierFeed
     alerter: Alerter
+    optouts: AsyncOptoutList
     # Injected so tests neither wait nor draw random jitter.
     sleep: Sleep = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)

@@ -13,14 +13,14 @@ from collections.abc import Sequence
 import structlog
 
 from worker.holds import breaker_name
-from worker.providers.base import SendResult
 from worker.sendpath.claim import Claimer
 from worker.sendpath.config import PipelineConfig
 from worker.sendpath.gates import Gate, Kind
 from worker.sendpath.ledger import Ledger
+from worker.sendpath.optout_feed import OptoutFeed
 from worker.sendpath.outcome import Outcomes
 from worker.sendpath.parts import Parts
-from worker.sendpath.route import Router
+from worker.sendpath.route import Routed, Router
 from worker.sendpath.settle import Settler
 from worker.sendpath.text import Text
 
@@ -38,6 +38,7 @@ class Pipeline:
         self.claimer = Claimer(parts.store, config, settler)
         self.router = Router(config, parts, self.ledger)
         self.outcomes = Outcomes(config, parts, settler)
+        self.optout_feed = OptoutFeed(parts.optouts, config.org)
 
     async def deliver(self, msg_id: str) -> str:
         """Take one text as far as it can go now; returns what happened, for tests and logs."""
@@ -62,13 +63,22 @@ class Pipeline:
             return STALE
         if routed.defer is not None:
             return await self.outcomes.defer(text, routed)
-        await self._feed(text, routed.result)
+        await self._feed(text, routed)
         return await self.outcomes.record(text, routed)
 
-    async def _feed(self, text: Text, result: SendResult | None) -> None:
-        """What the answer says of the carrier: its name, and whether it is filtering."""
+    async def _feed(self, text: Text, routed: Routed) -> None:
+        """What the answer says of the carrier (its name, whether it is filtering)
+        and of the person (whether they opted out)."""
+        result = routed.result
         if result is None:
             return
+        await self.optout_feed.heard(
+            text.record,
+            result.category,
+            provider=routed.provider or "",
+            code=result.error_code,
+            receipt=False,
+        )
         await self.parts.feed.learn_carrier(text.to, result.carrier)
         name = breaker_name(text.carrier, text.campaign)
         await self.parts.feed.answer(name, result.category, result.error_code)

@@ -21,7 +21,7 @@ import structlog
 
 from worker import callbacks, store
 from worker.errors import ProviderError, ProviderUnreachable, TokenRefused
-from worker.models import Category
+from worker.models import REPLY_FROM_FIELD, REPLY_PROVIDER_FIELD, Category
 from worker.providers.base import OutboundText, Provider, SendResult
 from worker.ratelimit import Reservation
 from worker.retry import (
@@ -77,7 +77,17 @@ class Router:
     async def route(self, text: Text) -> Routed:
         earliest_ms: int | None = None
         last: Routed | None = None
-        for name in self.config.route(text.campaign):
+        pinned = text.record.get(REPLY_PROVIDER_FIELD)
+        if pinned and pinned not in self.parts.providers:
+            return Routed(
+                None,
+                SendResult(
+                    Category.PERMANENT,
+                    error_code="no_such_provider",
+                    error=f"the reply's provider {pinned!r} is not configured here",
+                ),
+            )
+        for name in [pinned] if pinned else self.config.route(text.campaign):
             admitted = await self.parts.provider_breakers.admit(name)
             if not admitted.allowed:
                 # A paused breaker has no retry time (0): only an operator lifts it.
@@ -85,9 +95,7 @@ class Router:
                     earliest_ms = min(earliest_ms or admitted.retry_at_ms, admitted.retry_at_ms)
                 continue
             try:
-                result = await self._send_via(
-                    name, sticky_sender(text.to, self.config.numbers[name]), text
-                )
+                result = await self._send_via(name, self._sender(name, text), text)
             except _Stop as stop:
                 return stop.routed
             if result.category is not Category.TRANSIENT:
@@ -95,6 +103,13 @@ class Router:
             last = Routed(name, result)
             log.warning("provider fault", provider=name, error=result.error or "")
         return last if last is not None else _no_provider(earliest_ms)
+
+    def _sender(self, name: str, text: Text) -> str:
+        """A reply goes from the number the person wrote to; any other text from its
+        recipient's sticky number."""
+        return text.record.get(REPLY_FROM_FIELD) or sticky_sender(
+            text.to, self.config.numbers[name]
+        )
 
     async def _send_via(self, name: str, sender: str, text: Text) -> SendResult:
         result = await self._attempt(name, sender, text)
@@ -135,7 +150,11 @@ class Router:
             raise _Stop(Routed(name, None, defer=reservation))
 
     def _outbound(self, provider: str, sender: str, text: Text) -> OutboundText:
-        send_before = text.record.get("send_before_ms")
+        deadlines = [
+            text.record.get("send_before_ms"),
+            self.config.campaign_send_before_ms.get(text.campaign),
+        ]
+        given = [int(d) for d in deadlines if d]
         return OutboundText(
             message_id=text.id,
             to=text.to,
@@ -144,7 +163,7 @@ class Router:
             status_callback_url=callbacks.status_url(
                 self.config.public_url, provider, text.id, text.attempt
             ),
-            validity_s=_validity_s(int(send_before) if send_before else None),
+            validity_s=_validity_s(min(given) if given else None),
         )
 
 

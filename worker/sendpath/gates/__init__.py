@@ -5,16 +5,19 @@ Adding a gate is its module plus one line in ``default_gates``.
 
 from __future__ import annotations
 
+from worker.sendpath.config import PipelineConfig
 from worker.sendpath.gates.base import GO, Gate, Kind, Verdict, end, hold
 from worker.sendpath.gates.carrier import CarrierGate
 from worker.sendpath.gates.expiry import ExpiryGate
+from worker.sendpath.gates.suppression import SuppressionGate
 from worker.sendpath.parts import Parts
 
 __all__ = ["GO", "Gate", "Kind", "Verdict", "default_gates", "end", "hold"]
 
 
-def default_gates(parts: Parts) -> list[Gate]:
+def default_gates(parts: Parts, config: PipelineConfig) -> list[Gate]:
     return [
         ExpiryGate(),
+        SuppressionGate(parts.optouts, config),
         CarrierGate(parts),
     ]
