@@ -121,6 +121,9 @@ toml_sections = st.sampled_from(
 
 
 SECRET_ENVS = sorted(f"SENDQ_{name.upper()}" for name in SECRET_FIELDS)
+# A secret with a format of its own gets a well-formed value here; its format
+# errors are tested beside its parser (tests/test_twilio_shared_key.py).
+FORMATTED_SECRETS = {"SENDQ_TWILIO_WEBHOOK_KEYS": "fuzz_key=secret-fuzz"}
 providers_routed = st.lists(
     st.sampled_from(["twilio", "telnyx", "bandwidth", "plivo", "vonage", "console"]),
     min_size=1,
@@ -171,7 +174,7 @@ def test_any_config_file_loads_or_names_the_problem_and_a_missing_secret_names_i
     path = tmp_path / "sendq.toml"
     path.write_text("\n".join(f"{section}\n{key} = {value}" for section, key, value in doc))
     env = {"SENDQ_CONFIG": str(path), **extra_env}
-    env.update({name: f"secret-{name.lower()}" for name in present})
+    env.update({name: FORMATTED_SECRETS.get(name, f"secret-{name.lower()}") for name in present})
     if routes is not None:
         env["SENDQ_ROUTES"] = json.dumps(routes)
     touched = {*env, *SECRET_ENVS, "SENDQ_ROUTES", *PROVIDER_ENV}

@@ -31,26 +31,16 @@ client id and secret as HTTP Basic (UTF-8), form body
 ...}``, and is reused until 60 s before it expires, exactly as bandwidth-sdk's
 ``Configuration.get_access_token`` does. ``TokenCache`` below holds it.
 
-Webhook authentication: Bandwidth does not sign callbacks. It sends the
-``OutboundCallbackCreds`` (UserId, Password) configured on the application as
-HTTP Basic ``Authorization``. That proves the sender knows the shared secret;
-it does not bind the URL or the body, whose integrity rests on HTTPS. No SDK
-ships a validator for it, so ``verify_signature`` is checked against the
-headers the SDK's own Basic encoder (urllib3, latin-1) and httpx (UTF-8)
-produce; which encoding Bandwidth uses for non-ASCII credentials is not
-documented, so both are accepted.
+Webhook authentication (Bandwidth's callback Basic credentials, outbound and
+inbound), the callback's event array and inbound texts (``message-received``)
+are read in worker/providers/bandwidth_webhooks.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import contextlib
-import hmac
-import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -63,7 +53,19 @@ from pydantic import field_validator
 from worker.errors import InvalidWebhook, TokenRefused
 from worker.models import Category, Status
 from worker.providers import transport
+from worker.providers.bandwidth_webhooks import (
+    INBOUND_EVENT,
+    any_credentials_match,
+    callback_events,
+    has_inbound,
+    header,
+    parse_received,
+)
+from worker.providers.bandwidth_webhooks import (  # the tests'
+    basic_credentials_match as basic_credentials_match,
+)
 from worker.providers.base import (
+    InboundEvent,
     OutboundText,
     Provider,
     ProviderSettings,
@@ -141,8 +143,6 @@ RECEIPT_STATUSES: dict[str, Status] = {
     "message-failed": Status.UNDELIVERED,
     "message-sent": Status.SENT,
 }
-# Inbound texts share the callback format; they are not receipts.
-INBOUND_EVENT = "message-received"
 
 
 def classify(error_code: str | None, http_status: int) -> Category:
@@ -170,34 +170,6 @@ def expiration(now: datetime, validity_s: int | None) -> str | None:
     expires = now.astimezone(UTC).replace(microsecond=0) + timedelta(seconds=max(1, validity_s))
     # isoformat() of an aware UTC time, exactly as the SDK serialises a datetime.
     return expires.isoformat()
-
-
-def basic_credentials_match(authorization: str | None, username: str, password: str) -> bool:
-    """True when ``authorization`` is HTTP Basic for exactly ``username:password``."""
-    if not authorization or not username or not password or not authorization.isascii():
-        return False
-    scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "basic" or not token:
-        return False
-    try:
-        given = base64.b64decode(token.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    # Compare with every encoding a sender may have used; a list, so no short-circuit.
-    return any([hmac.compare_digest(given, form) for form in _encodings(f"{username}:{password}")])
-
-
-def _encodings(text: str) -> list[bytes]:
-    """``text`` as UTF-8 and, when it fits, as latin-1 (urllib3's Basic auth default)."""
-    forms = [text.encode("utf-8")]
-    with contextlib.suppress(UnicodeEncodeError):
-        forms.append(text.encode("latin-1"))
-    return forms
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header from a case-insensitive mapping, or a plain dict in either common case."""
-    return headers.get(name) or headers.get(name.title())
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +271,8 @@ class BandwidthProvider(Provider):
         token_url: str = DEFAULT_TOKEN_URL,
         callback_username: str | None = None,
         callback_password: str | None = None,
+        inbound_callback_username: str | None = None,
+        inbound_callback_password: str | None = None,
         base_url: str = DEFAULT_BASE_URL,
         timeout_s: float = transport.DEFAULT_TIMEOUT_S,
         max_connections: int = transport.DEFAULT_MAX_CONNECTIONS,
@@ -315,8 +289,11 @@ class BandwidthProvider(Provider):
         self.account_id = account_id
         self.application_id = application_id
         # Without both callback credentials every webhook is refused (fail closed).
-        self._callback_username = callback_username or ""
-        self._callback_password = callback_password or ""
+        # The application's InboundCallbackCreds, when they differ, are accepted too.
+        self._callback_credentials = [(callback_username or "", callback_password or "")]
+        if inbound_callback_password:
+            inbound_user = inbound_callback_username or callback_username or ""
+            self._callback_credentials.append((inbound_user, inbound_callback_password))
         self._clock = clock or (lambda: datetime.now(UTC))
         self._client = client or transport.make_client(
             base_url=base_url,
@@ -381,11 +358,19 @@ class BandwidthProvider(Provider):
         )
 
     def verify_signature(self, request: WebhookRequest) -> bool:
-        return basic_credentials_match(
-            _header(request.headers, "authorization"),
-            self._callback_username,
-            self._callback_password,
+        return any_credentials_match(
+            header(request.headers, "authorization"), self._callback_credentials
         )
+
+    def is_inbound(self, request: WebhookRequest) -> bool:
+        try:
+            return has_inbound(callback_events(request))
+        except InvalidWebhook:
+            return False
+
+    def parse_inbound(self, request: WebhookRequest) -> list[InboundEvent]:
+        """Each inbound text of the batch, by its index; status events are left out."""
+        return parse_received(callback_events(request))
 
     def parse_receipt(self, request: WebhookRequest) -> Receipt:
         """The first status event of the callback; see parse_receipts for all of them."""
@@ -414,7 +399,7 @@ class BandwidthProvider(Provider):
         when the callback as a whole cannot be read.
         """
         parsed: list[tuple[int, Receipt | InvalidWebhook]] = []
-        for index, event in enumerate(_events(request)):
+        for index, event in enumerate(callback_events(request)):
             if isinstance(event, dict) and event.get("type") == INBOUND_EVENT:
                 continue
             try:
@@ -429,22 +414,6 @@ class BandwidthProvider(Provider):
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-def _events(request: WebhookRequest) -> list[object]:
-    if "json" not in request.content_type.lower():
-        raise InvalidWebhook("Bandwidth callbacks are JSON")
-    try:
-        payload = json.loads(request.body.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise InvalidWebhook("body is not UTF-8") from exc
-    except ValueError as exc:
-        raise InvalidWebhook("body is not JSON") from exc
-    # Bandwidth always sends an array; a lone event object is tolerated.
-    events = [payload] if isinstance(payload, dict) else payload
-    if not isinstance(events, list) or not events:
-        raise InvalidWebhook("expected a non-empty array of events")
-    return events
 
 
 def _receipt(event: dict[str, Any]) -> Receipt:
@@ -504,6 +473,8 @@ def _describe(payload: dict[str, object], fallback: str) -> str:
 
 PASSWORD = "bandwidth_password"  # SENDQ_BANDWIDTH_PASSWORD
 CALLBACK_PASSWORD = "bandwidth_callback_password"  # SENDQ_BANDWIDTH_CALLBACK_PASSWORD
+# The application's InboundCallbackCreds password, when it differs from the outbound one.
+INBOUND_CALLBACK_PASSWORD = "bandwidth_inbound_callback_password"
 CLIENT_SECRET = "bandwidth_client_secret"  # SENDQ_BANDWIDTH_CLIENT_SECRET
 # Bandwidth decommissions API users (HTTP Basic) on this day; OAuth2 only after it.
 BANDWIDTH_BASIC_ENDS = "2026-12-02"
@@ -518,6 +489,9 @@ class BandwidthSettings(ProviderSettings):
     application_id: str = "00000000-0000-0000-0000-000000000000"
     username: str = "sendq"
     callback_username: str = "sendq"
+    # InboundCallbackCreds' user; its password is SENDQ_BANDWIDTH_INBOUND_CALLBACK_PASSWORD.
+    # Unset, inbound texts carry the outbound credentials (callback_username).
+    inbound_callback_username: str = ""
     # OAuth2 client credentials: set client_id (its secret comes from
     # SENDQ_BANDWIDTH_CLIENT_SECRET) and sends use bearer tokens from token_url
     # instead of HTTP Basic with username and password.
@@ -553,6 +527,8 @@ def build(config: BandwidthSettings, secrets: Secrets) -> BandwidthProvider:
         token_url=config.token_url,
         callback_username=config.callback_username,
         callback_password=secrets.require(CALLBACK_PASSWORD),
+        inbound_callback_username=config.inbound_callback_username,
+        inbound_callback_password=secrets.get(INBOUND_CALLBACK_PASSWORD),
         base_url=config.base_url,
         timeout_s=config.timeout_s,
         max_connections=config.max_connections,
@@ -560,5 +536,8 @@ def build(config: BandwidthSettings, secrets: Secrets) -> BandwidthProvider:
 
 
 SPEC = ProviderSpec(
-    NAME, BandwidthSettings, build, secrets=(PASSWORD, CALLBACK_PASSWORD, CLIENT_SECRET)
+    NAME,
+    BandwidthSettings,
+    build,
+    secrets=(PASSWORD, CALLBACK_PASSWORD, CLIENT_SECRET, INBOUND_CALLBACK_PASSWORD),
 )

@@ -29,7 +29,8 @@ separator, then ``.`` + ``X-Plivo-Signature-V3-Nonce``. This is plivo-python's
 ``plivo.utils.signature_v3.validate_v3_signature`` for POST, which the tests
 check ours against. V3 carries no timestamp, so a captured callback can be
 replayed; refusing replays needs a store of seen nonces, which is the
-receiver's business, not this module's. Plivo's messaging pages still
+receiver's business, not this module's. Incoming texts are signed the same
+way; worker/providers/plivo_webhooks.py reads them. Plivo's messaging pages still
 describe the older V2 scheme (URL + nonce, body unsigned); it is deliberately
 not accepted, because it would let anyone holding one signed callback rewrite
 its body.
@@ -49,8 +50,9 @@ from pydantic import Field
 
 from worker.errors import InvalidWebhook
 from worker.models import Category, Status
-from worker.providers import transport
+from worker.providers import plivo_webhooks, transport
 from worker.providers.base import (
+    InboundEvent,
     OutboundText,
     Provider,
     ProviderSettings,
@@ -82,7 +84,9 @@ ERROR_CATEGORIES: dict[str, Category] = {
     # The recipient's number cannot take texts.
     "50": Category.BAD_NUMBER,  # invalid destination: malformed, not SMS-enabled or a landline
     "70": Category.BAD_NUMBER,  # destination permanently unavailable: number not active
-    # The recipient replied STOP; only they can undo it.
+    # The recipient replied STOP; only they can undo it. Plivo's send API takes such a
+    # text (202) and fails it in the receipt with 200 (support.plivo.com, "Can I reply
+    # to customers who have opted out?"): its only opt-out answer.
     "200": Category.OPTED_OUT,  # source number blocked by STOP from destination number
     # Plivo's or a network's own failure: retry, or fail over to another provider.
     "20": Category.TRANSIENT,  # network error at the carrier: "a temporary error, retry later"
@@ -277,6 +281,15 @@ class PlivoProvider(Provider):
         except ValueError:  # a URL urllib cannot parse (a bad IPv6 host) was never signed
             return False
         return any(hmac.compare_digest(expected, given) for given in offered)
+
+    def is_inbound(self, request: WebhookRequest) -> bool:
+        try:
+            return plivo_webhooks.is_incoming(plivo_webhooks.params(request))
+        except InvalidWebhook:
+            return False
+
+    def parse_inbound(self, request: WebhookRequest) -> list[InboundEvent]:
+        return plivo_webhooks.parse_incoming(plivo_webhooks.params(request))
 
     def parse_receipt(self, request: WebhookRequest) -> Receipt:
         form = _receipt_form(request)

@@ -64,6 +64,9 @@ developers.telnyx.com/api-reference/callbacks/delivery-update). A receipt
 whose URL's ``mid`` or ``att`` disagrees with the signed URL's is refused, and
 one whose payload names no ``mid`` has no message id, whatever its URL says.
 
+The signature check, the callback's JSON and inbound texts (``message.received``)
+are read in worker/providers/telnyx_webhooks.py.
+
 Not verified (no account, no network): whether Telnyx ever sends a timestamp
 that is not plain digits; the full list of 403xx configuration codes (only
 40300 could be read; the rest fall to the default rule, permanent in 4xx);
@@ -73,9 +76,6 @@ the SDK's model).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -84,8 +84,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import structlog
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import Field
 
 from worker.callbacks import ATTEMPT_PARAM, MESSAGE_PARAM, attempt_of
@@ -93,6 +91,7 @@ from worker.errors import ConfigError, InvalidWebhook
 from worker.models import Category, Status
 from worker.providers import transport
 from worker.providers.base import (
+    InboundEvent,
     OutboundText,
     Provider,
     ProviderSettings,
@@ -105,22 +104,23 @@ from worker.providers.base import (
     json_object,
     retry_after_s,
 )
+from worker.providers.telnyx_webhooks import (
+    INBOUND_EVENT,
+    callback_data,
+    load_public_key,
+    parse_received,
+    verify,
+)
+from worker.providers.telnyx_webhooks import signed_bytes as signed_bytes  # the tests'
 
 NAME = "telnyx"
 log = structlog.get_logger("sendq.providers")
 DEFAULT_BASE_URL = "https://api.telnyx.com"
 SEND_PATH = "/v2/messages"
 JSON = "application/json"
-SIGNATURE_HEADER = "telnyx-signature-ed25519"
-TIMESTAMP_HEADER = "telnyx-timestamp"
 RATELIMIT_RESET_HEADER = "x-ratelimit-reset"
 # The SDK's TIMESTAMP_TOLERANCE_SECONDS.
 DEFAULT_TOLERANCE_S = 300.0
-PUBLIC_KEY_SETTING = "providers.telnyx.public_key (env SENDQ_PROVIDERS__TELNYX__PUBLIC_KEY)"
-PUBLIC_KEY_BYTES = 32
-SIGNATURE_BYTES = 64
-# Unix seconds have had 10 digits since 2001; 12 leaves room and bounds int().
-MAX_TIMESTAMP_DIGITS = 12
 # x-ratelimit-reset above this is a Unix time, not a wait (10^9 s is 31 years);
 # above the second bound it is one in milliseconds.
 EPOCH_S_THRESHOLD = 1_000_000_000
@@ -188,60 +188,6 @@ def classify(error_code: str | None, http_status: int) -> Category:
     return classify_by_table(ERROR_CATEGORIES, error_code, http_status)
 
 
-# -- signatures ----------------------------------------------------------------------
-
-
-def load_public_key(encoded: str) -> Ed25519PublicKey:
-    """The webhook public key from its Mission Control form: base64 of the raw 32 bytes."""
-    try:
-        raw = base64.b64decode(encoded.strip(), validate=True)
-    except ValueError:  # binascii.Error, or a non-ASCII character
-        raise ConfigError(f"{PUBLIC_KEY_SETTING}: not base64") from None
-    if len(raw) != PUBLIC_KEY_BYTES:
-        raise ConfigError(
-            f"{PUBLIC_KEY_SETTING}: an ed25519 public key is {PUBLIC_KEY_BYTES} bytes, "
-            f"this is {len(raw)}"
-        )
-    try:
-        return Ed25519PublicKey.from_public_bytes(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{PUBLIC_KEY_SETTING}: not an ed25519 public key ({exc})") from None
-
-
-def signed_bytes(timestamp: str, body: bytes) -> bytes:
-    """What Telnyx signs: the timestamp header as sent, ``|``, and the raw body."""
-    return f"{timestamp}|".encode() + body
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header by name in any case, from a case-insensitive mapping or a plain dict."""
-    value = headers.get(name)
-    if value is not None:
-        return value
-    for key, item in headers.items():
-        if key.lower() == name:
-            return item
-    return None
-
-
-def _signature(raw: str | None) -> bytes | None:
-    """The 64 signature bytes, from canonical base64 only."""
-    if not raw or not raw.isascii():
-        return None
-    try:
-        decoded = base64.b64decode(raw, validate=True)
-    except binascii.Error:
-        return None
-    return decoded if len(decoded) == SIGNATURE_BYTES else None
-
-
-def _fresh(raw: str | None, now: float, tolerance_s: float) -> bool:
-    # isascii() first: str.isdigit() also says yes to other scripts' digits.
-    if not raw or not raw.isascii() or not raw.isdigit() or len(raw) > MAX_TIMESTAMP_DIGITS:
-        return False
-    return abs(now - int(raw)) <= tolerance_s
-
-
 # -- throttling ----------------------------------------------------------------------
 
 
@@ -298,18 +244,8 @@ def _describe(error: Mapping[str, Any] | None, fallback: str) -> str:
 
 
 def _event(request: WebhookRequest) -> Mapping[str, Any]:
-    """The callback's ``data`` object."""
-    if "json" not in request.content_type.lower():
-        raise InvalidWebhook("Telnyx webhooks are JSON")
-    try:
-        body = json.loads(request.body.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise InvalidWebhook("body is not UTF-8") from exc
-    except ValueError as exc:
-        raise InvalidWebhook("body is not JSON") from exc
-    if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
-        raise InvalidWebhook('expected an object with a "data" object')
-    data: Mapping[str, Any] = body["data"]
+    """The callback's ``data`` object, for an outbound message event."""
+    data = callback_data(request)
     kind = data.get("event_type")
     if kind not in RECEIPT_EVENTS:
         raise InvalidWebhook(f"event_type {kind!r} is not an outbound message event")
@@ -436,19 +372,16 @@ class TelnyxProvider(Provider):
     # -- receipts --------------------------------------------------------------------
 
     def verify_signature(self, request: WebhookRequest) -> bool:
-        signature = _signature(_header(request.headers, SIGNATURE_HEADER))
-        timestamp = _header(request.headers, TIMESTAMP_HEADER)
-        if signature is None or timestamp is None:
-            return False
-        if not _fresh(timestamp, self._clock(), self._tolerance_s):
-            return False
+        return verify(self._public_key, request, self._clock(), self._tolerance_s)
+
+    def is_inbound(self, request: WebhookRequest) -> bool:
         try:
-            # The SDK reads the body as UTF-8 text; a body that is not cannot be a receipt.
-            request.body.decode("utf-8")
-            self._public_key.verify(signature, signed_bytes(timestamp, request.body))
-        except (UnicodeDecodeError, InvalidSignature):
+            return callback_data(request).get("event_type") == INBOUND_EVENT
+        except InvalidWebhook:
             return False
-        return True
+
+    def parse_inbound(self, request: WebhookRequest) -> list[InboundEvent]:
+        return parse_received(callback_data(request))
 
     def parse_receipt(self, request: WebhookRequest) -> Receipt:
         payload = _event(request)["payload"]

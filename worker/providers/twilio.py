@@ -2,29 +2,28 @@
 
 Send: ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``, form-encoded,
 HTTP Basic auth (account SID, auth token). Receipts: form-encoded status
-callbacks carrying ``MessageSid``, ``MessageStatus`` and ``ErrorCode``, signed
-with ``X-Twilio-Signature`` = base64(HMAC-SHA1(auth token, URL + each POST
-parameter name and value, sorted by name)).
+callbacks carrying ``MessageSid``, ``MessageStatus`` and ``ErrorCode``. Incoming
+texts: the form Twilio posts to the number's messaging webhook. Both are signed
+with ``X-Twilio-Signature``, by the auth token or a SharedKey: see
+worker/providers/twilio_webhooks.py, which reads signatures and incoming texts.
 """
 
 from __future__ import annotations
 
-import base64
 import email.utils
-import hashlib
-import hmac
-from collections.abc import Iterable, Mapping
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from collections.abc import Mapping
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
 from worker.errors import InvalidWebhook
 from worker.models import Category, Status
-from worker.providers import transport
+from worker.providers import transport, twilio_webhooks
 from worker.providers.base import (
     ASK_AGAIN,
     CANNOT_TELL,
     NOT_FOUND,
+    InboundEvent,
     OutboundText,
     Provider,
     ProviderSettings,
@@ -38,10 +37,12 @@ from worker.providers.base import (
     json_object,
     retry_after_s,
 )
+from worker.providers.twilio_webhooks import WEBHOOK_KEYS, Verifier, parse_shared_keys
+from worker.providers.twilio_webhooks import signature as signature  # the tests' and drills'
 
 NAME = "twilio"
 DEFAULT_BASE_URL = "https://api.twilio.com"
-SIGNATURE_HEADER = "x-twilio-signature"
+SIGNATURE_HEADER = twilio_webhooks.SIGNATURE_HEADER
 # Twilio accepts ValidityPeriod from 1 s to 36000 s (10 h, its default and maximum).
 MAX_VALIDITY_S = 36_000
 
@@ -90,33 +91,6 @@ def classify(error_code: str | None, http_status: int) -> Category:
     return classify_by_table(ERROR_CATEGORIES, error_code, http_status)
 
 
-def signature(url: str, params: Iterable[tuple[str, str]], auth_token: str) -> str:
-    """X-Twilio-Signature for a form POST to ``url`` (Twilio's published algorithm)."""
-    grouped: dict[str, set[str]] = {}
-    for name, value in params:
-        grouped.setdefault(name, set()).add(value)
-    payload = url + "".join(
-        name + value for name in sorted(grouped) for value in sorted(grouped[name])
-    )
-    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
-
-
-def _url_variants(url: str) -> list[str]:
-    """Twilio signs some URLs with the default port and some without; accept both."""
-    parts = urlsplit(url)
-    default = {"https": 443, "http": 80}.get(parts.scheme)
-    try:
-        port = parts.port
-    except ValueError:  # a malformed or out-of-range port: only the URL as given
-        return [url]
-    if port is None:
-        if default is None:
-            return [url]
-        return [url, urlunsplit(parts._replace(netloc=f"{parts.netloc}:{default}"))]
-    return [url, urlunsplit(parts._replace(netloc=parts.netloc.rsplit(":", 1)[0]))]
-
-
 class TwilioProvider(Provider):
     name = NAME
 
@@ -129,9 +103,11 @@ class TwilioProvider(Provider):
         timeout_s: float = transport.DEFAULT_TIMEOUT_S,
         max_connections: int = transport.DEFAULT_MAX_CONNECTIONS,
         client: httpx.AsyncClient | None = None,
+        webhook_keys: Mapping[str, str] | None = None,
     ) -> None:
+        """``webhook_keys``: SharedKey id -> secret, for webhooks Twilio signs with one."""
         self.account_sid = account_sid
-        self._auth_token = auth_token
+        self._verifier = Verifier(auth_token, webhook_keys)
         self._client = client or transport.make_client(
             base_url=base_url,
             timeout_s=timeout_s,
@@ -177,17 +153,16 @@ class TwilioProvider(Provider):
         )
 
     def verify_signature(self, request: WebhookRequest) -> bool:
-        given = request.headers.get(SIGNATURE_HEADER)
-        if not given or not given.isascii():
-            return False
+        return self._verifier.verify(request)
+
+    def is_inbound(self, request: WebhookRequest) -> bool:
         try:
-            params = parse_qsl(request.body.decode("utf-8"), keep_blank_values=True)
-        except UnicodeDecodeError:
+            return twilio_webhooks.is_incoming(twilio_webhooks.form(request))
+        except InvalidWebhook:
             return False
-        return any(
-            hmac.compare_digest(signature(url, params, self._auth_token), given)
-            for url in _url_variants(request.url)
-        )
+
+    def parse_inbound(self, request: WebhookRequest) -> list[InboundEvent]:
+        return twilio_webhooks.parse_incoming(twilio_webhooks.form(request))
 
     def parse_receipt(self, request: WebhookRequest) -> Receipt:
         if "application/x-www-form-urlencoded" not in request.content_type.lower():
@@ -267,6 +242,7 @@ def _created_ms(item: Mapping[str, object]) -> int | None:
 # -- configuration ---------------------------------------------------------------------
 
 AUTH_TOKEN = "twilio_auth_token"  # SENDQ_TWILIO_AUTH_TOKEN
+# SharedKey secrets, "key_id=secret,key_id=secret" (twilio_webhooks.parse_shared_keys).
 
 
 class TwilioSettings(ProviderSettings):
@@ -283,7 +259,8 @@ def build(config: TwilioSettings, secrets: Secrets) -> TwilioProvider:
         base_url=config.base_url,
         timeout_s=config.timeout_s,
         max_connections=config.max_connections,
+        webhook_keys=parse_shared_keys(secrets.get(WEBHOOK_KEYS)),
     )
 
 
-SPEC = ProviderSpec(NAME, TwilioSettings, build, secrets=(AUTH_TOKEN,))
+SPEC = ProviderSpec(NAME, TwilioSettings, build, secrets=(AUTH_TOKEN, WEBHOOK_KEYS))

@@ -46,17 +46,18 @@ disagrees with its signed ``client-ref`` is refused. ``timestamp`` must be withi
 ``tolerance_s`` of now (the Java SDK's five minutes by default): a captured
 receipt cannot be replayed later. Nonces are not remembered; a replay inside the
 window is harmless, as receipts are idempotent.
+
+Inbound texts come signed the same way, by GET, form POST or JSON POST too;
+worker/providers/vonage_webhooks.py reads their parameters and the receipts'.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
-from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from pydantic import Field
@@ -64,8 +65,9 @@ from pydantic import Field
 from worker.errors import InvalidWebhook
 from worker.models import Category, Status
 from worker.phone import is_gsm7
-from worker.providers import transport
+from worker.providers import transport, vonage_webhooks
 from worker.providers.base import (
+    InboundEvent,
     OutboundText,
     Provider,
     ProviderSettings,
@@ -78,6 +80,7 @@ from worker.providers.base import (
     json_object,
     retry_after_s,
 )
+from worker.providers.vonage_webhooks import webhook_params
 
 NAME = "vonage"
 DEFAULT_BASE_URL = "https://rest.nexmo.com"
@@ -242,62 +245,6 @@ def _fresh(raw: str | None, now: float, tolerance_s: float) -> bool:
     return abs(now - int(raw)) <= tolerance_s
 
 
-# -- webhook parameters ---------------------------------------------------------------
-
-
-def _pairs_from_form(text: str) -> list[tuple[str, str]]:
-    try:
-        return parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidWebhook("parameters are not UTF-8") from exc
-
-
-def _pairs_from_json(body: bytes) -> list[tuple[str, str]]:
-    try:
-        payload = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidWebhook("body is not JSON") from exc
-    if not isinstance(payload, dict):
-        raise InvalidWebhook("a JSON receipt is an object")
-    pairs = []
-    for name, value in payload.items():
-        # Vonage sends strings; an int is signed as its digits (the SDK's f-string).
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            raise InvalidWebhook(f"{name!r} is not a string")
-        pairs.append((name, str(value)))
-    return pairs
-
-
-def _body_pairs(request: WebhookRequest) -> list[tuple[str, str]]:
-    if not request.body:
-        return []  # a GET receipt: everything is in the query
-    content_type = request.content_type.lower()
-    if "application/json" in content_type:
-        return _pairs_from_json(request.body)
-    if FORM in content_type:
-        try:
-            text = request.body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidWebhook("body is not UTF-8") from exc
-        return _pairs_from_form(text)
-    raise InvalidWebhook("Vonage receipts are form-encoded, JSON or a GET query")
-
-
-def webhook_params(request: WebhookRequest) -> dict[str, str]:
-    """The query's and the body's parameters together; a name given twice is refused,
-    since Vonage never repeats one and a repeat could hide a forged value."""
-    try:
-        query = urlsplit(request.url).query
-    except ValueError as exc:
-        raise InvalidWebhook("the callback URL cannot be parsed") from exc
-    params: dict[str, str] = {}
-    for name, value in [*_pairs_from_form(query), *_body_pairs(request)]:
-        if name in params:
-            raise InvalidWebhook(f"parameter {name!r} given twice")
-        params[name] = value
-    return params
-
-
 def _message_id(params: Mapping[str, str]) -> str | None:
     """sendq's id: the signed client-ref, else the callback URL's ``mid``."""
     ref = params.get("client-ref") or None
@@ -451,6 +398,15 @@ class VonageProvider(Provider):
             hmac.compare_digest(signature(variant, self._signature_secret, self._method), given)
             for variant in _signed_variants(params)
         )
+
+    def is_inbound(self, request: WebhookRequest) -> bool:
+        try:
+            return vonage_webhooks.is_inbound(webhook_params(request))
+        except InvalidWebhook:
+            return False
+
+    def parse_inbound(self, request: WebhookRequest) -> list[InboundEvent]:
+        return vonage_webhooks.parse_inbound(webhook_params(request))
 
     def parse_receipt(self, request: WebhookRequest) -> Receipt:
         params = webhook_params(request)
