@@ -15,7 +15,9 @@ Several workers doing this at once is harmless: every release is a
 compare-and-set.
 
 Every tick it also requeues texts a dead worker left ``sending`` past their
-lease (``worker.leases``), so they need not wait behind the backlog.
+lease (``worker.leases``), so they need not wait behind the backlog, and,
+before any release, ends the texts waiting past their ``send_before``
+(``worker.expiry``): a held text past it is expired, not released.
 
 Every ``sweep_s`` it also looks for orphans. dramatiq can strand a message in
 a live worker's unacked set when Redis drops mid-fetch (a retried fetch pops
@@ -36,7 +38,9 @@ import structlog
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
+from worker import store
 from worker.breaker import AsyncBreakers, State
+from worker.expiry import ExpirySweeper
 from worker.holds import ALL_CAMPAIGNS, AsyncHolds, breaker_name, split_name
 from worker.leases import LeaseSweeper, OrphanSweeper
 
@@ -59,17 +63,23 @@ class HoldKeeper:
         leases: LeaseSweeper,
         orphans: OrphanSweeper,
         *,
+        expiry: ExpirySweeper | None = None,
         sweep_s: float = DEFAULT_SWEEP_S,
     ) -> None:
         self.holds = holds
         self.breakers = breakers
         self.leases = leases
         self.orphans = orphans
+        # None: no deadline sweep (the send path's expiry gate still ends each text).
+        self.expiry = expiry
         self.sweep_s = sweep_s
         self._last_sweep = 0.0
 
     async def tick(self) -> int:
-        """One pass over every carrier breaker; returns how many texts it released."""
+        """Expire what waited too long, then one pass over every carrier breaker;
+        returns how many texts it released."""
+        if self.expiry is not None:
+            await self.expiry.sweep(store.now_ms())
         released = 0
         for name in await self.breakers.names():
             released += await self._one(name)

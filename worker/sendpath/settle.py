@@ -17,13 +17,17 @@ wait is over, the settler asks the provider, where it has a look-up:
   leaves it ``unconfirmed`` (final), ``resend`` sends it again and counts it
   (``possible_double`` on the record and in the counters, when it goes out).
 
+A text that would be sent again but is past its ``send_before`` (its own or
+its campaign's) ends ``expired`` instead: never resent. One that is not sent
+again stays as the policy leaves it.
+
 A settle message that comes back early (dramatiq's delay queue runs on the
 clock of the worker that fetched it) is put back for the time that is left.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import structlog
 
@@ -31,6 +35,7 @@ from worker import store, wire
 from worker.models import Status
 from worker.providers.base import ASK_AGAIN, CANNOT_TELL, NOT_FOUND, Provider, SentQuery
 from worker.sendpath.config import PipelineConfig
+from worker.sendpath.gates.expiry import past_send_before
 from worker.sendpath.ledger import ATTEMPT_OPEN_FIELD, RESEND_PENDING_FIELD
 from worker.sendpath.text import Text
 
@@ -52,10 +57,12 @@ class Settler:
         store_: store.AsyncStore,
         config: PipelineConfig,
         providers: Mapping[str, Provider],
+        clock: Callable[[], int] = store.now_ms,
     ) -> None:
         self.store = store_
         self.config = config
         self.providers = providers
+        self.clock = clock
 
     async def wait_for_evidence(
         self, text: Text, reason: str, fields: Mapping[str, object] | None = None
@@ -97,14 +104,16 @@ class Settler:
             return None
         if found is NOT_FOUND:
             why = "not found by the provider's look-up (an old request may still land)"
-            return await self._send_again(msg_id, lease, why, possible_double=True)
+            return await self._send_again(msg_id, record, lease, why, possible_double=True)
         tries = int(record.get(LOOKUPS_FIELD) or 0) + 1
         if found is ASK_AGAIN and tries < LOOKUP_TRIES:
             wait_ms = LOOKUP_RETRY_BASE_MS * 2 ** (tries - 1)
             await self._look_again(msg_id, wait_ms, "the look-up was busy", tries)
             return None
         if self.config.on_unconfirmed == "resend":
-            return await self._send_again(msg_id, lease, "no evidence", possible_double=True)
+            return await self._send_again(
+                msg_id, record, lease, "no evidence", possible_double=True
+            )
         await self.store.transition(
             msg_id,
             [Status.UNCONFIRMED],
@@ -165,8 +174,16 @@ class Settler:
         )
 
     async def _send_again(
-        self, msg_id: str, lease: dict[str, str], why: str, *, possible_double: bool = False
+        self,
+        msg_id: str,
+        record: dict[str, str],
+        lease: dict[str, str],
+        why: str,
+        *,
+        possible_double: bool = False,
     ) -> Text | None:
+        if await self._expired(msg_id, record):
+            return None
         fields: dict[str, str] = {**lease, SETTLE_AT_FIELD: ""}
         reason = f"{why}: sending again"
         if possible_double:
@@ -185,3 +202,19 @@ class Settler:
             return None
         # Counted when it goes out (ledger.begin), not if a gate ends it first.
         return Text(msg_id, taken.record, lease["lease_id"])
+
+    async def _expired(self, msg_id: str, record: dict[str, str]) -> bool:
+        """Past its deadline: ``unconfirmed -> expired``, and the attempt is not made again."""
+        late = past_send_before(record, self.config.campaign_send_before_ms, self.clock())
+        if late is None:
+            return False
+        done = await self.store.transition(
+            msg_id,
+            [Status.UNCONFIRMED],
+            Status.EXPIRED,
+            reason=f"{late}; the unconfirmed attempt was not sent again",
+            fields={SETTLE_AT_FIELD: ""},
+        )
+        if done.ok:
+            log.warning("unconfirmed text expired instead of being sent again", reason=late)
+        return True
