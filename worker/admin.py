@@ -5,6 +5,7 @@
     POST /admin/carriers/{name}/pause      {"reason": ..., "by": ..., "campaign": ...}
     POST /admin/carriers/{name}/resume     {"by": ..., "campaign": ...}
     GET  /metrics                          Prometheus text: breaker states, held texts, counts
+                                           (texts by status; held texts by reason)
 
 Which breakers a pause or resume touches is worker/operations.py's rule, the CLI's too:
 a pause without a campaign pauses the carrier-wide breaker; a resume without one resumes
@@ -37,6 +38,7 @@ from starlette.routing import Route
 
 from worker.bodies import read_limited
 from worker.breaker import State
+from worker.counts import REPORTED_HELD_FOR, REPORTED_STATUSES, split
 from worker.errors import MissingReason
 from worker.operations import Operations
 from worker.store import Store
@@ -145,9 +147,7 @@ class Admin:
                 state.labels(kind, row["name"]).set(STATE_CODES[State(row["state"])])
         for row in carriers:
             held.labels(row["name"]).set(row["held"])
-        for campaign, counts in self.store.stats().items():
-            for status, count in counts.items():
-                texts.labels(campaign, status).set(count)
+        self._counts(registry, texts)
         events = Gauge(
             "sendq_events",
             "Send-path counters: possible_doubles, unconfirmed, takeovers, ...",
@@ -157,6 +157,25 @@ class Admin:
         for name, value in self.store.counters().items():
             events.labels(name).set(value)
         return generate_latest(registry)
+
+    def _counts(self, registry: CollectorRegistry, texts: Gauge) -> None:
+        """Texts by campaign and status, and held texts by reason: the counts an
+        operator reports on (held, suppressed, expired, held for quiet hours) are
+        present for every campaign, zero included, so their series never go missing."""
+        held_for = Gauge(
+            "sendq_held_for",
+            "Texts held now, by campaign and reason (quiet_hours, carrier)",
+            ["campaign", "reason"],
+            registry=registry,
+        )
+        counts = split(self.store.stats())
+        for campaign in counts.campaigns():
+            by_status = {s: 0 for s in REPORTED_STATUSES} | counts.by_status.get(campaign, {})
+            for status, count in by_status.items():
+                texts.labels(campaign, status).set(count)
+            by_reason = {r: 0 for r in REPORTED_HELD_FOR} | counts.held_for.get(campaign, {})
+            for reason, count in by_reason.items():
+                held_for.labels(campaign, reason).set(count)
 
     def routes(self, token: str | None) -> list[Route]:
         return [

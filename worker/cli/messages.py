@@ -47,18 +47,28 @@ def messages_show(message_id: str, as_json: JsonFlag = False) -> None:
 
 @app.command("stats")
 def messages_stats(as_json: JsonFlag = False) -> None:
-    """Count texts by campaign and status."""
+    """Count texts by campaign and status, and held texts by reason (quiet hours, carrier)."""
+    from worker.counts import REPORTED_HELD_FOR, REPORTED_STATUSES, split
+
     store = _store()
-    stats = store.stats()
+    counts = split(store.stats())
     counters = store.counters()
     if as_json:
-        emit({"by_campaign": stats, "counters": counters})
+        emit({"by_campaign": counts.by_status, "held_for": counts.held_for, "counters": counters})
         return
-    statuses = sorted({s for c in stats.values() for s in c})
-    table = Table("campaign", *statuses, "total")
-    for campaign, counts in sorted(stats.items()):
+    statuses = sorted({s for c in counts.by_status.values() for s in c} | set(REPORTED_STATUSES))
+    reasons = sorted({r for c in counts.held_for.values() for r in c} | set(REPORTED_HELD_FOR))
+    table = Table(
+        "campaign", *statuses, *(f"held ({r.replace('_', ' ')})" for r in reasons), "total"
+    )
+    for campaign in counts.campaigns():
+        by_status = counts.by_status.get(campaign, {})
+        held_for = counts.held_for.get(campaign, {})
         table.add_row(
-            campaign, *(str(counts.get(s, 0)) for s in statuses), str(sum(counts.values()))
+            campaign,
+            *(str(by_status.get(s, 0)) for s in statuses),
+            *(str(held_for.get(r, 0)) for r in reasons),
+            str(sum(by_status.values())),
         )
     out.print(table)
     for name, value in counters.items():

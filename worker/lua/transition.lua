@@ -2,7 +2,9 @@
 --
 -- KEYS[1]  {ns}:msg:{id}          the message record (hash)
 -- KEYS[2]  {ns}:msg:{id}:h        the record's history (list, capped)
--- KEYS[3]  {ns}:stats             "{campaign}|{status}" -> count (hash)
+-- KEYS[3]  {ns}:stats             "{campaign}|{status}" -> count (hash), and
+--          "{campaign}|held:{held_for}" -> the texts held now for that reason
+--          (record field held_for: "quiet_hours", "carrier"); see below
 -- KEYS[4]  a list to push onto: dramatiq:{queue} (a requeue) or
 --          {ns}:hold:{carrier}:{campaign} (a hold); unused when ARGV[7] is ""
 -- KEYS[5]  dramatiq:{queue}.msgs   dramatiq's message bodies (requeue only)
@@ -33,6 +35,11 @@
 -- holder (a matching fence) may extend it at any time.
 -- The status change, its history entry, the stats and (for retries) the
 -- requeue happen together or not at all.
+-- Held-for counts: a text entering held with a held_for among ARGV[10..] counts
+-- under that reason; one leaving held is uncounted under the held_for its record
+-- had before the change (held -> held moves the count if the reason changed).
+-- A text entering held with no held_for given has any earlier hold's reason
+-- cleared from its record, so a stale reason is never uncounted.
 
 local current = redis.call("HGET", KEYS[1], "status")
 if not current then
@@ -72,11 +79,26 @@ if current == "sending" and new == "sending" and fence == "" then
     end
 end
 local campaign = redis.call("HGET", KEYS[1], "campaign") or "default"
+local was_for = ""
+if current == "held" then
+    was_for = redis.call("HGET", KEYS[1], "held_for") or ""
+end
+local given_for = nil
+for i = 10, #ARGV - 1, 2 do
+    if ARGV[i] == "held_for" then given_for = ARGV[i + 1] end
+end
+local now_for = ""
+if new == "held" then
+    now_for = given_for or (current == "held" and was_for) or ""
+end
 local fields = {"status", new, "updated_ms", now}
 for i = 10, #ARGV do
     fields[#fields + 1] = ARGV[i]
 end
 redis.call("HSET", KEYS[1], unpack(fields))
+if new == "held" and current ~= "held" and given_for == nil then
+    redis.call("HDEL", KEYS[1], "held_for")
+end
 local id = string.match(KEYS[1], "([^:]+)$")
 if new == "sending" then
     redis.call("HINCRBY", KEYS[1], "attempts", 1)
@@ -93,6 +115,10 @@ redis.call("LTRIM", KEYS[2], -tonumber(ARGV[5]), -1)
 if current ~= new then
     redis.call("HINCRBY", KEYS[3], campaign .. "|" .. current, -1)
     redis.call("HINCRBY", KEYS[3], campaign .. "|" .. new, 1)
+end
+if was_for ~= now_for then
+    if was_for ~= "" then redis.call("HINCRBY", KEYS[3], campaign .. "|held:" .. was_for, -1) end
+    if now_for ~= "" then redis.call("HINCRBY", KEYS[3], campaign .. "|held:" .. now_for, 1) end
 end
 
 if ARGV[7] ~= "" then
