@@ -26,7 +26,6 @@ from worker.models import (
     REPLY_KIND_FIELD,
     REPLY_PROVIDER_FIELD,
     REPLY_TO_FIELD,
-    STOP_REPLY,
     SendJob,
     describe_validation_error,
 )
@@ -187,7 +186,8 @@ class Producer:
 
     def enqueue_reply(self, job: SendJob, reply: Reply) -> Accepted:
         """Queue a reply; its key is the inbound text's, so a webhook posted twice
-        replies once. A STOP's confirmation skips the opt-out check it caused."""
+        replies once. A reply skips the opt-out check (a STOP's confirmation is
+        caused by it; HELP is answered even after STOP)."""
         run = _run_id()
         args = self._script_args(job, run, 0, reply=reply)
         (answer,) = self.store.accept([args])
@@ -240,7 +240,9 @@ class Producer:
         history = _HISTORY_TEMPLATE % now
         org = self.campaigns.org(job.campaign)
         deadline_ms = self.campaigns.deadline_ms(job)
-        confirming_stop = reply is not None and reply.kind == STOP_REPLY
+        # A reply answers the person's own text (a STOP's confirmation, HELP): the
+        # opt-out list does not stop it.
+        is_reply = reply is not None
         script_keys = [
             keys.idempotency(job.key or "", self.ns),
             keys.message(msg_id, self.ns),
@@ -261,7 +263,7 @@ class Producer:
             queued.encoded,
             history,
             str(self.idempotency_ttl_s),
-            "" if confirming_stop else job.to,
+            "" if is_reply else job.to,
             "" if deadline_ms is None else str(deadline_ms),
             _SUPPRESSED_TEMPLATE % (now, org),
             *_record_fields(msg_id, job, deadline_ms),

@@ -1,10 +1,16 @@
-"""The webhook app: provider delivery receipts (starlette, served by uvicorn).
+"""The webhook app: delivery receipts and inbound texts (starlette, served by uvicorn).
 
-``POST /webhooks/{provider}/status``: the provider's signature is checked
-against the URL sendq gave it (``webhooks.public_url`` + path + query), so the
-app can sit behind a proxy. A forged, unsigned or malformed receipt gets a 4xx
-and changes nothing; duplicates and out-of-order receipts are harmless, since
-every change is a compare-and-set and a final state is never undone.
+``POST /webhooks/{provider}/status`` (receipts) and ``/webhooks/{provider}/inbound``
+(texts people send us; Vonage may use GET for both): the provider's signature
+is checked against the URL sendq gave it (``webhooks.public_url`` + path +
+query), so the app can sit behind a proxy. Some providers post receipts and
+inbound texts to one URL (a Bandwidth application, a Telnyx messaging
+profile), so each route asks the provider which it got and handles either.
+A forged, unsigned or malformed request gets a 4xx and changes nothing; a
+request signed with a key sendq does not hold gets 403 and a log line naming
+the key id. Duplicates and out-of-order receipts are harmless, since every
+change is a compare-and-set and a final state is never undone; an inbound
+text posted twice is recorded and acted on once.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ from starlette.routing import Route
 from worker.bodies import read_limited
 from worker.callbacks import attempt_of
 from worker.carriers import normalise as normalise_carrier
-from worker.errors import InvalidWebhook
+from worker.errors import InvalidWebhook, UnknownSigningKey
+from worker.hearing import Hearing, Orgs, Reading, Replies
 from worker.models import Category, Status
 from worker.providers.base import Provider, Receipt, WebhookRequest
 from worker.sendpath.feedback import CarrierFeed
+from worker.sendpath.optout_feed import OptoutFeed
 from worker.store import AsyncStore, ReceiptResult
 
 if TYPE_CHECKING:
@@ -34,6 +42,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("sendq.webhooks")
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_ORG = "default"
 
 
 def create_app(
@@ -42,10 +51,16 @@ def create_app(
     providers: Mapping[str, Provider],
     public_url: str,
     feed: CarrierFeed,
+    hearing: Hearing | None = None,
+    optout_feed: OptoutFeed | None = None,
     admin: Admin | None = None,
     admin_token: str | None = None,
 ) -> Starlette:
-    receipts = Receipts(store, providers, public_url, feed)
+    """The app; the composition root passes every part. Without ``hearing`` and
+    ``optout_feed`` (a test of receipts alone), one organisation and no replies."""
+    hearing = hearing or _plain_hearing(store)
+    optout_feed = optout_feed or OptoutFeed(hearing.optouts, lambda _: hearing.orgs.default_org)
+    receipts = Receipts(store, providers, public_url, feed, hearing, optout_feed)
 
     async def health(_: Request) -> Response:
         await store.ping()
@@ -62,6 +77,7 @@ def create_app(
         routes=[
             # Vonage can deliver receipts by GET (its account setting); the others POST.
             Route("/webhooks/{provider}/status", receipts.status, methods=["GET", "POST"]),
+            Route("/webhooks/{provider}/inbound", receipts.status, methods=["GET", "POST"]),
             Route("/healthz", health, methods=["GET"]),
             *(admin.routes(admin_token) if admin is not None else []),
         ],
@@ -69,8 +85,23 @@ def create_app(
     )
 
 
+def _plain_hearing(store: AsyncStore) -> Hearing:
+    from worker.inbound_log import AsyncInboundLog
+    from worker.optouts import AsyncOptoutList
+
+    return Hearing(
+        AsyncInboundLog(store.client, store.ns),
+        AsyncOptoutList(store.client, store.ns),
+        orgs=Orgs(DEFAULT_ORG),
+        reading=Reading(),
+        replies=Replies(),
+        send_reply=None,
+    )
+
+
 class Receipts:
-    """``/webhooks/{provider}/status``: check, parse, and apply each receipt to its attempt."""
+    """Both routes: check the signature, then apply each receipt to its attempt, or
+    hear each inbound text."""
 
     def __init__(
         self,
@@ -78,11 +109,15 @@ class Receipts:
         providers: Mapping[str, Provider],
         public_url: str,
         feed: CarrierFeed,
+        hearing: Hearing,
+        optout_feed: OptoutFeed,
     ) -> None:
         self.store = store
         self.providers = providers
         self.public_url = public_url
         self.feed = feed
+        self.hearing = hearing
+        self.optout_feed = optout_feed
 
     async def status(self, request: Request) -> Response:
         provider = self.providers.get(request.path_params["provider"])
@@ -97,19 +132,57 @@ class Receipts:
             body=body,
             content_type=request.headers.get("content-type", ""),
         )
-        if not provider.verify_signature(hook):
-            log.warning("receipt refused: bad or missing signature", provider=provider.name)
+        try:
+            signed = provider.verify_signature(hook)
+        except UnknownSigningKey as exc:
+            log.warning(
+                "webhook refused: signed with a key sendq does not hold",
+                provider=provider.name,
+                key_id=exc.key_id,
+            )
+            return _error(403, str(exc))
+        except InvalidWebhook as exc:
+            return _error(403, f"invalid signature: {exc}")
+        if not signed:
+            log.warning("webhook refused: bad or missing signature", provider=provider.name)
             return _error(403, "invalid signature")
         try:
+            if provider.is_inbound(hook):
+                return await self._inbound(provider, hook)
             events = provider.parse_events(hook)
         except InvalidWebhook as exc:
             return _error(400, str(exc))
         url_attempt = attempt_of(request.query_params)
-        results = [
+        return _answer(await self._receipts(provider, events, url_attempt))
+
+    async def _receipts(
+        self,
+        provider: Provider,
+        events: list[tuple[int, Receipt | InvalidWebhook]],
+        url_attempt: int | None,
+    ) -> list[dict[str, Any]]:
+        return [
             {"index": index, **await self._one(provider.name, parsed, url_attempt)}
             for index, parsed in events
         ]
-        return _answer(results)
+
+    async def _inbound(self, provider: Provider, hook: WebhookRequest) -> Response:
+        """Inbound texts, and any receipts posted in the same batch (Bandwidth)."""
+        texts = provider.parse_inbound(hook)
+        results = []
+        for index, parsed in texts:
+            if isinstance(parsed, InvalidWebhook):
+                log.warning("inbound text refused", provider=provider.name, reason=str(parsed))
+                results.append({"index": index, "error": str(parsed), "http_status": 400})
+                continue
+            results.append({"index": index, **await self.hearing.take(provider.name, parsed)})
+        taken = {index for index, _ in texts}
+        try:
+            events = [e for e in provider.parse_events(hook) if e[0] not in taken]
+        except InvalidWebhook:
+            events = []  # nothing but inbound texts
+        results += await self._receipts(provider, events, None)
+        return _answer(sorted(results, key=lambda r: int(r["index"])), "events")
 
     async def _one(
         self, provider: str, parsed: Receipt | InvalidWebhook, url_attempt: int | None
@@ -152,6 +225,13 @@ class Receipts:
             # The next text to this number goes under the carrier the receipt named
             # (a ported number moves), not a lookup that may be 30 days old.
             await self.feed.learn_carrier(done.record.get("to", ""), receipt.carrier)
+            await self.optout_feed.heard(
+                done.record,
+                receipt.category,
+                provider=provider,
+                code=receipt.error_code,
+                receipt=True,
+            )
         if done.applied and receipt.category is not Category.OK:
             log.warning(
                 "text undelivered",
@@ -163,7 +243,7 @@ class Receipts:
         return {"applied": done.applied, "status": done.current or receipt.status}
 
 
-def _answer(results: list[dict[str, Any]]) -> JSONResponse:
+def _answer(results: list[dict[str, Any]], plural: str = "receipts") -> JSONResponse:
     """One event: its own answer. A batch: 200 with one result per event as
     soon as any event was taken, since a provider retries the whole batch on
     anything else and would post the applied events again; the refused
@@ -173,10 +253,10 @@ def _answer(results: list[dict[str, Any]]) -> JSONResponse:
         del results[0]["index"]
         return JSONResponse(results[0], status_code=statuses[0])
     if any(code < 400 for code in statuses):
-        return JSONResponse({"receipts": results})
+        return JSONResponse({plural: results})
     refused = "; ".join(f"event {r['index']}: {r['error']}" for r in results)
     return JSONResponse(
-        {"error": f"no event could be applied: {refused}", "receipts": results},
+        {"error": f"no event could be applied: {refused}", plural: results},
         status_code=statuses[0],
     )
 

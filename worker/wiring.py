@@ -26,8 +26,8 @@ from worker.breaker import AsyncBreakers, Breakers, Policy
 from worker.broker import async_reconnect_retry, redis_url
 from worker.carriers import CarrierResolver, load_overrides
 from worker.holds import AsyncHolds, Holds
-from worker.leases import LeaseSweeper, OrphanSweeper
 from worker.inbound_log import AsyncInboundLog
+from worker.leases import LeaseSweeper, OrphanSweeper
 from worker.maintenance import HoldKeeper
 from worker.optouts import AsyncOptoutList
 from worker.producer import Campaigns, Producer, Regions
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from worker.admin import Admin
+    from worker.hearing import Hearing, Orgs, ReplyOrder
     from worker.inbound_log import InboundLog
     from worker.operations import Operations
     from worker.optouts import OptoutList
@@ -274,7 +275,58 @@ class Root:
             sweep_s=w.sweep_s,
         )
 
+    def hearing(self) -> Hearing:
+        from worker.hearing import Hearing, Reading, Replies
+
+        s = self.settings
+        return Hearing(
+            self.async_inbound_log,
+            self.async_optouts,
+            orgs=self.orgs(),
+            reading=Reading(
+                tuple(s.optouts.keywords), tuple(s.optouts.optin_keywords), s.optouts.possible
+            ),
+            replies=Replies(
+                stop={name: o.stop_reply for name, o in s.orgs.items() if o.stop_reply},
+                help={name: o.help_reply for name, o in s.orgs.items() if o.help_reply},
+            ),
+            send_reply=self._send_reply,
+        )
+
+    def orgs(self) -> Orgs:
+        """Which organisations a text to each of our numbers concerns."""
+        from worker.hearing import Orgs
+
+        s = self.settings
+        by_number: dict[str, list[str]] = {}
+        served = [(c, s.org_of(c)) for c in s.routes] + [(c, s.org_of(c)) for c in s.campaigns]
+        for campaign, org in served:
+            route = s.routes.get(campaign) or s.routes["default"]
+            for provider in route:
+                for number in s.providers.section(provider).numbers:
+                    orgs = by_number.setdefault(number, [])
+                    if org not in orgs:
+                        orgs.append(org)
+        return Orgs(s.default_org, self._orgs(), by_number)
+
+    async def _send_reply(self, order: ReplyOrder) -> str:
+        from starlette.concurrency import run_in_threadpool
+
+        from worker.models import DEFAULT_CAMPAIGN, SendJob
+        from worker.producer import Reply
+
+        job = SendJob(
+            to=order.to,
+            body=order.body,
+            campaign=order.campaign or DEFAULT_CAMPAIGN,
+            key=f"reply:{order.inbound_id}:{order.kind}",
+        )
+        reply = Reply(order.inbound_id, order.kind, order.provider, order.sender)
+        accepted = await run_in_threadpool(self.producer().enqueue_reply, job, reply)
+        return accepted.message_id
+
     def webhook_app(self) -> Starlette:
+        from worker.sendpath.optout_feed import OptoutFeed
         from worker.webhooks import create_app
 
         token = self.settings.admin_token
@@ -283,6 +335,8 @@ class Root:
             providers=self.providers,
             public_url=self.settings.webhooks.public_url,
             feed=self.carrier_feed,
+            hearing=self.hearing(),
+            optout_feed=OptoutFeed(self.async_optouts, self.settings.org_of),
             admin=self.admin(),
             admin_token=token.get_secret_value() if token else None,
         )
