@@ -111,9 +111,14 @@ def _telnyx_seed_from_env() -> bytes:
     return seed
 
 
+def default_public_url() -> str:
+    """sendq's public URL (SENDQ_WEBHOOKS__PUBLIC_URL), without a trailing slash."""
+    return _env(PUBLIC_URL_ENV, DEFAULT_PUBLIC_URL).rstrip("/")
+
+
 def default_callback_urls() -> dict[str, str]:
     """Account-level receipt URLs: sendq's webhook route on its public URL."""
-    public_url = _env(PUBLIC_URL_ENV, DEFAULT_PUBLIC_URL).rstrip("/")
+    public_url = default_public_url()
     return {p: f"{public_url}/webhooks/{p}/status" for p in ACCOUNT_CALLBACK_PROVIDERS}
 
 
@@ -209,3 +214,9 @@ class SimulatorConfig:
     receipt_max_tries: int = 6
     receipt_retry_base_s: float = 1.0
     receipt_timeout_s: float = 5.0
+    # Where handsets' replies go when the scenario names no [replies] inbound_url: a
+    # base URL (``/webhooks/{provider}/inbound`` appended) or a template with
+    # ``{provider}``; None: the base of the answered text's receipt URL (replies.py).
+    inbound_url: str | None = None
+    # Replies are posted by a poster of their own (same tries, backoff and timeout).
+    reply_workers: int = 8

@@ -96,6 +96,10 @@ class Inboxes:
     def texts(self, number: str) -> list[Text]:
         return list(self._by_number.get(number, ()))
 
+    def numbers(self) -> list[str]:
+        """Every handset that received a text."""
+        return list(self._by_number)
+
     def copies(self, min_copies: int = 2) -> list[dict[str, Any]]:
         """Each (to, body) that arrived at least ``min_copies`` times: copies, sids, providers."""
         out = []

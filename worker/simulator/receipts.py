@@ -16,12 +16,19 @@ posts one receipt per send while serving thousands of sends a second.
 
 A post that fails (connection error, timeout or 5xx) is retried with
 exponential backoff: 1, 2, 4, 8, 16 s by default, six tries over about 30 s.
+
+Handsets' replies (handsets.py) go through a poster of their own, built with
+``post_stale=False`` (a reply scheduled before a reset is dropped, not posted
+into the next run) and an ``observer`` per reply, told of every attempt: when
+it started, when and how sendq's webhook answered, whether another follows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -36,11 +43,28 @@ DEFAULT_TIMEOUT_S = 5.0
 MAX_CONNECT_TIMEOUT_S = 5.0
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at posting: its number, when it started and ended (Unix s), the answer."""
+
+    tries: int
+    started_at: float
+    ended_at: float
+    # None: no HTTP answer (refused, reset, timed out).
+    status: int | None
+    # No other try follows (answered, refused, or out of tries).
+    final: bool
+
+
+Observer = Callable[[Attempt], None]
+
+
 @dataclass(slots=True)
 class Receipt:
     build: ReceiptBuilder
     generation: int
     tries: int = 0
+    observer: Observer | None = None
 
 
 class ReceiptPoster:
@@ -53,8 +77,10 @@ class ReceiptPoster:
         max_tries: int = DEFAULT_MAX_TRIES,
         retry_base_s: float = DEFAULT_RETRY_BASE_S,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        post_stale: bool = True,
     ) -> None:
         self.workers = workers
+        self.post_stale = post_stale
         self.max_tries = max_tries
         self.retry_base_s = retry_base_s
         self.timeout_s = timeout_s
@@ -88,10 +114,13 @@ class ReceiptPoster:
         if self._session is not None:
             await self._session.close()
 
-    def schedule(self, build: ReceiptBuilder, delay_s: float) -> None:
-        """Post the receipt ``build`` makes ``delay_s`` from now; returns at once."""
+    def schedule(
+        self, build: ReceiptBuilder, delay_s: float, observer: Observer | None = None
+    ) -> None:
+        """Post the request ``build`` makes ``delay_s`` from now; returns at once.
+        ``observer`` hears of every attempt."""
         self.pending += 1
-        self._later(delay_s, Receipt(build, self._generation))
+        self._later(delay_s, Receipt(build, self._generation, observer=observer))
 
     def reset(self) -> None:
         self._generation += 1
@@ -107,19 +136,25 @@ class ReceiptPoster:
     async def _work(self) -> None:
         while True:
             receipt = await self._queue.get()
+            if not self.post_stale and receipt.generation != self._generation:
+                continue  # scheduled before a reset: not posted into the new run
             try:
                 await self._post(receipt)
             except Exception:  # one bad URL must not stop the worker
                 self._settle(receipt, ok=False)
+                _tell(receipt, Attempt(receipt.tries, time.time(), time.time(), None, True))
 
     async def _post(self, receipt: Receipt) -> None:
         receipt.tries += 1
+        started_at, status = time.time(), None
         try:
             status = await self._deliver(receipt)
             retryable, ok = status >= 500, status < 400
         except (aiohttp.ClientError, TimeoutError):
             retryable, ok = True, False
-        if retryable and receipt.tries < self.max_tries:
+        again = retryable and receipt.tries < self.max_tries
+        _tell(receipt, Attempt(receipt.tries, started_at, time.time(), status, not again))
+        if again:
             self._later(self.retry_base_s * 2 ** (receipt.tries - 1), receipt)
             return
         self._settle(receipt, ok=ok)
@@ -144,3 +179,8 @@ class ReceiptPoster:
             self.sent += 1
         else:
             self.failed += 1
+
+
+def _tell(receipt: Receipt, attempt: Attempt) -> None:
+    if receipt.observer is not None:
+        receipt.observer(attempt)

@@ -73,5 +73,11 @@ class SentLog:
         found.sort(key=lambda s: s.text.at, reverse=True)
         return found
 
+    def to(self, number: str) -> list[Sent]:
+        """Every text any provider took for ``number``, filtered ones too, oldest first."""
+        found = [s for by_to in self._by_provider.values() for s in by_to.get(number, ())]
+        found.sort(key=lambda s: s.text.at)
+        return found
+
     def clear(self) -> None:
         self._by_provider.clear()
