@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from worker.simulator.inbox import Text
-from worker.simulator.scenario import ErrorCategory, ProviderName
+from worker.simulator.scenario import ErrorCategory, ProviderName, Scenario
 
 # Throttling windows are one second long, so a client may retry after one.
 RETRY_AFTER_S = 1
@@ -87,6 +87,10 @@ class Dialect(abc.ABC):
 
     def code_for(self, category: ErrorCategory, *, sync: bool) -> str:
         return (self.sync_codes if sync else self.receipt_codes)[category]
+
+    def use_scenario(self, scenario: Scenario) -> None:
+        """A new scenario is in play: take what concerns this provider (its signing)."""
+        return None
 
     @abc.abstractmethod
     def parse(

@@ -8,7 +8,9 @@ than be repeated here. ``tests/test_simulator_sdk_contract.py`` holds every
 function against the official SDK's own validator and checks that nothing
 under worker/simulator imports worker/providers.
 
-* Twilio: ``X-Twilio-Signature``, HMAC-SHA1 over the URL and the sorted form.
+* Twilio: ``X-Twilio-Signature``, HMAC-SHA1 over the URL and the sorted form
+  (or, with a SharedKey, that key's HMAC-SHA1 or HMAC-SHA256, named in
+  ``X-Twilio-Webhooks-Signature-Settings``).
 * Telnyx: ``telnyx-signature-ed25519``, ed25519 over ``timestamp|body``.
 * Plivo: ``X-Plivo-Signature-V3``, HMAC-SHA256 over the URL, the sorted query
   and form, and a nonce.
@@ -31,6 +33,10 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
+# On a webhook signed with a SharedKey: ``key=<key id>,algorithm=<algorithm>``.
+TWILIO_SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+# The algorithms a Twilio Webhook Setting can sign with; the auth token signs HMAC_SHA1.
+TWILIO_ALGORITHMS = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
 TELNYX_SIGNATURE_HEADER = "telnyx-signature-ed25519"
 TELNYX_TIMESTAMP_HEADER = "telnyx-timestamp"
 # The Ma- header is keyed with the main account's token, the other with the
@@ -79,7 +85,12 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
 # -- Twilio ---------------------------------------------------------------------------
 
 
-def twilio_signature(url: str, params: Iterable[tuple[str, str]], auth_token: str) -> str:
+def twilio_signature(
+    url: str,
+    params: Iterable[tuple[str, str]],
+    auth_token: str,
+    algorithm: str = "HMAC_SHA1",
+) -> str:
     """``X-Twilio-Signature`` for a form POST of ``params`` to ``url``.
 
     twilio.com/docs/usage/webhooks/webhooks-security: the full URL as requested
@@ -88,10 +99,22 @@ def twilio_signature(url: str, params: Iterable[tuple[str, str]], auth_token: st
     base64. For a name given twice, twilio-python's ``RequestValidator`` takes
     that name's distinct values in sorted order: sorting the distinct (name,
     value) pairs gives the same sequence.
+
+    With a SharedKey (twilio.com/docs/usage/webhooks/webhook-shared-keys) only the
+    key and the hash change: ``auth_token`` is then the key's secret and
+    ``algorithm`` the Setting's, HMAC_SHA1 or HMAC_SHA256.
     """
+    digest = TWILIO_ALGORITHMS.get(algorithm)
+    if digest is None:
+        raise ValueError(f"Twilio signature algorithm must be one of {sorted(TWILIO_ALGORITHMS)}")
     message = url + "".join(name + value for name, value in sorted(set(params)))
-    mac = hmac.new(auth_token.encode("utf-8"), message.encode("utf-8"), hashlib.sha1)
+    mac = hmac.new(auth_token.encode("utf-8"), message.encode("utf-8"), digest)
     return base64.b64encode(mac.digest()).decode("ascii")
+
+
+def twilio_settings_header(key_id: str, algorithm: str) -> str:
+    """The ``X-Twilio-Webhooks-Signature-Settings`` value naming a SharedKey and its hash."""
+    return f"key={key_id},algorithm={algorithm}"
 
 
 # -- Telnyx ---------------------------------------------------------------------------

@@ -17,7 +17,9 @@ Routes (mounted by app.py):
 Receipts: one form POST to ``StatusCallback`` (``MessageSid``,
 ``MessageStatus`` delivered or undelivered, ``ErrorCode``, ...) signed with
 ``X-Twilio-Signature`` (signing.twilio_signature, written from Twilio's docs and
-checked against twilio-python's RequestValidator, never sendq's adapter).
+checked against twilio-python's RequestValidator, never sendq's adapter); with
+a scenario's ``[signing.twilio]`` SharedKey, signed with that key and named in
+``X-Twilio-Webhooks-Signature-Settings``.
 
 Shapes follow Twilio's public API reference, so a client written against the
 real service parses the simulator's answers unchanged.
@@ -48,8 +50,15 @@ from worker.simulator.dialect import (
     SendRequest,
 )
 from worker.simulator.inbox import Text
-from worker.simulator.scenario import ErrorCategory
-from worker.simulator.signing import TWILIO_SIGNATURE_HEADER, basic_credentials, twilio_signature
+from worker.simulator.scenario import ErrorCategory, Scenario
+from worker.simulator.signing import (
+    TWILIO_SIGNATURE_HEADER,
+    TWILIO_SIGNATURE_SETTINGS_HEADER,
+    basic_credentials,
+    twilio_settings_header,
+    twilio_signature,
+)
+from worker.simulator.signing_settings import TwilioSharedKey
 
 API_VERSION = "2010-04-01"
 LOOKUP_BASE = "https://lookups.twilio.com"
@@ -261,6 +270,11 @@ class TwilioDialect(Dialect):
         self.auth_token = auth_token
         # None accepts any account SID (with the right auth token).
         self.account_sid = account_sid
+        # A scenario's [signing.twilio]: receipts signed with it instead of the token.
+        self.shared_key: TwilioSharedKey | None = None
+
+    def use_scenario(self, scenario: Scenario) -> None:
+        self.shared_key = scenario.signing.twilio
 
     def authorized(self, headers: Mapping[str, str], account_sid: str | None) -> bool:
         """HTTP Basic: username the account SID, password the auth token."""
@@ -344,12 +358,25 @@ class TwilioDialect(Dialect):
             status="undelivered" if code else "delivered",
             error_code=code,
         )
-        return [partial(self._signed, url, params)]
+        return [partial(self._signed, url, params, self.shared_key)]
 
-    def _signed(self, url: str, params: list[tuple[str, str]], attempt: int) -> Outgoing:
-        headers = {
-            "Content-Type": FORM,
-            "User-Agent": USER_AGENT,
-            TWILIO_SIGNATURE_HEADER: twilio_signature(url, params, self.auth_token),
-        }
-        return Outgoing("POST", url, headers, urlencode(params).encode())
+    def _signed(
+        self, url: str, params: list[tuple[str, str]], key: TwilioSharedKey | None, attempt: int
+    ) -> Outgoing:
+        return signed_form(url, params, self.auth_token, key)
+
+
+def signed_form(
+    url: str, params: list[tuple[str, str]], auth_token: str, key: TwilioSharedKey | None
+) -> Outgoing:
+    """A form POST of ``params`` to ``url`` as Twilio signs it: with the auth token, or
+    with a SharedKey, which the settings header then names."""
+    headers = {"Content-Type": FORM, "User-Agent": USER_AGENT}
+    if key is None:
+        headers[TWILIO_SIGNATURE_HEADER] = twilio_signature(url, params, auth_token)
+    else:
+        headers[TWILIO_SIGNATURE_HEADER] = twilio_signature(url, params, key.secret, key.algorithm)
+        headers[TWILIO_SIGNATURE_SETTINGS_HEADER] = twilio_settings_header(
+            key.key_id, key.algorithm
+        )
+    return Outgoing("POST", url, headers, urlencode(params).encode())
