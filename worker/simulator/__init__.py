@@ -11,4 +11,11 @@ it checks sendq's adapters instead of echoing them). See ``carriers``
 ``app`` (the routes), ``gate`` (provider ports that can refuse connections),
 ``config`` (credentials, shared with sendq through the environment) and
 ``server`` (running it).
+
+Handsets reply: ``replies`` (the scenario's ``[replies]``: who answers, what,
+when), ``inbound`` (each provider's signed inbound-text request), ``handsets``
+(the replies posted, how sendq's webhook took them, and the opt-out violations
+they show), ``reply_routes`` (``/sim/replies``, ``/sim/handsets``) and
+``client`` (a Python client for those routes); ``signing_settings`` is the
+scenario's ``[signing]`` (Twilio's SharedKey).
 """

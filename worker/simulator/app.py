@@ -15,6 +15,8 @@ Routes (each dialect module documents its request and answer shapes):
 * ``GET  /sim/inbox/{number}``: what a handset received (and through which provider)
 * ``GET  /sim/copies?min=2``: every (recipient, body) that arrived at least
   ``min`` times, with its copies, sids and providers: doubles, text by text
+* ``GET  /sim/replies``, ``/sim/handsets``, ``/sim/handsets/{number}``: handsets'
+  replies, opt-outs and opt-out violations (reply_routes)
 * ``POST /sim/reset``: clear inboxes and counters, restart the scenario clock
 * ``GET|POST /sim/scenario``: show or replace the scenario (JSON)
 * ``GET  /sim/keys``: public keys sendq needs (Telnyx's ed25519 webhook key)
@@ -55,7 +57,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from worker.simulator import twilio_api, twilio_list
+from worker.simulator import reply_routes, twilio_api, twilio_list
 from worker.simulator.bandwidth_api import TOKEN_PATH, BandwidthDialect
 from worker.simulator.config import SimulatorConfig, telnyx_public_key, telnyx_signing_key
 from worker.simulator.dialect import Dialect, Outcome
@@ -175,14 +177,11 @@ def _linger_zero(transport: asyncio.BaseTransport) -> None:
 
 
 def create_app(config: SimulatorConfig) -> SimulatorApp:
-    poster = ReceiptPoster(
-        workers=config.receipt_workers,
-        max_tries=config.receipt_max_tries,
-        retry_base_s=config.receipt_retry_base_s,
-        timeout_s=config.receipt_timeout_s,
-    )
-    sim = Simulator(config, poster)
+    poster = _poster(config, config.receipt_workers, post_stale=True)
+    # A reply due before a reset is dropped: it must not opt someone out in the next run.
+    replies = _poster(config, config.reply_workers, post_stale=False)
     by_name = dialects(config)
+    sim = Simulator(config, poster, replies, list(by_name.values()))
     keeper = GateKeeper(_gates(config), sim.refusing, sim.count_refused)
     handlers = _Handlers(sim, by_name, config, keeper)
 
@@ -190,11 +189,13 @@ def create_app(config: SimulatorConfig) -> SimulatorApp:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # The receipt client, its workers and the gates live on the server's own loop.
         await poster.start()
+        await replies.start()
         await keeper.start()
         try:
             yield
         finally:
             await keeper.aclose()
+            await replies.aclose()
             await poster.aclose()
 
     routes = [
@@ -205,6 +206,7 @@ def create_app(config: SimulatorConfig) -> SimulatorApp:
         Route("/sim/report", handlers.report, methods=["GET"]),
         Route("/sim/inbox/{number}", handlers.inbox, methods=["GET"]),
         Route("/sim/copies", handlers.copies, methods=["GET"]),
+        *reply_routes.routes(sim),
         Route("/sim/reset", handlers.reset, methods=["POST"]),
         Route("/sim/scenario", handlers.get_scenario, methods=["GET"]),
         Route("/sim/scenario", handlers.set_scenario, methods=["POST"]),
@@ -216,6 +218,16 @@ def create_app(config: SimulatorConfig) -> SimulatorApp:
     app.state.simulator = sim
     app.state.gates = {gate.provider: gate for gate in keeper.gates}
     return app
+
+
+def _poster(config: SimulatorConfig, workers: int, *, post_stale: bool) -> ReceiptPoster:
+    return ReceiptPoster(
+        workers=workers,
+        max_tries=config.receipt_max_tries,
+        retry_base_s=config.receipt_retry_base_s,
+        timeout_s=config.receipt_timeout_s,
+        post_stale=post_stale,
+    )
 
 
 def _gates(config: SimulatorConfig) -> list[Gate]:

@@ -63,6 +63,14 @@ def simulator_command(
             "sendq's webhook route on SENDQ_WEBHOOKS__PUBLIC_URL).",
         ),
     ] = None,
+    inbound_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Where handsets' replies go: a base URL (/webhooks/PROVIDER/inbound is "
+            "appended) or a template with {provider}; default: the base of the text's "
+            "receipt URL. A scenario's [replies] inbound_url wins.",
+        ),
+    ] = None,
     vonage_dlr_method: Annotated[
         str, typer.Option(help="How Vonage DLRs are sent: POST, POST-JSON or GET.")
     ] = "POST",
@@ -89,6 +97,7 @@ def simulator_command(
             provider_ports=_ports(provider_port or []),
             callback_urls={**default_callback_urls(), **_callbacks(callback_url or [])},
             vonage_dlr_method=vonage_dlr_method,
+            inbound_url=_inbound_url(inbound_url),
         )
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -143,6 +152,12 @@ def _callbacks(pairs: list[str]) -> dict[str, str]:
     return values
 
 
+def _inbound_url(url: str | None) -> str | None:
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"--inbound-url: must start with http:// or https://, got {url!r}")
+    return url
+
+
 def _load_scenario(path: Path | None) -> Scenario:
     if path is None:
         return Scenario()
@@ -195,6 +210,7 @@ def _print_report(data: dict[str, Any], *, json_output: bool) -> None:
         )
     console.print(carriers)
     _print_providers(console, data.get("by_provider") or {})
+    _print_replies(console, data.get("replies") or {})
 
 
 def _print_providers(console: Console, by_provider: dict[str, dict[str, int]]) -> None:
@@ -209,3 +225,27 @@ def _print_providers(console: Console, by_provider: dict[str, dict[str, int]]) -
         cells = (str(counts.get(counter, 0)) for counts in by_provider.values())
         table.add_row(counter.replace("_", " "), *cells)
     console.print(table)
+
+
+REPLY_STATES = ("replies", "answered", "refused", "failed", "pending")
+
+
+def _print_replies(console: Console, replies: dict[str, Any]) -> None:
+    """Replies by kind and state, then what they show: opt-outs taken and violations."""
+    if not replies.get("replies"):
+        return
+    table = Table(title="handsets' replies")
+    table.add_column("kind")
+    for state in REPLY_STATES:
+        table.add_column(state, justify="right")
+    for kind, counts in (replies.get("by_kind") or {}).items():
+        table.add_row(kind, *(str(counts.get(state, 0)) for state in REPLY_STATES))
+    console.print(table)
+    by_kind = replies.get("violations_by_kind") or {}
+    console.print(
+        f"opted out: {replies.get('opted_out', 0)} handsets"
+        f" ({replies.get('opt_outs_unanswered', 0)} opt-outs never answered 2xx); "
+        f"opt-out violations: {replies.get('violations', 0)} "
+        f"(stop {by_kind.get('stop', 0)}, possible {by_kind.get('possible', 0)}); "
+        f"confirmations: {replies.get('confirmations', 0)}"
+    )

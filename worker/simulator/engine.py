@@ -9,6 +9,9 @@ headers). It knows no provider by name; every send takes the same steps:
     provider's message log -> receipt scheduled -> the dialect's success answer
     -> held or dropped, if an answer rule says so (the text stays taken)
 
+A text that reached its handset may get a reply (``handsets``: the scenario's
+``[replies]``), posted to sendq's inbound route later, never in the send's path.
+
 The web layer only parses and answers, so this is where throttling, scenario
 rules, inboxes and receipts meet.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +28,10 @@ import phonenumbers
 
 from worker.phone import count_segments
 from worker.simulator.carriers import carrier_of
-from worker.simulator.config import SimulatorConfig
+from worker.simulator.config import SimulatorConfig, default_public_url
 from worker.simulator.dialect import RETRY_AFTER_S, Dialect, Outcome, SendRequest
+from worker.simulator.handsets import Handsets
+from worker.simulator.inbound import InboundShapes
 from worker.simulator.inbox import Inboxes, Text
 from worker.simulator.receipts import ReceiptPoster
 from worker.simulator.scenario import PROVIDERS, Rule, Scenario
@@ -74,12 +80,30 @@ class Counters:
 
 
 class Simulator:
-    def __init__(self, config: SimulatorConfig, receipts: ReceiptPoster) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        receipts: ReceiptPoster,
+        replies: ReceiptPoster | None = None,
+        dialects: Sequence[Dialect] = (),
+    ) -> None:
         self.config = config
         self.receipts = receipts
         self.inboxes = Inboxes()
         # What each provider took, for its look-up API (Twilio's Message list).
         self.sent = SentLog()
+        # Replies go through a poster of their own (started by the app, like receipts).
+        self.replies = replies or ReceiptPoster(workers=config.reply_workers, post_stale=False)
+        self.handsets = Handsets(
+            InboundShapes(config),
+            self.replies,
+            self.inboxes,
+            self.sent,
+            inbound_url=config.inbound_url,
+            fallback_url=default_public_url(),
+        )
+        # Dialects told of each new scenario (Twilio's SharedKey signing).
+        self._dialects = tuple(dialects)
         self.counters = Counters()
         self.throttle = Throttle()
         self.epoch = time.monotonic()
@@ -99,6 +123,10 @@ class Simulator:
         # Read on every request (app.py): a plain attribute is the cheapest check.
         self.has_refusals = bool(self._refusals)
         self._rng = scenario.rng()
+        self.handsets.use(scenario)
+        self._replying = self.handsets.enabled
+        for dialect in self._dialects:
+            dialect.use_scenario(scenario)
 
     def clock(self) -> float:
         """Seconds on the scenario clock: since start or the last reset."""
@@ -112,6 +140,7 @@ class Simulator:
         self.counters = Counters()
         self.throttle.reset()
         self.receipts.reset()
+        self.handsets.reset()
 
     # -- connections -------------------------------------------------------------------
 
@@ -211,12 +240,15 @@ class Simulator:
             self.inboxes.deliver(text)
         sent = Sent(text, request.account, segments, code)
         self.sent.record(sent)
+        url = request.callback or self.callback_urls.get(dialect.name)
         if self._scenario.receipts:
             delay = self._scenario.receipt_delay_s(
                 t, text.carrier, text.to, text.body, dialect.name, draws
             )
-            if self._schedule_receipts(dialect, request, text, code, segments, delay):
+            if self._schedule_receipts(dialect, request, text, url, code, segments, delay):
                 sent.final_at = text.at + delay
+        if self._replying and not code:  # a filtered text never reaches the person
+            self.handsets.received(dialect, request, text, url, t)
 
     def _shape(self, outcome: Outcome, rule: Rule, counts: ProviderCounters) -> Outcome:
         """Hold and/or drop an accepted text's answer, as the rule says."""
@@ -235,12 +267,12 @@ class Simulator:
         dialect: Dialect,
         request: SendRequest,
         text: Text,
+        url: str | None,
         code: str | None,
         segments: int,
         delay_s: float,
     ) -> bool:
-        """Schedule the text's receipts; False when there is nowhere to post them."""
-        url = request.callback or self.callback_urls.get(dialect.name)
+        """Schedule the text's receipts to ``url``; False when there is nowhere to post them."""
         if not url:
             return False  # nowhere to send it, as with a provider given no callback
         for build in dialect.receipts(text, request, url, code, segments):
@@ -269,6 +301,7 @@ class Simulator:
             "receipts_sent": receipts.sent,
             "receipts_failed": receipts.failed,
             "receipts_pending": receipts.pending,
+            "replies": self.handsets.summary(),
             "by_carrier": {
                 name: {"delivered": n.delivered, "filtered": n.filtered, "doubled": n.doubled}
                 for name, n in inboxes.by_carrier.items()

@@ -82,6 +82,9 @@ open, the provider's own port (``--provider-port``) stops listening, so a
 connect gets ECONNREFUSED; on the shared main port, where one provider cannot
 be refused alone, its requests are cut off without an answer (the connection
 is aborted). A refuse rule names only ``provider`` and the time window.
+
+``[replies]`` makes handsets answer (replies.py), ``[signing.twilio]`` signs
+Twilio's webhooks with a SharedKey (signing_settings.py).
 """
 
 from __future__ import annotations
@@ -98,6 +101,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from worker.errors import ConfigError
 from worker.simulator.carriers import CARRIERS
+from worker.simulator.replies import ReplySettings
+from worker.simulator.signing_settings import SigningSettings
 
 Carrier = Literal["att", "tmobile", "verizon", "unknown"]
 ProviderName = Literal["twilio", "telnyx", "bandwidth", "plivo", "vonage"]
@@ -259,6 +264,8 @@ class Scenario(BaseModel):
     rules: tuple[Rule, ...] = ()
     # Seeds the draws of ``share`` rules (at start, on a reset and on a new scenario).
     seed: int | None = None
+    replies: ReplySettings = Field(default_factory=ReplySettings)
+    signing: SigningSettings = Field(default_factory=SigningSettings)
 
     def limits(self, provider: str) -> tuple[int | None, int | None]:
         """(account_mps, number_mps) for ``provider``: its own, else the scenario's."""
