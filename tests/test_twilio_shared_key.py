@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
+from structlog.testing import capture_logs
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 
 from worker.errors import ConfigError, UnknownSigningKey
@@ -434,3 +435,15 @@ def test_shared_keys_are_optional() -> None:
 
 def _secret(value: str) -> SecretStr:
     return SecretStr(value)
+
+
+def test_an_unsupported_algorithm_is_logged_with_its_key_id_and_no_secret() -> None:
+    signed = sdk_signature(SECRET_A, INBOUND_URL, INCOMING, HMAC_SHA256)
+    hook = request(INBOUND_URL, INCOMING, signed, f"key={KEY_A},algorithm=HMAC_SHA512")
+
+    with capture_logs() as logs:
+        assert not provider().verify_signature(hook)
+
+    [line] = [log for log in logs if log["event"].startswith("webhook refused")]
+    assert (line["key_id"], line["algorithm"], line["provider"]) == (KEY_A, "HMAC_SHA512", "twilio")
+    assert SECRET_A not in repr(line)

@@ -8,6 +8,7 @@ callback, so that one bad text in a batch (Bandwidth's) leaves the others.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,9 @@ from typing import Any
 from worker.errors import InvalidNumber, InvalidWebhook
 from worker.phone import to_e164
 from worker.providers.base import InboundEvent, InboundText
+
+# A number as providers write it: E.164, or its digits alone (ASCII only).
+NUMBER_RE = re.compile(r"\+?[0-9]{1,20}")
 
 
 def number(raw: object, field: str, *, international: bool = False) -> str:
@@ -27,7 +31,11 @@ def number(raw: object, field: str, *, international: bool = False) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise InvalidWebhook(f"{field} is required")
     given = raw.strip()
-    if international and given.isascii() and given.isdigit():
+    if not NUMBER_RE.fullmatch(given):
+        # phonenumbers would dig a number out of "whatsapp:+1..." or "tel:..."; a
+        # provider writes bare numbers, and anything else is not an SMS sender.
+        raise InvalidWebhook(f"{field}: {given!r} is not a phone number")
+    if international and not given.startswith("+"):
         given = "+" + given
     try:
         return to_e164(given)

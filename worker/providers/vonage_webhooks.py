@@ -47,7 +47,7 @@ def _pairs_from_json(body: bytes) -> list[tuple[str, str]]:
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidWebhook("body is not JSON") from exc
     if not isinstance(payload, dict):
-        raise InvalidWebhook("a JSON receipt is an object")
+        raise InvalidWebhook("a JSON webhook is an object")
     pairs = []
     for name, value in payload.items():
         # Vonage sends strings; an int is signed as its digits (the SDK's f-string).
@@ -69,7 +69,7 @@ def _body_pairs(request: WebhookRequest) -> list[tuple[str, str]]:
         except UnicodeDecodeError as exc:
             raise InvalidWebhook("body is not UTF-8") from exc
         return _pairs_from_form(text)
-    raise InvalidWebhook("Vonage receipts are form-encoded, JSON or a GET query")
+    raise InvalidWebhook("Vonage webhooks are form-encoded, JSON or a GET query")
 
 
 def webhook_params(request: WebhookRequest) -> dict[str, str]:
