@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from worker.alerts import Alerter
 from worker.breaker import AsyncBreakers, Policy
 from worker.carriers import CarrierResolver
+from worker.expiry import ExpirySweeper
 from worker.holds import AsyncHolds
 from worker.leases import LeaseSweeper, OrphanSweeper
 from worker.maintenance import HoldKeeper
@@ -108,4 +109,5 @@ def keeper(
         AsyncBreakers(aclient, "carrier", claims, ns, cache_ms=0),
         LeaseSweeper(aclient, queue=queue, lease_ms=lease_ms, ns=ns),
         OrphanSweeper(aclient, queue=queue, orphan_after_s=orphan_after_s, ns=ns),
+        expiry=ExpirySweeper(aclient, ns=ns),
     )

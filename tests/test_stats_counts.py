@@ -73,7 +73,7 @@ async def quiet(sim, aclient: aioredis.Redis, ns, queue) -> AsyncIterator[Pipeli
 def counts(
     client: redis.Redis, ns: str
 ) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
-    split_counts = split(Store(client, ns).stats())
+    split_counts = split(Store(client, ns).stats_and_reasons())
     return split_counts.by_status, split_counts.held_for
 
 

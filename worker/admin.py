@@ -168,7 +168,7 @@ class Admin:
             ["campaign", "reason"],
             registry=registry,
         )
-        counts = split(self.store.stats())
+        counts = split(self.store.stats_and_reasons())
         for campaign in counts.campaigns():
             by_status = {s: 0 for s in REPORTED_STATUSES} | counts.by_status.get(campaign, {})
             for status, count in by_status.items():

@@ -2,7 +2,7 @@
 
 The stats hash (``keys.stats``) holds ``{campaign}|{status}`` counts and, kept by
 lua/transition.lua, ``{campaign}|held:{held_for}``: the texts held now for each
-reason (``quiet_hours``, ``carrier``). ``Store.stats`` reads both as one
+reason (``quiet_hours``, ``carrier``). ``Store.stats_and_reasons`` reads both as one
 campaign -> name -> count mapping; ``split`` tells them apart, for
 ``sendq messages stats`` and ``/metrics``.
 """
@@ -33,7 +33,7 @@ class Counts:
 
 
 def split(stats: Mapping[str, Mapping[str, int]]) -> Counts:
-    """Separate the held-for breakdown from the status counts of ``Store.stats()``."""
+    """Separate the held-for breakdown from the status counts of ``Store.stats_and_reasons()``."""
     by_status: dict[str, dict[str, int]] = {}
     held_for: dict[str, dict[str, int]] = {}
     for campaign, counts in stats.items():

@@ -8,8 +8,8 @@ acted on:
     STOP       the person goes on the opt-out list of each organisation concerned;
                a confirmation reply is sent once, where the organisation has one
     possible   ("please stop texting me", "wrong number"): [optouts] possible
-               decides, "suppress" (taken as a STOP, and listed for review) or
-               "flag" (listed for review only)
+               decides, "suppress" (taken as a STOP, without the confirmation) or
+               "flag" (listed in `sendq optouts review` for an operator)
     START      the person comes off the list (only their own text does this)
     HELP       the organisation's help reply, once
     anything   recorded; it is a reply (the deliverability watch counts them)
@@ -162,6 +162,11 @@ class Hearing:
         return "opted out" + (f"; {replied}" if replied else "")
 
     async def _possible(self, match: Match, orgs: list[str], record: InboundRecord) -> str:
+        if self.reading.possible == "suppress":
+            # Taken as a STOP (unconfirmed: it may not have been one); the inbound
+            # log keeps its kind and rule, and the audit entry names the text.
+            done = await self._opt_out(orgs, record, confirm=False)
+            return f"possible opt-out ({match.rule}), taken as one: {done}"
         for org in orgs:
             await self.optouts.flag(
                 org,
@@ -171,10 +176,7 @@ class Hearing:
                 provider=record.provider,
                 rule=match.rule,
             )
-        if self.reading.possible == "suppress":
-            done = await self._opt_out(orgs, record, confirm=False)
-            return f"possible opt-out, taken as one ({done}); listed for review"
-        return "possible opt-out, flagged for review"
+        return f"possible opt-out ({match.rule}), flagged for review"
 
     async def _opt_in(self, orgs: list[str], record: InboundRecord) -> str:
         cause = inbound_cause(record.id, record.provider)

@@ -50,6 +50,11 @@ FINAL_STATUSES = frozenset(
 )
 
 
+# Why a text is held (record field held_for; stats count held texts by it).
+HELD_FOR_FIELD = "held_for"
+HELD_FOR_QUIET_HOURS = "quiet_hours"
+HELD_FOR_CARRIER = "carrier"
+
 # A reply to an inbound text (a STOP's confirmation, a HELP answer) carries these
 # record fields: the send path sends it through exactly the provider and number
 # the person wrote to, with no failover, and a STOP's confirmation passes the

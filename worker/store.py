@@ -167,6 +167,15 @@ class Store:
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Counts by campaign, then status; zero counts are left out."""
+        return {
+            campaign: {s: n for s, n in counts.items() if ":" not in s}
+            for campaign, counts in self.stats_and_reasons().items()
+            if any(":" not in s for s in counts)
+        }
+
+    def stats_and_reasons(self) -> dict[str, dict[str, int]]:
+        """``stats`` and, as ``held:{reason}``, the held texts by why they are held
+        (``worker.counts.split`` tells them apart)."""
         raw = cast(dict[bytes, bytes], self.client.hgetall(keys.stats(self.ns)))
         out: dict[str, dict[str, int]] = {}
         for field, count in raw.items():

@@ -25,6 +25,7 @@ from worker.alerts import Alerter
 from worker.breaker import AsyncBreakers, Breakers, Policy
 from worker.broker import async_reconnect_retry, redis_url
 from worker.carriers import CarrierResolver, load_overrides
+from worker.expiry import ExpirySweeper
 from worker.holds import AsyncHolds, Holds
 from worker.inbound_log import AsyncInboundLog
 from worker.leases import LeaseSweeper, OrphanSweeper
@@ -33,6 +34,7 @@ from worker.optouts import AsyncOptoutList
 from worker.producer import Campaigns, Producer, Regions
 from worker.providers import registry, transport
 from worker.providers.base import Provider
+from worker.quiet import policies_from_settings
 from worker.ratelimit import AsyncLimiter, Limiter
 from worker.retry import Backoff
 from worker.sendpath import Parts, Pipeline, PipelineConfig, default_gates
@@ -229,6 +231,7 @@ class Root:
             orgs=self._orgs(),
             default_org=self.settings.default_org,
             campaign_send_before_ms=self._deadlines_ms(),
+            quiet=policies_from_settings(self.settings.campaigns),
         )
 
     def _orgs(self) -> dict[str, str]:
@@ -272,6 +275,7 @@ class Root:
             AsyncBreakers(self.async_redis, "carrier", breaker_policy(carrier), cache_ms=0),
             LeaseSweeper(self.async_redis, queue=w.queue, lease_ms=int(w.send_lease_s * 1000)),
             OrphanSweeper(self.async_redis, queue=w.queue, orphan_after_s=w.orphan_after_s),
+            expiry=ExpirySweeper(self.async_redis),
             sweep_s=w.sweep_s,
         )
 

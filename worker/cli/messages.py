@@ -51,7 +51,7 @@ def messages_stats(as_json: JsonFlag = False) -> None:
     from worker.counts import REPORTED_HELD_FOR, REPORTED_STATUSES, split
 
     store = _store()
-    counts = split(store.stats())
+    counts = split(store.stats_and_reasons())
     counters = store.counters()
     if as_json:
         emit({"by_campaign": counts.by_status, "held_for": counts.held_for, "counters": counters})

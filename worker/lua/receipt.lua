@@ -122,6 +122,14 @@ if n > 0 then why = why .. " (attempt " .. n .. ")" end
 redis.call("RPUSH", KEYS[2], cjson.encode({at = tonumber(now), from = current, to = new, why = why}))
 redis.call("LTRIM", KEYS[2], -tonumber(ARGV[7]), -1)
 local campaign = redis.call("HGET", msg, "campaign") or "default"
+if current == "held" then
+    -- Held texts are also counted by why they are held (see transition.lua).
+    local held_for = redis.call("HGET", msg, "held_for") or ""
+    if held_for ~= "" then
+        redis.call("HINCRBY", KEYS[3], campaign .. "|held:" .. held_for, -1)
+        redis.call("HSET", msg, "held_for", "")
+    end
+end
 redis.call("HINCRBY", KEYS[3], campaign .. "|" .. current, -1)
 redis.call("HINCRBY", KEYS[3], campaign .. "|" .. new, 1)
 

@@ -11,7 +11,8 @@
 -- KEYS[6]  {ns}:inflight           ids of texts being sent -> their lease's end (zset);
 --          kept here so a dead worker's texts are found without scanning
 --
--- ARGV[1]  allowed current statuses, space separated ("*" for any non-final)
+-- ARGV[1]  allowed current statuses, space separated ("*" for any non-final);
+--          "status:reason" allows a status only with that held_for field
 -- ARGV[2]  the new status
 -- ARGV[3]  now, epoch ms
 -- ARGV[4]  the history entry's reason
@@ -59,7 +60,15 @@ end
 
 local allowed = false
 for s in string.gmatch(ARGV[1], "%S+") do
-    if s == current then
+    -- "held:quiet_hours": held, and for that reason (a timed hold whose own message
+    -- has come), never a carrier's hold, whose texts leave only by release.
+    local status, reason = string.match(s, "^([^:]+):(.+)$")
+    if status then
+        if status == current and redis.call("HGET", KEYS[1], "held_for") == reason then
+            allowed = true
+            break
+        end
+    elseif s == current then
         allowed = true
         break
     end

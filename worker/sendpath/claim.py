@@ -1,6 +1,8 @@
 """Claim: take a text for sending under a fresh lease.
 
 - ``queued``: a compare-and-set to ``sending``, with a new lease id and end.
+  So is a text held until a time (quiet hours) whose message has come: a
+  carrier's held texts leave only by release, so their stray messages do not.
 - ``sending``: another worker's, until its lease runs out (look again then).
   After that it is taken over. If that worker had an HTTP attempt open, the
   text may have gone: it goes to ``unconfirmed`` and waits for evidence. If
@@ -16,7 +18,7 @@ import secrets
 import structlog
 
 from worker import store, wire
-from worker.models import Status
+from worker.models import HELD_FOR_QUIET_HOURS, Status
 from worker.sendpath.config import PipelineConfig
 from worker.sendpath.ledger import ATTEMPT_OPEN_FIELD
 from worker.sendpath.settle import Settler
@@ -30,6 +32,8 @@ LEASE_GRACE_MS = 100
 # A message this early for its text's time is a duplicate (a deferred text's own
 # comes SLOT_LEAD_MS early by design).
 EARLY_TOLERANCE_MS = 1000
+# A hold that ends at a time, not by release: its own message takes the text back.
+TIMED_HOLD = f"{Status.HELD}:{HELD_FOR_QUIET_HOURS}"
 
 
 def new_lease(lease_ms: int) -> dict[str, str]:
@@ -46,7 +50,7 @@ class Claimer:
         lease = new_lease(self.config.lease_ms)
         claimed = await self.store.transition(
             msg_id,
-            [Status.QUEUED],
+            [Status.QUEUED, TIMED_HOLD],
             Status.SENDING,
             reason="claimed",
             fields=lease,

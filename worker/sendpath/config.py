@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from worker.quiet import QuietPolicy
 from worker.retry import Backoff
 from worker.sendpath.text import DEFAULT_ROUTE
 from worker.settings import LimitsSettings
@@ -47,6 +48,8 @@ class PipelineConfig:
     default_org: str = "default"
     # [campaigns.NAME] send_before, epoch ms: no text of the campaign goes after it.
     campaign_send_before_ms: Mapping[str, int] = field(default_factory=dict)
+    # [campaigns.NAME] quiet_hours, as policies; campaigns without any are not here.
+    quiet: Mapping[str, QuietPolicy] = field(default_factory=dict)
 
     def org(self, campaign: str) -> str:
         return self.orgs.get(campaign, self.default_org)

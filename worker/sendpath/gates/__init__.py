@@ -9,6 +9,7 @@ from worker.sendpath.config import PipelineConfig
 from worker.sendpath.gates.base import GO, Gate, Kind, Verdict, end, hold
 from worker.sendpath.gates.carrier import CarrierGate
 from worker.sendpath.gates.expiry import ExpiryGate
+from worker.sendpath.gates.quiet import QuietHoursGate
 from worker.sendpath.gates.suppression import SuppressionGate
 from worker.sendpath.parts import Parts
 
@@ -17,7 +18,8 @@ __all__ = ["GO", "Gate", "Kind", "Verdict", "default_gates", "end", "hold"]
 
 def default_gates(parts: Parts, config: PipelineConfig) -> list[Gate]:
     return [
-        ExpiryGate(),
+        ExpiryGate(config),
         SuppressionGate(parts.optouts, config),
+        QuietHoursGate(config.quiet),
         CarrierGate(parts),
     ]

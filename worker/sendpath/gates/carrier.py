@@ -13,6 +13,7 @@ from worker.breaker import AsyncBreakers
 from worker.carriers import UNKNOWN as UNKNOWN_CARRIER
 from worker.carriers import CarrierResolver
 from worker.holds import ALL_CAMPAIGNS, breaker_name
+from worker.models import HELD_FOR_CARRIER, HELD_FOR_FIELD
 from worker.sendpath.gates.base import GO, Verdict, hold
 from worker.sendpath.parts import Parts
 from worker.sendpath.text import Text
@@ -43,5 +44,5 @@ class CarrierGate:
         return hold(
             f"carrier {name} is {decision.state}",
             hold_list=name,
-            fields={"carrier": text.carrier},
+            fields={"carrier": text.carrier, HELD_FOR_FIELD: HELD_FOR_CARRIER},
         )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 
-from worker.models import Status
+from worker.models import HELD_FOR_FIELD, HELD_FOR_QUIET_HOURS, Status
 from worker.quiet import QuietPolicy
 from worker.sendpath.gates.base import GO, Verdict, end, hold
 from worker.sendpath.text import Text
@@ -29,7 +29,7 @@ READS: tuple[str, ...] = ()  # the claimed record only; the policy is pure
 WRITES: tuple[str, ...] = ()
 
 SPREAD_MS = 5_000
-HELD_FOR = {"held_for": "quiet_hours"}
+HELD_FOR = {HELD_FOR_FIELD: HELD_FOR_QUIET_HOURS}
 
 
 def spread_offset_ms(message_id: str, spread_ms: int = SPREAD_MS) -> int:
