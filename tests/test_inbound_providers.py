@@ -212,6 +212,13 @@ def test_an_unreadable_twilio_request_is_refused_as_a_whole(
         twilio().parse_inbound(hook)
 
 
+def test_a_twilio_request_with_only_sendqs_query_is_not_an_inbound_text() -> None:
+    url = "https://hooks.example.com/webhooks/twilio/status?mid=msg-0001&att=1"
+    hook = WebhookRequest(url=url, headers={}, body=b"", content_type="")
+
+    assert not twilio().is_inbound(hook)
+
+
 # -- Telnyx ------------------------------------------------------------------------------
 
 TELNYX_KEY = Ed25519PrivateKey.generate()

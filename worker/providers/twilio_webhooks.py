@@ -242,9 +242,15 @@ def form(request: WebhookRequest) -> dict[str, str]:
 
 
 def is_incoming(params: Mapping[str, str]) -> bool:
-    """An incoming message, not a status callback: those always carry MessageStatus."""
+    """An incoming message, not a status callback: those always carry MessageStatus.
+
+    An incoming message's fields are asked for too, so that a request carrying only
+    sendq's own query (``mid``, ``att``) is not taken for one.
+    """
     status = params.get("MessageStatus") or params.get("SmsStatus")
-    return status is None or status == "received"
+    if status not in (None, "received"):
+        return False
+    return any(name in params for name in ("MessageSid", "SmsSid", "From", "Body"))
 
 
 def parse_incoming(params: Mapping[str, str]) -> list[InboundEvent]:
