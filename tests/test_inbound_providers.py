@@ -839,3 +839,10 @@ def test_an_unreadable_vonage_request_is_refused_as_a_whole(
     assert not vonage_provider().is_inbound(hook)
     with pytest.raises(InvalidWebhook, match=reason):
         vonage_provider().parse_inbound(hook)
+
+
+def test_only_bandwidth_says_its_callbacks_mix_inbound_texts_and_receipts() -> None:
+    assert bandwidth_provider().batches_events
+    assert not any(
+        p.batches_events for p in (twilio(), telnyx_provider(), plivo_provider(), vonage_provider())
+    )

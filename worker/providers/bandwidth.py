@@ -258,6 +258,7 @@ def token_refused_result(exc: TokenRefused) -> SendResult:
 
 class BandwidthProvider(Provider):
     name = NAME
+    batches_events = True
 
     def __init__(
         self,

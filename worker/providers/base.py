@@ -122,6 +122,10 @@ ASK_AGAIN = object()  # the look-up is busy or failed (429, 5xx, a lost connecti
 
 class Provider(abc.ABC):
     name: str
+    # One callback may hold many events, inbound texts and receipts mixed
+    # (Bandwidth's arrays): a receiver that took its inbound texts must still ask
+    # parse_events for its receipts, and the other way round.
+    batches_events: bool = False
 
     @abc.abstractmethod
     async def send(self, text: OutboundText) -> SendResult:
