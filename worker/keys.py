@@ -28,6 +28,8 @@ Layout (``{ns}`` is ``sendq`` unless configured otherwise):
     {ns}:last:{from}:{to}    string the last outbound text's id from a sending
                                     number to a person (links replies), with a TTL
     {ns}:expiry              zset   ids of texts with a send_before -> it, epoch ms
+    {ns}:awaiting            zset   ids of sent texts -> when their final receipt is
+                                    overdue, epoch ms (receipts.timeout_s after sent)
 
 dramatiq's own keys and queue names are its wire format: ``worker.wire``.
 """
@@ -140,3 +142,7 @@ def last_outbound(sender: str, to: str, ns: str = DEFAULT_NAMESPACE) -> str:
 
 def expiry(ns: str = DEFAULT_NAMESPACE) -> str:
     return f"{ns}:expiry"
+
+
+def awaiting(ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:awaiting"

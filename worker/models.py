@@ -50,6 +50,10 @@ FINAL_STATUSES = frozenset(
 )
 
 
+# A sent text's record field: when its final receipt is overdue (epoch ms); the
+# text then ends "unconfirmed" (worker.overdue), so "sent" is never where it stays.
+RECEIPT_DUE_FIELD = "receipt_due_ms"
+
 # Why a text is held (record field held_for; stats count held texts by it).
 HELD_FOR_FIELD = "held_for"
 HELD_FOR_QUIET_HOURS = "quiet_hours"

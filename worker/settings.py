@@ -242,6 +242,13 @@ class CarriersSettings(_Section):
         return v
 
 
+class ReceiptSettings(_Section):
+    # A sent text whose final receipt has not come this long after it was sent ends
+    # "unconfirmed" (final for accounting; a late receipt still settles it). Carriers
+    # deliver most receipts within seconds; some hold them for minutes.
+    timeout_s: float = Field(600.0, ge=1, le=7 * 86_400)
+
+
 class AlertsSettings(_Section):
     # Each breaker open/pause/resume/close is POSTed as JSON (Slack-compatible "text").
     urls: list[str] = Field(default_factory=list)
@@ -379,6 +386,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = Field(default_factory=lambda: LimitsSettings())
     carriers: CarriersSettings = Field(default_factory=lambda: CarriersSettings())
     alerts: AlertsSettings = Field(default_factory=lambda: AlertsSettings())
+    receipts: ReceiptSettings = Field(default_factory=lambda: ReceiptSettings())
 
     admin_token: SecretStr | None = None
     # Each provider's secrets (twilio_auth_token, ...) are fields too, added

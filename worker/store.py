@@ -83,6 +83,7 @@ def transition_args(
         push_list,
         wire.messages_key(queue),
         keys.inflight(ns),
+        keys.awaiting(ns),
     ]
     argv = [
         allowed_s,
@@ -260,6 +261,7 @@ class AsyncStore:
             keys.stats(self.ns),
             keys.inflight(self.ns),
             keys.counters(self.ns),
+            keys.awaiting(self.ns),
         ]
         args: list[str] = [
             str(now_ms()),

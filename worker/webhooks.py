@@ -30,11 +30,13 @@ from worker.callbacks import attempt_of
 from worker.carriers import normalise as normalise_carrier
 from worker.errors import InvalidWebhook, UnknownSigningKey
 from worker.hearing import Hearing, Orgs, Reading, Replies
-from worker.models import Category, Status
+from worker.models import RECEIPT_DUE_FIELD, Category, Status
 from worker.providers.base import Provider, Receipt, WebhookRequest
+from worker.sendpath.config import DEFAULT_RECEIPT_TIMEOUT_MS
 from worker.sendpath.feedback import CarrierFeed
 from worker.sendpath.optout_feed import OptoutFeed
 from worker.store import AsyncStore, ReceiptResult
+from worker.store import now_ms as store_now_ms
 
 if TYPE_CHECKING:
     from worker.admin import Admin
@@ -55,12 +57,15 @@ def create_app(
     optout_feed: OptoutFeed | None = None,
     admin: Admin | None = None,
     admin_token: str | None = None,
+    receipt_timeout_ms: int = DEFAULT_RECEIPT_TIMEOUT_MS,
 ) -> Starlette:
     """The app; the composition root passes every part. Without ``hearing`` and
     ``optout_feed`` (a test of receipts alone), one organisation and no replies."""
     hearing = hearing or _plain_hearing(store)
     optout_feed = optout_feed or OptoutFeed(hearing.optouts, lambda _: hearing.orgs.default_org)
-    receipts = Receipts(store, providers, public_url, feed, hearing, optout_feed)
+    receipts = Receipts(
+        store, providers, public_url, feed, hearing, optout_feed, receipt_timeout_ms
+    )
 
     async def health(_: Request) -> Response:
         await store.ping()
@@ -111,7 +116,9 @@ class Receipts:
         feed: CarrierFeed,
         hearing: Hearing,
         optout_feed: OptoutFeed,
+        receipt_timeout_ms: int = DEFAULT_RECEIPT_TIMEOUT_MS,
     ) -> None:
+        self.receipt_timeout_ms = receipt_timeout_ms
         self.store = store
         self.providers = providers
         self.public_url = public_url
@@ -203,7 +210,7 @@ class Receipts:
             status=parsed.status,
             reason=f"receipt from {provider}"
             + (f": {parsed.error_code}" if parsed.error_code else ""),
-            fields=_receipt_fields(parsed),
+            fields=_receipt_fields(parsed, self.receipt_timeout_ms),
         )
         return await self._after(provider, parsed, done)
 
@@ -270,11 +277,14 @@ def _error(status_code: int, reason: str) -> JSONResponse:
     return JSONResponse({"error": reason}, status_code=status_code)
 
 
-def _receipt_fields(receipt: Receipt) -> dict[str, Any]:
+def _receipt_fields(receipt: Receipt, receipt_timeout_ms: int) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "receipt_error_code": receipt.error_code,
         "receipt_category": receipt.category.value,
     }
+    if receipt.status == Status.SENT:
+        # Handed on, not final: the final receipt is due within receipts.timeout_s.
+        fields[RECEIPT_DUE_FIELD] = store_now_ms() + receipt_timeout_ms
     if receipt.carrier:
         # Raw names ("AT&T Wireless") would split one carrier's breaker in two.
         fields["carrier"] = normalise_carrier(receipt.carrier)

@@ -232,6 +232,7 @@ class Root:
             default_org=self.settings.default_org,
             campaign_send_before_ms=self._deadlines_ms(),
             quiet=policies_from_settings(self.settings.campaigns),
+            receipt_timeout_ms=int(self.settings.receipts.timeout_s * 1000),
         )
 
     def _orgs(self) -> dict[str, str]:
@@ -343,6 +344,7 @@ class Root:
             optout_feed=OptoutFeed(self.async_optouts, self.settings.org_of),
             admin=self.admin(),
             admin_token=token.get_secret_value() if token else None,
+            receipt_timeout_ms=int(self.settings.receipts.timeout_s * 1000),
         )
 
 

@@ -10,6 +10,9 @@
 -- KEYS[3]  {ns}:stats             "{campaign}|{status}" -> count (hash)
 -- KEYS[4]  {ns}:inflight          texts being sent (zset): left when the text leaves sending
 -- KEYS[5]  {ns}:counters          hash: "doubles_evidenced" counts receipts proving a double
+-- KEYS[6]  {ns}:awaiting          sent texts -> when their final receipt is overdue (zset):
+--                                 a "sent" receipt with a receipt_due_ms field adds the
+--                                 text, a final one removes it
 --
 -- ARGV[1]  now, epoch ms
 -- ARGV[2]  the provider whose webhook route the receipt came in on
@@ -114,8 +117,18 @@ if n > 0 then
     end
 end
 redis.call("HSET", msg, unpack(fields))
+local id = string.match(msg, "([^:]+)$")
 if current == "sending" then
-    redis.call("ZREM", KEYS[4], string.match(msg, "([^:]+)$"))
+    redis.call("ZREM", KEYS[4], id)
+end
+if new == "sent" then
+    for i = 8, #ARGV - 1, 2 do
+        if ARGV[i] == "receipt_due_ms" and ARGV[i + 1] ~= "" then
+            redis.call("ZADD", KEYS[6], ARGV[i + 1], id)
+        end
+    end
+else
+    redis.call("ZREM", KEYS[6], id)
 end
 local why = ARGV[6]
 if n > 0 then why = why .. " (attempt " .. n .. ")" end

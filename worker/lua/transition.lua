@@ -10,6 +10,8 @@
 -- KEYS[5]  dramatiq:{queue}.msgs   dramatiq's message bodies (requeue only)
 -- KEYS[6]  {ns}:inflight           ids of texts being sent -> their lease's end (zset);
 --          kept here so a dead worker's texts are found without scanning
+-- KEYS[7]  {ns}:awaiting           sent texts -> when their final receipt is overdue
+--          (zset): a change to "sent" with a receipt_due_ms field adds the text
 --
 -- ARGV[1]  allowed current statuses, space separated ("*" for any non-final);
 --          "status:reason" allows a status only with that held_for field
@@ -115,6 +117,15 @@ if new == "sending" then
     redis.call("ZADD", KEYS[6], lease, id)
 elseif current == "sending" then
     redis.call("ZREM", KEYS[6], id)
+end
+if new == "sent" then
+    for i = 10, #ARGV - 1, 2 do
+        if ARGV[i] == "receipt_due_ms" and ARGV[i + 1] ~= "" then
+            redis.call("ZADD", KEYS[7], ARGV[i + 1], id)
+        end
+    end
+elseif current == "sent" then
+    redis.call("ZREM", KEYS[7], id)
 end
 
 local entry = cjson.encode({at = tonumber(now), from = current, to = new, why = ARGV[4]})

@@ -9,8 +9,10 @@ from worker.quiet import QuietPolicy
 from worker.retry import Backoff
 from worker.sendpath.text import DEFAULT_ROUTE
 from worker.settings import LimitsSettings
+from worker.store import now_ms
 
 DEFAULT_LEASE_MS = 60_000
+DEFAULT_RECEIPT_TIMEOUT_MS = 600_000
 # Long enough for a late receipt (most come within seconds), short enough that
 # an operator sees the question while the campaign is still running.
 DEFAULT_UNCONFIRMED_WAIT_MS = 120_000
@@ -48,8 +50,14 @@ class PipelineConfig:
     default_org: str = "default"
     # [campaigns.NAME] send_before, epoch ms: no text of the campaign goes after it.
     campaign_send_before_ms: Mapping[str, int] = field(default_factory=dict)
+    # receipts.timeout_s: a sent text with no final receipt by then ends unconfirmed.
+    receipt_timeout_ms: int = DEFAULT_RECEIPT_TIMEOUT_MS
     # [campaigns.NAME] quiet_hours, as policies; campaigns without any are not here.
     quiet: Mapping[str, QuietPolicy] = field(default_factory=dict)
+
+    def receipt_due_ms(self) -> str:
+        """When a text sent now is overdue for its final receipt (record field)."""
+        return str(now_ms() + self.receipt_timeout_ms)
 
     def org(self, campaign: str) -> str:
         return self.orgs.get(campaign, self.default_org)

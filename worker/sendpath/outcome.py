@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 
 from worker import store, wire
-from worker.models import Category, Status
+from worker.models import RECEIPT_DUE_FIELD, Category, Status
 from worker.providers.base import SendResult
 from worker.retry import full_jitter_ms
 from worker.sendpath.config import PipelineConfig
@@ -97,6 +97,7 @@ class Outcomes:
         if result.ok:
             fields["provider_message_id"] = result.provider_message_id
             fields[f"a{text.attempt}:pmid"] = result.provider_message_id
+            fields[RECEIPT_DUE_FIELD] = self.config.receipt_due_ms()
             await self.finish(text, Status.SENT, f"accepted by {routed.provider}", fields)
             return Status.SENT.value
         status = final_status(result.category)

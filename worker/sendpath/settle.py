@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from worker import store, wire
-from worker.models import Status
+from worker.models import RECEIPT_DUE_FIELD, Status
 from worker.providers.base import ASK_AGAIN, CANNOT_TELL, NOT_FOUND, Provider, SentQuery
 from worker.sendpath.config import PipelineConfig
 from worker.sendpath.gates.expiry import past_send_before
@@ -170,6 +170,7 @@ class Settler:
                 "provider": provider,
                 "provider_message_id": pmid,
                 f"a{n}:pmid": pmid,
+                RECEIPT_DUE_FIELD: self.config.receipt_due_ms(),
             },
         )
 
