@@ -214,14 +214,14 @@ class OptoutList:
         by: str = "inbound",
     ) -> bool:
         """List a possible opt-out for review; False when already flagged or opted out."""
-        detail = {"body": body, "rule": rule}
-        cause = inbound_cause(inbound_id, provider)
-        return (
-            self._change(
-                "flag", org, number, source=Source.INBOUND, by=by, cause=cause, detail=detail
-            )
-            == 1
-        )
+        cause, detail = inbound_cause(inbound_id, provider), {"body": body, "rule": rule}
+        kw = {"source": Source.INBOUND, "by": by, "cause": cause, "detail": detail}
+        return self._change("flag", org, number, **kw) == 1
+
+    def flag_of(self, org: str, number: str) -> dict[str, Any] | None:
+        """The number's review flag (when, the text, its rule and cause); None if unflagged."""
+        key = keys.optout_review(check_org(org), self.ns)
+        return decode_entry(self.client.hget(key, check_number(number)))
 
     def review(self, org: str) -> list[dict[str, Any]]:
         """The flagged numbers of an organisation, oldest flag first."""
@@ -288,14 +288,9 @@ class OptoutList:
                 done.append(ImportLine(line, LineOutcome.REJECTED, reason=exc.reason))
         pipe = self.client.pipeline(transaction=False)
         for line, number in readable:
+            cause = {"line": line}
             k, a = change_args(
-                "import",
-                org,
-                number,
-                source=Source.IMPORT,
-                by=by,
-                cause={"line": line},
-                ns=self.ns,
+                "import", org, number, source="import", by=by, cause=cause, ns=self.ns
             )
             self._script(keys=k, args=a, client=pipe)
         for (line, number), added in zip(readable, pipe.execute(), strict=True):
@@ -391,9 +386,6 @@ class AsyncOptoutList:
         rule: str = "",
         by: str = "inbound",
     ) -> bool:
-        detail = {"body": body, "rule": rule}
-        cause = inbound_cause(inbound_id, provider)
-        got = await self._change(
-            "flag", org, number, source=Source.INBOUND, by=by, cause=cause, detail=detail
-        )
-        return got == 1
+        cause, detail = inbound_cause(inbound_id, provider), {"body": body, "rule": rule}
+        kw = {"source": Source.INBOUND, "by": by, "cause": cause, "detail": detail}
+        return await self._change("flag", org, number, **kw) == 1

@@ -6,7 +6,16 @@ import sys
 
 import typer
 
-from worker.cli import breakers, enqueue, limits, messages, redis_server, serving
+from worker.cli import (
+    breakers,
+    enqueue,
+    inbound,
+    limits,
+    messages,
+    optouts,
+    redis_server,
+    serving,
+)
 from worker.cli.common import say_error
 from worker.errors import ConfigError
 
@@ -17,8 +26,10 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(breakers.carriers_app, name="carriers")
+app.add_typer(inbound.app, name="inbound")
 app.add_typer(limits.app, name="limits")
 app.add_typer(messages.app, name="messages")
+app.add_typer(optouts.app, name="optouts")
 app.add_typer(breakers.providers_app, name="providers")
 app.add_typer(redis_server.app, name="redis")
 enqueue.register(app)
