@@ -83,7 +83,7 @@ class Stack:
         env: dict[str, str] = {}
         for spec in registry.specs():
             env[f"SENDQ_PROVIDERS__{spec.name.upper()}__BASE_URL"] = self.provider_url(spec.name)
-            env.update({secret_env(s): f"{s}-{self.auth_token}" for s in spec.secrets})
+            env.update({secret_env(s): _secret_value(s, self.auth_token) for s in spec.secrets})
         # The key the simulator signs Telnyx receipts with: the simulator's, not the adapter's.
         env["SENDQ_PROVIDERS__TELNYX__PUBLIC_KEY"] = telnyx_public_key()
         return env
@@ -138,6 +138,14 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _secret_value(name: str, token: str) -> str:
+    """A well-formed value for each secret: a key list (Twilio's SharedKey secrets,
+    KEY_ID=SECRET pairs) gets one pair; any other secret the token itself."""
+    if name.endswith("_keys"):
+        return f"stack-key={name}-{token}"
+    return f"{name}-{token}"
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
