@@ -183,12 +183,14 @@ class Receipts:
                 results.append({"index": index, "error": str(parsed), "http_status": 400})
                 continue
             results.append({"index": index, **await self.hearing.take(provider.name, parsed)})
-        taken = {index for index, _ in texts}
-        try:
-            events = [e for e in provider.parse_events(hook) if e[0] not in taken]
-        except InvalidWebhook:
-            events = []  # nothing but inbound texts
-        results += await self._receipts(provider, events, None)
+        if provider.batches_events:
+            # One array may hold receipts too; answered 2xx, it is never posted again.
+            taken = {index for index, _ in texts}
+            try:
+                events = [e for e in provider.parse_events(hook) if e[0] not in taken]
+            except InvalidWebhook:
+                events = []  # nothing but inbound texts
+            results += await self._receipts(provider, events, None)
         return _answer(sorted(results, key=lambda r: int(r["index"])), "events")
 
     async def _one(
