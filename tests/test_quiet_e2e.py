@@ -14,7 +14,7 @@ def test_no_text_arrives_in_quiet_hours_and_the_opening_keeps_the_rate_limit(
     private_redis, tmp_path: Path
 ) -> None:
     url, _ = private_redis
-    figures = quiet.run(url, tmp_path / "logs", texts=200, rate=50, burst=2, opens_in_s=5)
+    figures = quiet.run(url, tmp_path / "logs", texts=200, rate=50, burst=2)
     assert figures.held_peak == 200  # every text waited for the window
     assert figures.delivered == 200
     assert figures.delivered_in_quiet_hours == 0
