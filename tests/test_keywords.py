@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import string
 
 import pytest
@@ -20,7 +21,8 @@ from worker.keywords import (
     near,
 )
 
-MANY = settings(max_examples=500, deadline=None)
+# SENDQ_KEYWORD_EXAMPLES sets the cases per property (500 by default).
+MANY = settings(max_examples=int(os.environ.get("SENDQ_KEYWORD_EXAMPLES", "500")), deadline=None)
 
 # CTIA's keywords as people type them, spaced words included.
 STOP_KEYWORDS = [*STOP_WORDS, "STOP ALL", "OPT OUT"]

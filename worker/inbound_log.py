@@ -67,7 +67,10 @@ class InboundRecord:
     carrier: str | None = None
     # What mark() added: kind, action, and anything else.
     marks: dict[str, str] = field(default_factory=dict)
-    # True when this text was recorded before (the same provider message id).
+    # True when this text was recorded before (the same provider message id). A
+    # duplicate without a ``kind`` mark was never finished (the first delivery of
+    # the webhook failed after recording it): handle it again, the opt-out calls
+    # are idempotent.
     duplicate: bool = False
 
     @property

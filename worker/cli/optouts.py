@@ -275,7 +275,11 @@ def optouts_export(
         fail("--json needs --output: the CSV itself goes to stdout", 2, as_json=True)
     ctx = _Context(org, as_json)
     if output is None:
-        write_export(ctx.optouts.export(ctx.org), sys.stdout)
+        try:
+            write_export(ctx.optouts.export(ctx.org), sys.stdout)
+        except BrokenPipeError:
+            # The reader went away (| head): stop quietly, as other tools do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     # Written beside the target, then moved: an interrupted export leaves no half file.
     partial = output.with_name(output.name + ".partial")
@@ -304,7 +308,7 @@ def optouts_review(
     by: ByOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Possible opt-outs flagged for review ([optouts] possible = "flag")."""
+    """Possible opt-outs flagged for review (with optouts.possible = "flag")."""
     if confirm and dismiss:
         fail("give either --confirm or --dismiss, not both", 2, as_json=as_json)
     ctx = _Context(org, as_json)
