@@ -98,6 +98,8 @@ class Bench:
         for proc in self.procs:
             stop_process(proc, 10)
         embedded.stop(self.workdir / "redis")
+        for drill in self.workdir.glob("redis-*"):
+            embedded.stop(drill)
 
     # -- helpers -----------------------------------------------------------
 
@@ -330,6 +332,9 @@ class Bench:
                     if stop.is_set():
                         return
                     command = event.get("command", "")
+                    if event.get("client_type") != "lua":
+                        name = command.split(" ", 1)[0].strip("'\"").upper()
+                        names[name] = names.get(name, 0) + 1
                     if (
                         event.get("client_type") != "lua"
                         and sha in command
@@ -364,6 +369,7 @@ class Bench:
         n = 500
         producer = Producer(self.redis)
         counts = {"client": 0, "lua": 0}
+        names: dict[str, int] = {}
         stop = threading.Event()
         monitor_ready = threading.Event()
 
@@ -372,6 +378,15 @@ class Bench:
                 monitor_ready.set()
                 for event in m.listen():
                     counts["lua" if event.get("client_type") == "lua" else "client"] += 1
+                    command = event.get("command", "")
+                    if event.get("client_type") != "lua":
+                        name = command.split(" ", 1)[0].strip("'\"").upper()
+                        names[name] = names.get(name, 0) + 1
+                    if "HEXISTS" in command and ":optout:" in command:
+                        # The gate's own round trip; enqueue.lua's check runs inside
+                        # the script that records the text (client_type lua).
+                        where = "optout_lua" if event.get("client_type") == "lua" else "optout_gate"
+                        counts[where] = counts.get(where, 0) + 1
                     if stop.is_set():
                         return
 
@@ -380,6 +395,7 @@ class Bench:
         monitor_ready.wait(5)
         time.sleep(0.2)
         counts["client"] = counts["lua"] = 0
+        names.clear()
         producer.enqueue_many(
             {"to": to, "body": body, "campaign": "cmds"} for to, body in self.texts(n, "cmds")
         )
@@ -392,7 +408,40 @@ class Bench:
         return {
             "redis_cmds_per_text": round(counts["client"] / n, 2),
             "redis_ops_per_text": round((counts["client"] + counts["lua"]) / n, 2),
+            # Issue 13's gates: the opt-out check's one HEXISTS; expiry and quiet
+            # hours read only the claimed record and the configuration.
+            "gate_cmds_per_text": round(counts.get("optout_gate", 0) / n, 2),
+            # The commands clients send most, per text, for reading the total.
+            **{
+                f"redis_cmds_per_text_{name.lower()}": round(count / n, 2)
+                for name, count in sorted(names.items(), key=lambda kv: -kv[1])[:6]
+            },
         }
+
+    # -- issue 13: recipients heard (each drill on a Redis of its own) ----------
+
+    def _drill_redis(self, name: str) -> str:
+        return embedded.ensure(self.workdir / f"redis-{name}")
+
+    def optouts(self) -> dict[str, float]:
+        """5,000 texts, 2 campaigns of one organisation, 10% of people reply STOP."""
+        from worker.drills import optouts
+
+        f = optouts.run(self._drill_redis("optouts"), self.workdir / "optouts", texts=5000)
+        return {f"optouts_{k}": v for k, v in f.as_dict().items()}
+
+    def optout_latency(self) -> dict[str, float]:
+        from worker.drills import optouts
+
+        f = optouts.latency(self._drill_redis("latency"), self.workdir / "latency", stops=500)
+        return {f"optout_latency_{k}": v for k, v in f.as_dict().items()}
+
+    def quiet_hours(self) -> dict[str, float]:
+        """1,000 texts held until the window opens, one number limited to 50/s, burst 2."""
+        from worker.drills import quiet
+
+        f = quiet.run(self._drill_redis("quiet"), self.workdir / "quiet", texts=1000)
+        return {f"quiet_{k}": v for k, v in f.as_dict().items()}
 
 
 RL_RATE = 50
@@ -692,6 +741,9 @@ FIGURES = [
     "ratelimit_accuracy",
     "carrier_breaker",
     "failover",
+    "optouts",
+    "optout_latency",
+    "quiet_hours",
 ]
 
 

@@ -165,3 +165,14 @@ async def test_an_attempt_links_the_sending_number_and_person_to_the_text(
     assert await pipeline.deliver(msg_id) == "sent"
     sender = Store(client, ns).get(msg_id)["a1:from"]  # type: ignore[index]
     assert client.get(keys.last_outbound(sender, person, ns)) == msg_id.encode()
+
+
+async def test_an_attempt_still_links_after_the_server_forgot_its_scripts(
+    pipeline, client, ns, queue, sim
+) -> None:
+    person = number_for("att", 18)
+    msg_id = producer(client, ns, queue).enqueue({"to": person, "body": "hi"}).message_id
+    client.script_flush()  # a restarted Redis without its script cache (the suite's own server)
+    assert await pipeline.deliver(msg_id) == "sent"
+    sender = Store(client, ns).get(msg_id)["a1:from"]  # type: ignore[index]
+    assert client.get(keys.last_outbound(sender, person, ns)) == msg_id.encode()

@@ -18,6 +18,7 @@ from typing import Any, cast
 import redis
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript, Script
+from redis.exceptions import NoScriptError
 
 from worker import keys, lua, wire
 from worker.models import FINAL_STATUSES, Status
@@ -292,10 +293,17 @@ class AsyncStore:
         worker that holds the lease writes it again, with the same message id.
         """
         k, a = transition_args(msg_id, [Status.SENDING], Status.SENDING, ns=self.ns, **kw)
+        link = keys.last_outbound(sender, to, self.ns)
+        # EVALSHA by hand: a Script in a pipeline first asks SCRIPT EXISTS, a round
+        # trip of its own on every call.
         pipe = self.client.pipeline(transaction=False)
-        await self._transition(keys=k, args=a, client=pipe)
-        pipe.set(keys.last_outbound(sender, to, self.ns), msg_id, ex=LAST_OUTBOUND_TTL_S)
-        raw, _ = await pipe.execute()
+        pipe.evalsha(self._transition.sha, len(k), *k, *a)
+        pipe.set(link, msg_id, ex=LAST_OUTBOUND_TTL_S)
+        try:
+            raw, _ = await pipe.execute()
+        except NoScriptError:  # a restarted server: load it, then the same two
+            raw = await self._transition(keys=k, args=a)
+            await self.client.set(link, msg_id, ex=LAST_OUTBOUND_TTL_S)
         return decode_transition(raw)
 
     async def count(self, counter: str, by: int = 1) -> None:
