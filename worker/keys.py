@@ -15,6 +15,11 @@ Layout (``{ns}`` is ``sendq`` unless configured otherwise):
     {ns}:rl:{limiter}        string a rate limiter's TAT, or a daily cap's count
     {ns}:carrier:{e164}      string a number's carrier (cached lookup), with a TTL
     {ns}:hold:{carrier}:{campaign}  list  held message ids, oldest first
+    {ns}:exposure:{carrier}:{campaign}      zset  texts out with no final receipt
+                                    -> when they took their slot, epoch ms
+    {ns}:exposure:{carrier}:{campaign}:cap  hash  the adaptive exposure cap
+    {ns}:exposures           set    every carrier x campaign with an exposure limit used
+    (texts waiting for an exposure slot: the hold list "exposure:{carrier}:{campaign}")
     {ns}:rl:used:{limiter}   hash   per-second use, for `sendq limits status`
     {ns}:optout:{org}        hash   an organisation's opt-out list: e164 -> JSON entry
     {ns}:optout:review:{org} hash   possible opt-outs flagged for review: e164 -> JSON
@@ -106,6 +111,18 @@ def carrier(number: str, ns: str = DEFAULT_NAMESPACE) -> str:
 
 def hold(breaker_name: str, ns: str = DEFAULT_NAMESPACE) -> str:
     return f"{ns}:hold:{breaker_name}"
+
+
+def exposure(name: str, ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:exposure:{name}"
+
+
+def exposure_cap(name: str, ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:exposure:{name}:cap"
+
+
+def exposures(ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:exposures"
 
 
 def optouts(org: str, ns: str = DEFAULT_NAMESPACE) -> str:
