@@ -11,6 +11,12 @@ Every ``tick_s`` each worker process looks at every carrier breaker:
 Paused breakers are left alone: only an operator lifts a pause. So are the
 campaigns of a carrier whose carrier-wide breaker is paused (or open): their
 texts would only be held again, so they stay put, in order, until it lifts.
+Texts held for room under the exposure limit (``worker.exposure``) are let
+in as slots free: the keeper takes a slot for each of the oldest (``grant``,
+never more than cap minus texts out, across every worker) and releases exactly
+those; their acquire at the gate finds the slot theirs. While the carrier's
+breaker is not closed they are all released instead: its hold is where they
+belong then (and its probes must not wait behind a full cap).
 Several workers doing this at once is harmless: every release is a
 compare-and-set.
 
@@ -41,6 +47,7 @@ from dramatiq.middleware import Middleware
 from worker import store
 from worker.breaker import AsyncBreakers, State
 from worker.expiry import ExpirySweeper
+from worker.exposure import AsyncExposure, hold_name
 from worker.holds import ALL_CAMPAIGNS, AsyncHolds, breaker_name, split_name
 from worker.leases import LeaseSweeper, OrphanSweeper
 
@@ -64,6 +71,7 @@ class HoldKeeper:
         orphans: OrphanSweeper,
         *,
         expiry: ExpirySweeper | None = None,
+        exposure: AsyncExposure | None = None,
         sweep_s: float = DEFAULT_SWEEP_S,
     ) -> None:
         self.holds = holds
@@ -72,6 +80,8 @@ class HoldKeeper:
         self.orphans = orphans
         # None: no deadline sweep (the send path's expiry gate still ends each text).
         self.expiry = expiry
+        # None, or the limit off: no texts wait for room, and no call looks.
+        self.exposure = exposure if exposure is not None and exposure.enabled else None
         self.sweep_s = sweep_s
         self._last_sweep = 0.0
 
@@ -83,6 +93,9 @@ class HoldKeeper:
         released = 0
         for name in await self.breakers.names():
             released += await self._one(name)
+        if self.exposure is not None:
+            for name in await self.exposure.names():
+                released += await self._let_in(self.exposure, name)
         return released
 
     async def _one(self, name: str) -> int:
@@ -97,6 +110,16 @@ class HoldKeeper:
             allowed = await self.breakers.claim_probes(name)
             return await self.holds.release(name, allowed) if allowed else 0
         return 0
+
+    async def _let_in(self, exposure: AsyncExposure, name: str) -> int:
+        """Release the oldest texts held for room of ``name``, one per free slot."""
+        held = hold_name(name)
+        if not await self.holds.count(held):
+            return 0
+        if await self._wide_blocks(name) or await self.breakers.state(name) != State.CLOSED:
+            return await self.holds.release(held)
+        granted = await exposure.grant(name)
+        return await self.holds.release(held, len(granted)) if granted else 0
 
     async def _wide_blocks(self, name: str) -> bool:
         """Is this campaign's carrier paused (or open) for all campaigns?
