@@ -114,8 +114,10 @@ class Hearing:
     async def take(self, provider: str, text: InboundText) -> dict[str, Any]:
         """Record one inbound text and act on it; the answer's entry for it."""
         record = await self.inbound.record(provider, text)
-        if record.duplicate:
-            # The provider posted it again: it was acted on the first time.
+        if record.duplicate and record.kind:
+            # The provider posted it again: it was acted on the first time. One
+            # recorded but never marked (the first post failed midway) is acted
+            # on now; adding to a list and flagging are idempotent.
             return {"applied": False, "reason": "already recorded", "id": record.id}
         match = self.reading.read(text.body)
         orgs = self.orgs.of(record)

@@ -90,18 +90,18 @@ def read_rows(
     """Rows of the file, in order. Raises FileError before the first row if unusable."""
     tmpl = Template(template) if template else None
     name = str(source)
-    handle = _open(source, stdin)
-    first = _peek(handle)
+    handle = open_source(source, stdin)
+    first = peek(handle)
     if not first.strip():
         raise FileError(name, "is empty")
     fmt = fmt or _format_of(name, first)
-    lines = _lines(handle)
+    lines = lines_of(handle)
     if fmt == "csv":
         return _csv_rows(name, lines, tmpl)
     return _jsonl_rows(lines, tmpl)
 
 
-def _open(source: str | Path, stdin: BinaryIO | None) -> io.BufferedReader:
+def open_source(source: str | Path, stdin: BinaryIO | None) -> io.BufferedReader:
     if str(source) == "-":
         stream = stdin or sys.stdin.buffer
         return io.BufferedReader(stream) if not isinstance(stream, io.BufferedReader) else stream  # type: ignore[arg-type]
@@ -116,7 +116,7 @@ def _open(source: str | Path, stdin: BinaryIO | None) -> io.BufferedReader:
         raise FileError(str(path), f"cannot be read ({exc.strerror})") from None
 
 
-def _peek(handle: io.BufferedReader) -> bytes:
+def peek(handle: io.BufferedReader) -> bytes:
     return handle.peek(4096)[:4096]
 
 
@@ -129,7 +129,7 @@ def _format_of(name: str, first: bytes) -> Format:
     return "jsonl" if first.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "csv"
 
 
-def _lines(handle: io.BufferedReader) -> Iterator[tuple[int, bytes | None]]:
+def lines_of(handle: io.BufferedReader) -> Iterator[tuple[int, bytes | None]]:
     """(line number, raw line) pairs; None for a line over the size limit (skipped whole)."""
     line_no = 0
     while True:
@@ -157,7 +157,7 @@ def _decode(raw: bytes, line_no: int) -> str | Row:
 def _csv_rows(
     name: str, lines: Iterator[tuple[int, bytes | None]], tmpl: Template | None
 ) -> Iterator[Row]:
-    records = _csv_records(lines)
+    records = csv_records(lines)
     header = _csv_header(name, records, tmpl)
     return _csv_body(header, records, tmpl)
 
@@ -165,7 +165,7 @@ def _csv_rows(
 def _csv_header(name: str, records: Iterator[Record | Row], tmpl: Template | None) -> list[str]:
     for record in records:
         if isinstance(record, Row):
-            raise FileError(name, _header_problem(record))
+            raise FileError(name, header_problem(record))
         try:
             header = [h.strip() for h in next(csv.reader([record[1]]))]
         except csv.Error as exc:
@@ -182,7 +182,7 @@ def _csv_header(name: str, records: Iterator[Record | Row], tmpl: Template | Non
     raise FileError(name, "has no header row")
 
 
-def _header_problem(row: Row) -> str:
+def header_problem(row: Row) -> str:
     reason = row.error or "unreadable"
     if reason == LINE_TOO_LONG:
         return f"line {row.line} (the header) is longer than 1 MiB"
@@ -202,7 +202,7 @@ def _csv_body(
 Record = tuple[int, str]
 
 
-def _csv_records(lines: Iterator[tuple[int, bytes | None]]) -> Iterator[Record | Row]:
+def csv_records(lines: Iterator[tuple[int, bytes | None]]) -> Iterator[Record | Row]:
     """The file's records in order, each whole, or a Row saying why one cannot be read.
 
     A record ends where csv's excel dialect ends it (``_quote_open_after``), so a

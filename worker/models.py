@@ -18,6 +18,8 @@ REGION_CONTEXT = "region"
 MAX_KEY_CHARS = 200
 MAX_METADATA_BYTES = 4096
 CAMPAIGN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+# An organisation's name: its opt-out list's key and its [orgs.NAME] section.
+ORG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class Status(StrEnum):

@@ -42,10 +42,10 @@ class NumberFile:
 def read_numbers(source: str | Path, *, stdin: BinaryIO | None = None) -> NumberFile:
     """The file's number column, row by row; FileError at once if it is unusable."""
     name = str(source)
-    handle = ingest._open(source, stdin)
-    if not ingest._peek(handle).strip():
+    handle = ingest.open_source(source, stdin)
+    if not ingest.peek(handle).strip():
         raise FileError(name, "is empty")
-    records = ingest._csv_records(ingest._lines(handle))
+    records = ingest.csv_records(ingest.lines_of(handle))
     header, line = _header(name, records)
     index = _number_column(name, header, line)
     return NumberFile(header[index].strip(), _rows(records, index))
@@ -54,7 +54,7 @@ def read_numbers(source: str | Path, *, stdin: BinaryIO | None = None) -> Number
 def _header(name: str, records: Iterator[ingest.Record | ingest.Row]) -> tuple[list[str], int]:
     for record in records:
         if isinstance(record, ingest.Row):
-            raise FileError(name, ingest._header_problem(record))
+            raise FileError(name, ingest.header_problem(record))
         line, text = record
         try:
             return next(csv.reader([text])), line

@@ -28,11 +28,10 @@ from redis.commands.core import AsyncScript, Script
 
 from worker import keys, lua
 from worker.errors import InvalidInput, InvalidNumber
+from worker.models import ORG_RE
 from worker.phone import DEFAULT_REGION, to_e164
 from worker.store import now_ms
 
-# The same rule as settings' [campaigns.NAME] org (settings.ORG_RE): one name, one list.
-ORG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 E164_RE = re.compile(r"\+[1-9][0-9]{6,14}", re.ASCII)
 # The audit stream is trimmed (approximately) past this many entries, all
 # organisations together; each list entry keeps its own when, who and cause.

@@ -329,13 +329,10 @@ class CampaignSettings(_Section):
         return v
 
 
-ORG_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
-
 def _org(value: str) -> str:
-    import re
+    from worker.models import ORG_RE
 
-    if not re.match(ORG_RE, value):
+    if not ORG_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not an organisation name (letters, digits, _ . -)")
     return value
 
