@@ -16,10 +16,12 @@ from worker.alerts import Alerter
 from worker.breaker import AsyncBreakers, Policy
 from worker.carriers import CarrierResolver
 from worker.expiry import ExpirySweeper
+from worker.exposure import AsyncExposure, ExposurePolicy
 from worker.holds import AsyncHolds
 from worker.leases import LeaseSweeper, OrphanSweeper
 from worker.maintenance import HoldKeeper
 from worker.optouts import AsyncOptoutList
+from worker.overdue import ReceiptTimeouts
 from worker.providers.base import Provider
 from worker.ratelimit import AsyncLimiter
 from worker.sendpath import Parts, Pipeline, PipelineConfig, default_gates
@@ -66,6 +68,7 @@ def pipeline(
     rng: random.Random | None = None,
     ambiguous_weight: float = 0.3,
     sleep: Sleep = no_sleep,
+    exposure: AsyncExposure | None = None,
 ) -> Pipeline:
     alerter = alerter or Alerter([])
     carriers = carriers or CarrierResolver(aclient, ns=ns)
@@ -82,6 +85,7 @@ def pipeline(
         feed=CarrierFeed(carrier_breakers, carriers, alerter, ambiguous_weight),
         alerter=alerter,
         optouts=AsyncOptoutList(aclient, ns),
+        exposure=exposure or AsyncExposure(aclient, ExposurePolicy(), ns),
         sleep=sleep,
         rng=rng or random.Random(),
     )
@@ -101,6 +105,8 @@ def keeper(
     probe_timeout_s: float = DEFAULT_CARRIER_PROBE_TIMEOUT_S,
     orphan_after_s: float = 60.0,
     lease_ms: int = 60_000,
+    exposure: AsyncExposure | None = None,
+    overdue: ReceiptTimeouts | None = None,
 ) -> HoldKeeper:
     claims = Policy(probes=probes, probe_timeout_s=probe_timeout_s)
     return HoldKeeper(
@@ -110,4 +116,6 @@ def keeper(
         LeaseSweeper(aclient, queue=queue, lease_ms=lease_ms, ns=ns),
         OrphanSweeper(aclient, queue=queue, orphan_after_s=orphan_after_s, ns=ns),
         expiry=ExpirySweeper(aclient, ns=ns),
+        exposure=exposure,
+        overdue=overdue,
     )

@@ -47,9 +47,10 @@ from dramatiq.middleware import Middleware
 from worker import store
 from worker.breaker import AsyncBreakers, State
 from worker.expiry import ExpirySweeper
-from worker.exposure import AsyncExposure, hold_name
+from worker.exposure import AsyncExposure, Release, hold_name
 from worker.holds import ALL_CAMPAIGNS, AsyncHolds, breaker_name, split_name
 from worker.leases import LeaseSweeper, OrphanSweeper
+from worker.overdue import ReceiptTimeouts
 
 log = structlog.get_logger("sendq.maintenance")
 
@@ -72,8 +73,11 @@ class HoldKeeper:
         *,
         expiry: ExpirySweeper | None = None,
         exposure: AsyncExposure | None = None,
+        overdue: ReceiptTimeouts | None = None,
         sweep_s: float = DEFAULT_SWEEP_S,
     ) -> None:
+        # None: sent texts are not timed out (a test of holds alone).
+        self.overdue = overdue
         self.holds = holds
         self.breakers = breakers
         self.leases = leases
@@ -90,6 +94,11 @@ class HoldKeeper:
         returns how many texts it released."""
         if self.expiry is not None:
             await self.expiry.sweep(store.now_ms())
+        if self.overdue is not None:
+            ended = await self.overdue.sweep(store.now_ms())
+            if ended and self.exposure is not None:
+                pairs = [(r.get("id", ""), r) for r in ended]
+                await self.exposure.release_records(pairs, Release.OVERDUE)
         released = 0
         for name in await self.breakers.names():
             released += await self._one(name)

@@ -33,6 +33,7 @@ from worker.alerts import Alerter, announce_now
 from worker.breaker import Breakers, Decision
 from worker.carriers import normalise
 from worker.errors import MissingReason, UnknownProvider
+from worker.exposure import Exposure
 from worker.holds import ALL_CAMPAIGNS, Holds, breaker_name, split_name
 
 DEFAULT_RESUME_REASON = "resumed by operator"
@@ -92,7 +93,10 @@ class Operations:
         alert_urls: Sequence[str],
         provider_names: Sequence[str],
         known_providers: Sequence[str] | None = None,
+        exposure: Exposure | None = None,
     ) -> None:
+        # A resumed carrier starts small again (the exposure limit's slow start).
+        self.exposure = exposure if exposure is not None and exposure.enabled else None
         self.carriers = carriers
         self.providers = providers
         self.holds = holds
@@ -139,7 +143,24 @@ class Operations:
         reason = reason or DEFAULT_RESUME_REASON
         targets = self.carrier_targets(carrier, campaign, resume=True)
         changes = tuple(Change(t, self.carriers.resume(t, who=who, reason=reason)) for t in targets)
+        if self.exposure is not None:
+            for name in self._exposure_names(targets):
+                self.exposure.reset(name)
         return Outcome("carrier", who, reason, changes)
+
+    def _exposure_names(self, targets: Sequence[str]) -> list[str]:
+        """The exposure limits a resume reaches: ``carrier:*`` is every campaign's."""
+        assert self.exposure is not None
+        known = self.exposure.names()
+        out: list[str] = []
+        for target in targets:
+            carrier, campaign = split_name(target)
+            out += [
+                n
+                for n in known
+                if n == target or (campaign == ALL_CAMPAIGNS and n.startswith(f"{carrier}:"))
+            ]
+        return list(dict.fromkeys(out))
 
     def carrier_status(self) -> list[dict[str, Any]]:
         """Every carrier x campaign breaker known, with its held texts."""

@@ -40,6 +40,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from worker.config_errors import describe
 from worker.errors import ConfigError
+from worker.exposure_settings import ExposureSettings
 from worker.providers import registry
 from worker.providers.base import ENV_PREFIX, ProviderSettings, ProviderSpec, http_url
 
@@ -176,6 +177,9 @@ class LimitsSettings(_Section):
     default_number_type: str = ""
     # Per carrier (att, tmobile, verizon, ...), applied per campaign.
     carriers: dict[str, CarrierLimitSettings] = Field(default_factory=dict)
+    # Per carrier x campaign: how many texts may be out with no final receipt yet
+    # (the exposure limit; off unless max_unconfirmed is set).
+    carrier: ExposureSettings = Field(default_factory=lambda: ExposureSettings())
 
     def number_rate(self, number: str) -> RateSettings | None:
         kind = self.numbers.get(number, self.default_number_type)

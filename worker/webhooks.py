@@ -29,6 +29,7 @@ from worker.bodies import read_limited
 from worker.callbacks import attempt_of
 from worker.carriers import normalise as normalise_carrier
 from worker.errors import InvalidWebhook, UnknownSigningKey
+from worker.exposure import AsyncExposure, receipt_release
 from worker.hearing import Hearing, Orgs, Reading, Replies
 from worker.models import RECEIPT_DUE_FIELD, Category, Status
 from worker.providers.base import Provider, Receipt, WebhookRequest
@@ -58,13 +59,14 @@ def create_app(
     admin: Admin | None = None,
     admin_token: str | None = None,
     receipt_timeout_ms: int = DEFAULT_RECEIPT_TIMEOUT_MS,
+    exposure: AsyncExposure | None = None,
 ) -> Starlette:
     """The app; the composition root passes every part. Without ``hearing`` and
     ``optout_feed`` (a test of receipts alone), one organisation and no replies."""
     hearing = hearing or _plain_hearing(store)
     optout_feed = optout_feed or OptoutFeed(hearing.optouts, lambda _: hearing.orgs.default_org)
     receipts = Receipts(
-        store, providers, public_url, feed, hearing, optout_feed, receipt_timeout_ms
+        store, providers, public_url, feed, hearing, optout_feed, receipt_timeout_ms, exposure
     )
 
     async def health(_: Request) -> Response:
@@ -117,8 +119,11 @@ class Receipts:
         hearing: Hearing,
         optout_feed: OptoutFeed,
         receipt_timeout_ms: int = DEFAULT_RECEIPT_TIMEOUT_MS,
+        exposure: AsyncExposure | None = None,
     ) -> None:
         self.receipt_timeout_ms = receipt_timeout_ms
+        # A final receipt gives its text's exposure slot back (None or off: no call).
+        self.exposure = exposure if exposure is not None and exposure.enabled else None
         self.store = store
         self.providers = providers
         self.public_url = public_url
@@ -234,6 +239,9 @@ class Receipts:
             # The next text to this number goes under the carrier the receipt named
             # (a ported number moves), not a lookup that may be 30 days old.
             await self.feed.learn_carrier(done.record.get("to", ""), receipt.carrier)
+            outcome = receipt_release(receipt.status, receipt.category)
+            if outcome is not None and self.exposure is not None:
+                await self.exposure.release_record(receipt.message_id or "", done.record, outcome)
             await self.optout_feed.heard(
                 done.record,
                 receipt.category,

@@ -26,11 +26,13 @@ from worker.breaker import AsyncBreakers, Breakers, Policy
 from worker.broker import async_reconnect_retry, redis_url
 from worker.carriers import CarrierResolver, load_overrides
 from worker.expiry import ExpirySweeper
+from worker.exposure import AsyncExposure, Exposure, ExposurePolicy, policy_from_settings
 from worker.holds import AsyncHolds, Holds
 from worker.inbound_log import AsyncInboundLog
 from worker.leases import LeaseSweeper, OrphanSweeper
 from worker.maintenance import HoldKeeper
 from worker.optouts import AsyncOptoutList
+from worker.overdue import ReceiptTimeouts
 from worker.producer import Campaigns, Producer, Regions
 from worker.providers import registry, transport
 from worker.providers.base import Provider
@@ -124,6 +126,7 @@ class Root:
             alert_urls=list(self.settings.alerts.urls),
             provider_names=self.settings.routed_providers(),
             known_providers=registry.names(),
+            exposure=Exposure(self.redis, self.exposure_policy()),
         )
 
     def optouts(self) -> OptoutList:
@@ -155,6 +158,13 @@ class Root:
     @cached_property
     def providers(self) -> dict[str, Provider]:
         return registry.build_all(self.settings)
+
+    def exposure_policy(self) -> ExposurePolicy:
+        return policy_from_settings(self.settings.limits.carrier, self.settings.receipts.timeout_s)
+
+    @cached_property
+    def async_exposure(self) -> AsyncExposure:
+        return AsyncExposure(self.async_redis, self.exposure_policy())
 
     @cached_property
     def async_optouts(self) -> AsyncOptoutList:
@@ -259,6 +269,7 @@ class Root:
             feed=self.carrier_feed,
             alerter=self.alerter,
             optouts=self.async_optouts,
+            exposure=self.async_exposure,
         )
 
     @cached_property
@@ -277,6 +288,8 @@ class Root:
             LeaseSweeper(self.async_redis, queue=w.queue, lease_ms=int(w.send_lease_s * 1000)),
             OrphanSweeper(self.async_redis, queue=w.queue, orphan_after_s=w.orphan_after_s),
             expiry=ExpirySweeper(self.async_redis),
+            exposure=self.async_exposure,
+            overdue=ReceiptTimeouts(self.async_redis, timeout_s=self.settings.receipts.timeout_s),
             sweep_s=w.sweep_s,
         )
 
@@ -345,6 +358,7 @@ class Root:
             admin=self.admin(),
             admin_token=token.get_secret_value() if token else None,
             receipt_timeout_ms=int(self.settings.receipts.timeout_s * 1000),
+            exposure=self.async_exposure,
         )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from worker.alerts import Alerter
 from worker.breaker import AsyncBreakers, Decision
 from worker.carriers import CarrierResolver
+from worker.exposure import AsyncExposure
 from worker.optouts import AsyncOptoutList
 from worker.providers.base import Provider
 from worker.ratelimit import AsyncLimiter
@@ -30,6 +31,7 @@ class Parts:
     feed: CarrierFeed
     alerter: Alerter
     optouts: AsyncOptoutList
+    exposure: AsyncExposure
     # Injected so tests neither wait nor draw random jitter.
     sleep: Sleep = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)

@@ -16,6 +16,7 @@ from worker.holds import breaker_name
 from worker.sendpath.claim import Claimer
 from worker.sendpath.config import PipelineConfig
 from worker.sendpath.gates import Gate, Kind
+from worker.sendpath.gates.exposure import ExposureSlots
 from worker.sendpath.ledger import Ledger
 from worker.sendpath.optout_feed import OptoutFeed
 from worker.sendpath.outcome import Outcomes
@@ -33,12 +34,13 @@ class Pipeline:
         self.config = config
         self.parts = parts
         self.gates = list(gates)
-        settler = Settler(parts.store, config, parts.providers)
+        settler = Settler(parts.store, config, parts.providers, exposure=parts.exposure)
         self.ledger = Ledger(parts.store, config.lease_ms)
         self.claimer = Claimer(parts.store, config, settler)
         self.router = Router(config, parts, self.ledger)
         self.outcomes = Outcomes(config, parts, settler)
         self.optout_feed = OptoutFeed(parts.optouts, config.org)
+        self.slots = ExposureSlots(parts.exposure)
 
     async def deliver(self, msg_id: str) -> str:
         """Take one text as far as it can go now; returns what happened, for tests and logs."""
@@ -57,8 +59,10 @@ class Pipeline:
         for gate in self.gates:
             verdict = await gate.check(text)
             if verdict.kind is not Kind.GO:
+                await self.slots.stopped(text, verdict)
                 return await self.outcomes.verdict(text, verdict)
         routed = await self.router.route(text)
+        await self.slots.routed(text, routed)
         if routed.stale:
             return STALE
         if routed.defer is not None:

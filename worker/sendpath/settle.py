@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from worker import store, wire
+from worker.exposure import AsyncExposure, Release
 from worker.models import RECEIPT_DUE_FIELD, Status
 from worker.providers.base import ASK_AGAIN, CANNOT_TELL, NOT_FOUND, Provider, SentQuery
 from worker.sendpath.config import PipelineConfig
@@ -58,7 +59,11 @@ class Settler:
         config: PipelineConfig,
         providers: Mapping[str, Provider],
         clock: Callable[[], int] = store.now_ms,
+        exposure: AsyncExposure | None = None,
     ) -> None:
+        # A text that ends here without evidence gives its exposure slot back, as
+        # overdue: its receipt never came.
+        self.exposure = exposure
         self.store = store_
         self.config = config
         self.providers = providers
@@ -121,7 +126,12 @@ class Settler:
             reason="no evidence: not sent again (worker.on_unconfirmed = fail)",
             fields={SETTLE_AT_FIELD: ""},
         )
+        await self._give_back(msg_id, record)
         return None
+
+    async def _give_back(self, msg_id: str, record: dict[str, str]) -> None:
+        if self.exposure is not None:
+            await self.exposure.release_record(msg_id, record, Release.OVERDUE)
 
     async def _look_again(
         self, msg_id: str, wait_ms: int, why: str, tries: int | None = None
@@ -218,4 +228,5 @@ class Settler:
         )
         if done.ok:
             log.warning("unconfirmed text expired instead of being sent again", reason=late)
+            await self._give_back(msg_id, record)
         return True

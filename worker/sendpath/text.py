@@ -26,6 +26,9 @@ class Text:
     # When this attempt's rate-limit slot is, on this worker's monotonic clock
     # (None: no limiter applies); the send must leave within the margin of it.
     slot_at_s: float | None = None
+    # Admitted as a half-open carrier breaker's probe: it goes even past the
+    # exposure limit, since it is what tells the breaker the carrier is back.
+    probe: bool = False
 
     @property
     def attempt(self) -> int:

@@ -9,9 +9,11 @@ from worker.sendpath.config import PipelineConfig
 from worker.sendpath.gates.base import GO, Gate, Kind, Verdict, end, hold
 from worker.sendpath.gates.carrier import CarrierGate
 from worker.sendpath.gates.expiry import ExpiryGate
+from worker.sendpath.gates.exposure import ExposureGate
 from worker.sendpath.gates.quiet import QuietHoursGate
 from worker.sendpath.gates.suppression import SuppressionGate
 from worker.sendpath.parts import Parts
+from worker.sendpath.text import Text
 
 __all__ = ["GO", "Gate", "Kind", "Verdict", "default_gates", "end", "hold"]
 
@@ -22,4 +24,9 @@ def default_gates(parts: Parts, config: PipelineConfig) -> list[Gate]:
         SuppressionGate(parts.optouts, config),
         QuietHoursGate(config.quiet),
         CarrierGate(parts),
+        ExposureGate(parts.exposure, probe=is_probe),
     ]
+
+
+def is_probe(text: Text) -> bool:
+    return text.probe

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import structlog
 
-from worker.breaker import AsyncBreakers
+from worker.breaker import AsyncBreakers, State
 from worker.carriers import UNKNOWN as UNKNOWN_CARRIER
 from worker.carriers import CarrierResolver
 from worker.holds import ALL_CAMPAIGNS, breaker_name
@@ -40,6 +40,7 @@ class CarrierGate:
         decision = await self.breakers.admit(name, wider=breaker_name(text.carrier, ALL_CAMPAIGNS))
         self.parts.announce(self.breakers, name, decision)
         if decision.allowed:
+            text.probe = decision.state is State.HALF_OPEN
             return GO
         return hold(
             f"carrier {name} is {decision.state}",
