@@ -4,8 +4,8 @@ Example (every key is optional; with no ``rate`` nobody replies)::
 
     [replies]
     rate = 0.10             # share of texts that reached a handset that get a reply
-    delay_median_s = 4      # lognormal delay after the text arrived ...
-    delay_p99_s = 60        # ... (or delay_s = 2 for a fixed one; default 1 s)
+    delay_median_s = 45     # lognormal delay after the text arrived (the default) ...
+    delay_p99_s = 900       # ... (or delay_s = 2 for a fixed one)
     seed = 7                # another seed, other handsets; the same seed, the same run
     per = "text"            # "handset": decide once per person, on their first text
     from_s = 0              # only texts that arrive in this window of the scenario
@@ -38,6 +38,19 @@ repeats exactly and a retried or doubled text meets the same answer (and is
 answered once). A person whose reply was ``stop`` or ``possible`` never
 replies again.
 
+**Rates by carrier.** ``rate`` is the base rate; ``[replies.carriers]`` lets
+it vary a little by carrier, as real audiences do (say ``att = 0.045``,
+``tmobile = 0.04``, ``verizon = 0.035`` with ``rate = 0.04``); a carrier left
+out replies at ``rate``.
+
+**Delays.** People answer a text within a minute or two, with a long tail:
+the often-quoted figures are 90 s on average and 95% of texts read within
+3 minutes (Viber, "text message response times", 2017). So the default delay
+is a lognormal with a median of 45 s and a p99 of 15 min
+(``DEFAULT_DELAY_MEDIAN_S``, ``DEFAULT_DELAY_P99_S``; its mean is about 100 s);
+``delay_median_s`` and ``delay_p99_s`` set another, ``delay_s`` a fixed one
+(tests that want replies at once say ``delay_s = 0``).
+
 The reply goes to ``inbound_url``: an ``{provider}`` in it is filled in;
 without one it is the base that ``/webhooks/{provider}/inbound`` is appended
 to. Unset, the base is the part of the text's receipt URL before
@@ -47,16 +60,15 @@ real accounts set the inbound URL per number or profile.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from worker.simulator.carriers import CARRIERS
+from worker.simulator.draws import check_lognormal, lognormal_s, unit
 
 ReplyKind = Literal["ordinary", "stop", "possible", "help", "start"]
 REPLY_KINDS: tuple[ReplyKind, ...] = get_args(ReplyKind)
@@ -64,7 +76,9 @@ REPLY_KINDS: tuple[ReplyKind, ...] = get_args(ReplyKind)
 OPT_OUT_KINDS: frozenset[str] = frozenset({"stop", "possible"})
 VonageMethod = Literal["GET", "POST", "POST-JSON"]
 
-DEFAULT_DELAY_S = 1.0
+# A human's reply: a lognormal, median 45 s, p99 15 min (the module's docstring).
+DEFAULT_DELAY_MEDIAN_S = 45.0
+DEFAULT_DELAY_P99_S = 900.0
 MAX_DELAY_S = 3600.0
 MAX_BODY_CHARS = 1600
 DEFAULT_KINDS: dict[ReplyKind, float] = {
@@ -112,8 +126,6 @@ DEFAULT_BODIES: dict[ReplyKind, tuple[str, ...]] = {
     "help": ("HELP", "help", "Help"),
     "start": ("START", "Start", "UNSTOP"),
 }
-# z of the 99th percentile: a lognormal's p99 is median * exp(sigma * z99).
-_Z99 = NormalDist().inv_cdf(0.99)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,15 +205,7 @@ class ReplySettings(BaseModel):
 
     @model_validator(mode="after")
     def _coherent(self) -> ReplySettings:
-        lognormal = (self.delay_median_s, self.delay_p99_s)
-        if (lognormal[0] is None) != (lognormal[1] is None):
-            raise ValueError("delay_median_s and delay_p99_s come together (a lognormal)")
-        if lognormal[0] is not None and self.delay_s is not None:
-            raise ValueError("give either delay_s or delay_median_s and delay_p99_s, not both")
-        if lognormal[0] is not None and lognormal[1] is not None and lognormal[1] < lognormal[0]:
-            raise ValueError(
-                f"delay_p99_s ({lognormal[1]}) must be at least delay_median_s ({lognormal[0]})"
-            )
+        check_lognormal(self.delay_s, self.delay_median_s, self.delay_p99_s, prefix="")
         if self.until_s is not None and self.until_s <= self.from_s:
             raise ValueError(f"until_s ({self.until_s}) must be after from_s ({self.from_s})")
         return self
@@ -236,8 +240,7 @@ class ReplySettings(BaseModel):
 
     def _unit(self, salt: str, key: str) -> float:
         """A stable number in [0, 1) for (seed, salt, key): the same run, the same draws."""
-        digest = hashlib.blake2b(f"{self.seed}\x00{salt}\x00{key}".encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "big") / 2**64
+        return unit(self.seed, salt, key)
 
     def _kind(self, u: float) -> ReplyKind:
         weighted = [(kind, weight) for kind, weight in self.kinds.items() if weight > 0]
@@ -249,11 +252,11 @@ class ReplySettings(BaseModel):
         return weighted[-1][0]  # u * total rounded up to the total
 
     def _delay_s(self, u: float) -> float:
-        if self.delay_median_s is None or self.delay_p99_s is None:
-            return DEFAULT_DELAY_S if self.delay_s is None else self.delay_s
-        sigma = math.log(self.delay_p99_s / self.delay_median_s) / _Z99
-        z = NormalDist().inv_cdf(min(max(u, 1e-12), 1 - 1e-12))
-        return min(self.delay_median_s * math.exp(sigma * z), MAX_DELAY_S)
+        if self.delay_s is not None:
+            return self.delay_s
+        median_s = self.delay_median_s or DEFAULT_DELAY_MEDIAN_S
+        p99_s = self.delay_p99_s or DEFAULT_DELAY_P99_S
+        return lognormal_s(u, median_s, p99_s, MAX_DELAY_S)
 
 
 def inbound_url(

@@ -3,7 +3,8 @@
 A scenario is a TOML or JSON file (or a JSON body posted to ``/sim/scenario``).
 Time 0 is the simulator's start or its last ``POST /sim/reset``. Example::
 
-    dlr_delay_s = 0.05     # receipts arrive this long after a send
+    dlr_delay_s = 0.05     # receipts arrive this long after a send (the default), or
+                           # dlr_delay_median_s = 5 and dlr_delay_p99_s = 60: lognormal
     receipts = true        # post delivery receipts at all
     account_mps = 500      # > 500 sends in one second per account -> 429
     number_mps = 50        # the same per From number
@@ -68,8 +69,16 @@ repeat from a reset. Rules are checked in order, in three passes:
   Both together: the answer is held, then the connection is cut. This is
   the dangerous case for double sends: the provider took the text but the
   client never heard;
-* its receipt delay is the first matching rule's ``dlr_delay_s``, else the
+* its receipt delay is the first matching rule's ``dlr_delay_s`` (or its
+  lognormal ``dlr_delay_median_s`` and ``dlr_delay_p99_s``), else the
   scenario's, so "Verizon filters" and "receipts are late" combine.
+
+Filtering that does not announce itself has rules of its own (rules.py, with
+an example): ``silent = true`` (receipts say "delivered", the handset never
+gets the text), ``deliver_share = x`` (only that share delivered, the rest
+"undelivered" with a generic unreachable code), and ``receipts = false`` on a
+rule (that carrier's receipts stop). A lognormal delay picks its quantile by a
+hash of (``seed``, To, Body), so a rerun repeats it.
 
 ``error`` names a category (carrier_block, bad_number, opted_out, throttled,
 transient, ambiguous) that each provider's dialect turns into its own
@@ -92,156 +101,50 @@ from __future__ import annotations
 import json
 import random
 import tomllib
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from worker.errors import ConfigError
 from worker.simulator.carriers import CARRIERS
+from worker.simulator.draws import check_lognormal, lognormal_s, unit
 from worker.simulator.replies import ReplySettings
+from worker.simulator.rules import (
+    ERROR_CATEGORIES,
+    MAX_DELAY_S,
+    PROVIDERS,
+    Carrier,
+    DropHow,
+    ErrorCategory,
+    ProviderName,
+    Rule,
+)
 from worker.simulator.signing_settings import SigningSettings
 
-Carrier = Literal["att", "tmobile", "verizon", "unknown"]
-ProviderName = Literal["twilio", "telnyx", "bandwidth", "plivo", "vonage"]
-PROVIDERS: tuple[ProviderName, ...] = get_args(ProviderName)
-# What a carrier (or provider) said, in sendq's words; each dialect has its code for each.
-ErrorCategory = Literal[
-    "carrier_block", "bad_number", "opted_out", "throttled", "transient", "ambiguous"
+__all__ = [
+    "ERROR_CATEGORIES",
+    "PROVIDERS",
+    "Carrier",
+    "DropHow",
+    "ErrorCategory",
+    "ProviderLimits",
+    "ProviderName",
+    "Rule",
+    "Scenario",
+    "ScenarioError",
+    "from_data",
+    "load",
+    "parse",
 ]
-ERROR_CATEGORIES: tuple[ErrorCategory, ...] = get_args(ErrorCategory)
-# How a drop rule cuts the connection: an RST (SO_LINGER 0), or an orderly FIN.
-DropHow = Literal["reset", "close"]
+
+
+DEFAULT_DLR_DELAY_S = 0.05
 
 
 class ScenarioError(ConfigError):
     """A scenario that cannot be used: names the source, the key and the reason."""
-
-
-class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # None: every provider.
-    provider: ProviderName | None = None
-    carrier: Carrier | None = None
-    from_s: float = Field(0.0, ge=0)
-    until_s: float | None = Field(None, gt=0)
-    # Only texts whose body contains this (a campaign's wording, say).
-    body_contains: str | None = Field(None, min_length=1)
-    # A category each provider maps to its own code, or a literal code used as is.
-    error: ErrorCategory | None = None
-    error_code: str | None = Field(None, pattern=r"^\d{1,6}$")
-    rate: float = Field(1.0, ge=0, le=1)
-    mode: Literal["receipt", "sync"] = "receipt"
-    http_status: int | None = Field(None, ge=400, le=599)
-    hang: bool = False
-    hang_s: float = Field(60.0, gt=0, le=3600)
-    dlr_delay_s: float | None = Field(None, ge=0, le=3600)
-    # Refuse the provider's connections for the rule's time window.
-    refuse: bool = False
-    # A fraction of requests, drawn afresh for each (``rate`` is per text, stable).
-    share: float = Field(1.0, ge=0, le=1)
-    # An accepted text's answer: held this long, and/or the connection cut instead.
-    delay_s: float | None = Field(None, gt=0, le=3600)
-    drop: DropHow | None = None
-
-    @model_validator(mode="after")
-    def _coherent(self) -> Rule:
-        if self.until_s is not None and self.until_s <= self.from_s:
-            raise ValueError(f"until_s ({self.until_s}) must be after from_s ({self.from_s})")
-        if self.hang and self.http_status is not None:
-            raise ValueError("a rule either hangs or answers an http_status, not both")
-        if self.error is not None and self.error_code is not None:
-            raise ValueError("a rule gives either an error category or an error_code, not both")
-        if self.refuse:
-            return self._refusal_only()
-        if not (
-            self.is_fault or self.has_error or self.shapes_answer or self.dlr_delay_s is not None
-        ):
-            raise ValueError(
-                "a rule needs error, error_code, http_status, hang, refuse, drop, delay_s"
-                " or dlr_delay_s"
-            )
-        if self.mode == "sync" and not (self.has_error or self.is_fault):
-            raise ValueError('mode = "sync" needs an error or error_code to reject with')
-        if self.shapes_answer:
-            self._answer_coherent()
-        return self
-
-    def _answer_coherent(self) -> None:
-        # drop and delay_s act on a text the provider took; these answer without taking it.
-        if self.is_fault:
-            raise ValueError(
-                "drop and delay_s shape an accepted text's answer: not with http_status"
-                " or hang, a fault that takes nothing"
-            )
-        if self.mode == "sync":
-            raise ValueError(
-                'drop and delay_s shape an accepted text\'s answer: not with mode = "sync",'
-                " a rejection that takes nothing"
-            )
-
-    def _refusal_only(self) -> Rule:
-        # A refused connection carries no text: nothing else of a rule can apply.
-        others = (
-            "carrier",
-            "body_contains",
-            "error",
-            "error_code",
-            "http_status",
-            "dlr_delay_s",
-            "delay_s",
-            "drop",
-        )
-        given = [name for name in others if getattr(self, name) is not None]
-        if self.hang:
-            given.append("hang")
-        given += [name for name in ("rate", "share") if getattr(self, name) != 1.0]
-        if given:
-            raise ValueError(f"a refuse rule takes only provider, from_s and until_s, not {given}")
-        return self
-
-    @property
-    def is_fault(self) -> bool:
-        return self.hang or self.http_status is not None
-
-    @property
-    def has_error(self) -> bool:
-        return self.error is not None or self.error_code is not None
-
-    @property
-    def shapes_answer(self) -> bool:
-        return self.drop is not None or self.delay_s is not None
-
-    def in_window(self, t: float) -> bool:
-        return self.from_s <= t and (self.until_s is None or t < self.until_s)
-
-    def applies(
-        self,
-        t: float,
-        carrier: str,
-        to: str,
-        body: str,
-        provider: str | None = None,
-        draw: float = 0.0,
-    ) -> bool:
-        """Whether the rule covers this text; ``provider`` None matches any rule's.
-
-        ``draw`` is this request's number in [0, 1) for this rule (``Scenario.draw``).
-        """
-        if t < self.from_s or (self.until_s is not None and t >= self.until_s):
-            return False
-        if self.provider is not None and provider is not None and provider != self.provider:
-            return False
-        if self.carrier is not None and carrier != self.carrier:
-            return False
-        if self.body_contains is not None and self.body_contains not in body:
-            return False
-        if self.share < 1.0 and draw >= self.share:
-            return False
-        return self.rate >= 1.0 or _fraction(to, body) < self.rate
 
 
 class ProviderLimits(BaseModel):
@@ -256,16 +159,27 @@ class ProviderLimits(BaseModel):
 class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dlr_delay_s: float = Field(0.05, ge=0, le=3600)
+    # Unset (and no lognormal): DEFAULT_DLR_DELAY_S.
+    dlr_delay_s: float | None = Field(None, ge=0, le=MAX_DELAY_S)
+    dlr_delay_median_s: float | None = Field(None, gt=0, le=MAX_DELAY_S)
+    dlr_delay_p99_s: float | None = Field(None, gt=0, le=MAX_DELAY_S)
     receipts: bool = True
     account_mps: int | None = Field(None, ge=1)
     number_mps: int | None = Field(None, ge=1)
     providers: dict[ProviderName, ProviderLimits] = Field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
-    # Seeds the draws of ``share`` rules (at start, on a reset and on a new scenario).
+    # Seeds the draws of ``share`` rules (at start, on a reset and on a new scenario),
+    # and the hashes of deliver_share and lognormal receipt delays.
     seed: int | None = None
     replies: ReplySettings = Field(default_factory=ReplySettings)
     signing: SigningSettings = Field(default_factory=SigningSettings)
+
+    @model_validator(mode="after")
+    def _delays(self) -> Scenario:
+        check_lognormal(
+            self.dlr_delay_s, self.dlr_delay_median_s, self.dlr_delay_p99_s, prefix="dlr_"
+        )
+        return self
 
     def limits(self, provider: str) -> tuple[int | None, int | None]:
         """(account_mps, number_mps) for ``provider``: its own, else the scenario's."""
@@ -273,6 +187,8 @@ class Scenario(BaseModel):
         account = own.account_mps if own is not None and own.account_mps else self.account_mps
         number = own.number_mps if own is not None and own.number_mps else self.number_mps
         return account, number
+
+    # Each pass below takes the same text: (t, carrier, to, body, provider, draws).
 
     def fate(
         self,
@@ -296,6 +212,35 @@ class Scenario(BaseModel):
                 return rule
         return None
 
+    def quiet(
+        self,
+        t: float,
+        carrier: str,
+        to: str,
+        body: str,
+        provider: str | None = None,
+        draws: Sequence[float] = (),
+    ) -> Rule | None:
+        """The first matching rule that filters this text without a word, if any: a
+        silent rule, or a deliver_share rule whose cut share the text falls in.
+
+        The number that places a text in or out of a share is the text's (seeded),
+        not the rule's, as ``rate``'s is: a share of 0.3 keeps a subset of 0.5's.
+        """
+        kept: float | None = None
+        for i, rule in enumerate(self.rules):
+            if not rule.is_quiet or not rule.applies(
+                t, carrier, to, body, provider, _nth(draws, i)
+            ):
+                continue
+            if rule.deliver_share is None:
+                return rule
+            if kept is None:
+                kept = unit(self.seed or 0, "deliver", f"{to}\x00{body}")
+            if kept >= rule.deliver_share:
+                return rule
+        return None
+
     def answer(
         self,
         t: float,
@@ -311,6 +256,24 @@ class Scenario(BaseModel):
                 return rule
         return None
 
+    def receipts_on(
+        self,
+        t: float,
+        carrier: str,
+        to: str,
+        body: str,
+        provider: str | None = None,
+        draws: Sequence[float] = (),
+    ) -> bool:
+        """Whether this text's receipts are posted: the first matching rule's
+        ``receipts``, else the scenario's."""
+        for i, rule in enumerate(self.rules):
+            if rule.receipts is not None and rule.applies(
+                t, carrier, to, body, provider, _nth(draws, i)
+            ):
+                return rule.receipts
+        return self.receipts
+
     def receipt_delay_s(
         self,
         t: float,
@@ -320,13 +283,25 @@ class Scenario(BaseModel):
         provider: str | None = None,
         draws: Sequence[float] = (),
     ) -> float:
-        """The first matching rule's ``dlr_delay_s``, else the scenario's."""
+        """The first matching rule's receipt delay (fixed or lognormal), else the scenario's."""
         for i, rule in enumerate(self.rules):
-            if rule.dlr_delay_s is not None and rule.applies(
-                t, carrier, to, body, provider, _nth(draws, i)
-            ):
-                return rule.dlr_delay_s
-        return self.dlr_delay_s
+            if rule.has_dlr_delay and rule.applies(t, carrier, to, body, provider, _nth(draws, i)):
+                return self._delay_s(
+                    rule.dlr_delay_s, rule.dlr_delay_median_s, rule.dlr_delay_p99_s, to, body
+                )
+        return self._delay_s(
+            self.dlr_delay_s, self.dlr_delay_median_s, self.dlr_delay_p99_s, to, body
+        )
+
+    def _delay_s(
+        self, fixed: float | None, median_s: float | None, p99_s: float | None, to: str, body: str
+    ) -> float:
+        if fixed is not None:
+            return fixed
+        if median_s is None or p99_s is None:
+            return DEFAULT_DLR_DELAY_S
+        u = unit(self.seed or 0, "dlr", f"{to}\x00{body}")
+        return lognormal_s(u, median_s, p99_s, MAX_DELAY_S)
 
     def rng(self) -> random.Random:
         """The source of ``draw()``'s numbers: seeded when the scenario says so."""
@@ -345,11 +320,6 @@ class Scenario(BaseModel):
 
 def _nth(draws: Sequence[float], index: int) -> float:
     return draws[index] if index < len(draws) else 0.0
-
-
-def _fraction(to: str, body: str) -> float:
-    """A stable pseudo-random number in [0, 1) per text: a retried text meets the same fate."""
-    return (zlib.crc32(f"{to}\x00{body}".encode()) & 0xFFFFFFFF) / 2**32
 
 
 def load(path: Path) -> Scenario:
