@@ -75,10 +75,14 @@ RECEIPT_CODES: dict[ErrorCategory, str] = {
     "transient": "5500",  # message-send-failed
     "ambiguous": "4750",  # destination-rejected-message
 }
+# A cut text's code: 4702 destination-subscriber-unavailable (handset off,
+# unreachable, busy; Bandwidth's messaging error reference).
+UNREACHABLE_CODE = "4702"
 
 # Bandwidth's names for its codes (dev.bandwidth.com/docs/messaging/errors).
 DESCRIPTIONS: dict[str, str] = {
     "4470": "rejected-spam-detected",
+    "4702": "destination-subscriber-unavailable",
     "4720": "invalid-destination-address",
     "4750": "destination-rejected-message",
     "4770": "destination-spam-detected",
@@ -116,6 +120,7 @@ class BandwidthDialect(Dialect):
     send_path = "/api/v2/users/{account_id}/messages"
     receipt_codes = RECEIPT_CODES
     sync_codes = RECEIPT_CODES
+    unreachable_code = UNREACHABLE_CODE
 
     def __init__(
         self,

@@ -84,6 +84,9 @@ class Dialect(abc.ABC):
     # Each error category's representative code in receipts, and in sync answers.
     receipt_codes: ClassVar[Mapping[ErrorCategory, str]]
     sync_codes: ClassVar[Mapping[ErrorCategory, str]]
+    # The receipt code of a text a ``deliver_share`` rule cut: the provider's generic
+    # "handset unreachable", which says nothing of filtering (never its block code).
+    unreachable_code: ClassVar[str]
 
     def code_for(self, category: ErrorCategory, *, sync: bool) -> str:
         return (self.sync_codes if sync else self.receipt_codes)[category]

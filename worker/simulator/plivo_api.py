@@ -69,6 +69,9 @@ RECEIPT_CODES: dict[ErrorCategory, str] = {
     "transient": "20",  # network error at the carrier
     "ambiguous": "1000",  # unknown error
 }
+# A cut text's code: 80 "destination temporarily unavailable" (handset off or out of
+# coverage; plivo.com/docs/messaging/troubleshooting/error-codes).
+UNREACHABLE_CODE = "80"
 INSUFFICIENT_CREDIT_CODE = "900"
 SYNC_CODES: dict[ErrorCategory, str] = {**RECEIPT_CODES, "transient": INSUFFICIENT_CREDIT_CODE}
 FAULT_ERRORS: dict[int, str] = {
@@ -92,6 +95,7 @@ class PlivoDialect(Dialect):
     send_path = "/v1/Account/{auth_id}/Message/"
     receipt_codes = RECEIPT_CODES
     sync_codes = SYNC_CODES
+    unreachable_code = UNREACHABLE_CODE
 
     def __init__(self, auth_token: str, auth_id: str | None = None) -> None:
         self._auth_token = auth_token

@@ -81,6 +81,10 @@ RECEIPT_CODES: dict[ErrorCategory, str] = {
     "transient": "40006",  # recipient server unavailable
     "ambiguous": "40004",  # rejected by destination
 }
+# A cut text's code: 40008 "Undeliverable", "carrier did not accept the message"
+# (developers.telnyx.com/docs/messaging/messages/error-codes); Telnyx has no
+# absent-subscriber code, and 40006 names the carrier's own server being down.
+UNREACHABLE_CODE = "40008"
 
 # Telnyx's titles for the codes the simulator produces.
 TITLES: dict[str, str] = {
@@ -124,6 +128,7 @@ class TelnyxDialect(Dialect):
     send_path = "/v2/messages"
     receipt_codes = RECEIPT_CODES
     sync_codes = RECEIPT_CODES
+    unreachable_code = UNREACHABLE_CODE
 
     def __init__(self, api_key: str, signing_key: Ed25519PrivateKey) -> None:
         self._expected = f"Bearer {api_key}".encode()

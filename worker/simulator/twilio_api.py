@@ -76,6 +76,9 @@ RECEIPT_CODES: dict[ErrorCategory, str] = {
     "transient": "30001",  # queue overflow
     "ambiguous": "30008",  # unknown error
 }
+# A cut text's code: "Unreachable destination handset" (powered off, no signal, or
+# "a downstream carrier or mobile network issue"; twilio.com/docs/api/errors/30003).
+UNREACHABLE_CODE = "30003"
 # At send time Twilio names a bad number 21211; the rest are the same codes.
 SYNC_CODES: dict[ErrorCategory, str] = {**RECEIPT_CODES, "bad_number": "21211"}
 
@@ -265,6 +268,7 @@ class TwilioDialect(Dialect):
     send_path = "/2010-04-01/Accounts/{account_sid}/Messages.json"
     receipt_codes = RECEIPT_CODES
     sync_codes = SYNC_CODES
+    unreachable_code = UNREACHABLE_CODE
 
     def __init__(self, auth_token: str, account_sid: str | None = None) -> None:
         self.auth_token = auth_token

@@ -86,6 +86,9 @@ RECEIPT_CODES: dict[ErrorCategory, str] = {
     "transient": "8",  # network error
     "ambiguous": "1",  # unknown
 }
+# A cut text's DLR err-code: 2 "absent subscriber, temporary" (out of coverage or
+# switched off; Vonage's DLR error codes).
+UNREACHABLE_CODE = "2"
 # Send API statuses (developer.vonage.com/api-errors/sms).
 SYNC_CODES: dict[ErrorCategory, str] = {
     "carrier_block": "3",  # no such status: invalid parameters
@@ -139,6 +142,7 @@ class VonageDialect(Dialect):
     send_path = "/sms/json"
     receipt_codes = RECEIPT_CODES
     sync_codes = SYNC_CODES
+    unreachable_code = UNREACHABLE_CODE
 
     def __init__(
         self,
