@@ -5,12 +5,17 @@ read and returns that dialect's ``Outcome`` (HTTP status, JSON body,
 headers). It knows no provider by name; every send takes the same steps:
 
     throttle (the provider's MPS) -> fields valid? -> To valid? -> scenario fate
-    (fault, sync rejection, or a carrier filter) -> handset inbox and the
-    provider's message log -> receipt scheduled -> the dialect's success answer
-    -> held or dropped, if an answer rule says so (the text stays taken)
+    (fault, sync rejection, or a carrier filter) -> quiet fate (a silent drop,
+    or a cut by deliver_share; rules.py) -> handset inbox and the provider's
+    message log -> receipt scheduled (unless a rule suppresses it) -> the
+    dialect's success answer -> held or dropped, if an answer rule says so (the
+    text stays taken)
 
 A text that reached its handset may get a reply (``handsets``: the scenario's
-``[replies]``), posted to sendq's inbound route later, never in the send's path.
+``[replies]``), posted to sendq's inbound route later, never in the send's path;
+a filtered, silently dropped or cut text never reaches it, so never gets one.
+Every accepted text is also logged per carrier (carrier_log.py), with its time,
+fate and receipt, for ``/sim/carriers``.
 
 The web layer only parses and answers, so this is where throttling, scenario
 rules, inboxes and receipts meet.
@@ -27,6 +32,7 @@ from typing import Any
 import phonenumbers
 
 from worker.phone import count_segments
+from worker.simulator.carrier_log import CarrierLog, CarrierTally, Fate, ReceiptFate
 from worker.simulator.carriers import carrier_of
 from worker.simulator.config import SimulatorConfig, default_public_url
 from worker.simulator.dialect import RETRY_AFTER_S, Dialect, Outcome, SendRequest
@@ -59,6 +65,11 @@ class ProviderCounters:
     # a delay_s count in both).
     dropped: int = 0
     delayed: int = 0
+    # Quiet filtering (rules.py): "delivered" but dropped; cut by deliver_share;
+    # accepted texts whose receipts a rule (or the scenario) suppressed.
+    silently_dropped: int = 0
+    undelivered_by_cut: int = 0
+    receipts_suppressed: int = 0
 
 
 def _by_provider() -> dict[str, ProviderCounters]:
@@ -76,6 +87,9 @@ class Counters:
     filtered: int = 0
     dropped: int = 0
     delayed: int = 0
+    silently_dropped: int = 0
+    undelivered_by_cut: int = 0
+    receipts_suppressed: int = 0
     by_provider: dict[str, ProviderCounters] = field(default_factory=_by_provider)
 
 
@@ -105,8 +119,12 @@ class Simulator:
         # Dialects told of each new scenario (Twilio's SharedKey signing).
         self._dialects = tuple(dialects)
         self.counters = Counters()
+        # Each accepted text's carrier, time, fate and receipt.
+        self.carriers = CarrierLog()
         self.throttle = Throttle()
         self.epoch = time.monotonic()
+        # The scenario clock's 0 in Unix time, for /sim/carriers' after_s.
+        self.started_at = time.time()
         self.callback_urls = dict(config.callback_urls)
         self.scenario = config.scenario
 
@@ -134,8 +152,10 @@ class Simulator:
 
     def reset(self) -> None:
         self.epoch = time.monotonic()
+        self.started_at = time.time()
         self.inboxes.clear()
         self.sent.clear()
+        self.carriers.clear()
         self._rng = self._scenario.rng()
         self.counters = Counters()
         self.throttle.reset()
@@ -197,7 +217,7 @@ class Simulator:
         t = self.clock()
         totals = self.counters
         counts = totals.by_provider[name]
-        code = None
+        code, fate = None, Fate.HANDSET
         # Drawn once per request, for every pass: a rule's share covers the same sends.
         draws = scenario.draw(self._rng) if scenario.rules else ()
         rule = scenario.fate(t, carrier, to, body, name, draws) if scenario.rules else None
@@ -206,14 +226,20 @@ class Simulator:
                 totals.faulted += 1
                 counts.faulted += 1
                 return _fault(dialect, rule)
-            code = _code(dialect, rule)
+            code, fate = _code(dialect, rule), Fate.FILTERED
             if rule.mode == "sync":
                 totals.rejected_sync += 1
                 counts.rejected_sync += 1
                 return dialect.rejected(code)
+        elif scenario.rules:
+            quiet = scenario.quiet(t, carrier, to, body, name, draws)
+            if quiet is not None and quiet.silent:
+                fate = Fate.SILENT  # receipted "delivered", never arrives
+            elif quiet is not None:
+                code, fate = dialect.unreachable_code, Fate.CUT  # a generic "undelivered"
         text = Text(dialect.new_id(), to, request.sender, body, carrier, time.time(), name)
         segments = count_segments(body)
-        self._take(dialect, request, text, code, segments, t, draws)
+        self._take(dialect, request, text, code, fate, segments, t, draws)
         outcome = dialect.accepted(text, request, segments)
         answer = scenario.answer(t, carrier, to, body, name, draws) if scenario.rules else None
         return outcome if answer is None else self._shape(outcome, answer, counts)
@@ -224,6 +250,7 @@ class Simulator:
         request: SendRequest,
         text: Text,
         code: str | None,
+        fate: Fate,
         segments: int,
         t: float,
         draws: tuple[float, ...],
@@ -233,21 +260,25 @@ class Simulator:
         counts = totals.by_provider[dialect.name]
         totals.accepted += 1
         counts.accepted += 1
-        if code:
+        if fate == Fate.HANDSET:
+            self.inboxes.deliver(text)
+        elif fate == Fate.FILTERED:
             totals.filtered += 1
             self.inboxes.filtered(text.carrier, dialect.name)
+        elif fate == Fate.SILENT:
+            totals.silently_dropped += 1
+            counts.silently_dropped += 1
         else:
-            self.inboxes.deliver(text)
-        sent = Sent(text, request.account, segments, code)
+            totals.undelivered_by_cut += 1
+            counts.undelivered_by_cut += 1
+        sent = Sent(text, request.account, segments, code, silent=fate == Fate.SILENT)
         self.sent.record(sent)
         url = request.callback or self.callback_urls.get(dialect.name)
-        if self._scenario.receipts:
-            delay = self._scenario.receipt_delay_s(
-                t, text.carrier, text.to, text.body, dialect.name, draws
-            )
-            if self._schedule_receipts(dialect, request, text, url, code, segments, delay):
-                sent.final_at = text.at + delay
-        if self._replying and not code:  # a filtered text never reaches the person
+        receipt = self._receipt(dialect, request, sent, url, t, draws)
+        self.carriers.record(text.carrier, text.at, fate, receipt)
+        # Only a text that reached its handset is answered: a filtered, silently dropped
+        # or cut one never arrives, so its person never replies.
+        if self._replying and fate == Fate.HANDSET:
             self.handsets.received(dialect, request, text, url, t)
 
     def _shape(self, outcome: Outcome, rule: Rule, counts: ProviderCounters) -> Outcome:
@@ -262,22 +293,32 @@ class Simulator:
             counts.dropped += 1
         return outcome
 
-    def _schedule_receipts(
+    def _receipt(
         self,
         dialect: Dialect,
         request: SendRequest,
-        text: Text,
+        sent: Sent,
         url: str | None,
-        code: str | None,
-        segments: int,
-        delay_s: float,
-    ) -> bool:
-        """Schedule the text's receipts to ``url``; False when there is nowhere to post them."""
+        t: float,
+        draws: tuple[float, ...],
+    ) -> ReceiptFate:
+        """Schedule the text's receipts to ``url``, unless a rule suppresses them or there
+        is nowhere to post them; which of those (carrier_log.py)."""
+        text, scenario = sent.text, self._scenario
+        key = (t, text.carrier, text.to, text.body, dialect.name, draws)
+        if not scenario.receipts_on(*key):
+            self.counters.receipts_suppressed += 1
+            self.counters.by_provider[dialect.name].receipts_suppressed += 1
+            return ReceiptFate.SUPPRESSED
         if not url:
-            return False  # nowhere to send it, as with a provider given no callback
-        for build in dialect.receipts(text, request, url, code, segments):
-            self.receipts.schedule(build, delay_s)
-        return True
+            return ReceiptFate.NO_URL  # as with a provider given no callback
+        delay_s = scenario.receipt_delay_s(*key)
+        # The tally of this run: a receipt posted after a reset counts into the old one.
+        tally = self.carriers.tally(text.carrier)
+        for build in dialect.receipts(text, request, url, sent.code, sent.segments):
+            self.receipts.schedule(build, delay_s, tally.observe_receipt)
+        sent.final_at = text.at + delay_s
+        return ReceiptFate.DUE
 
     # -- report ------------------------------------------------------------------------
 
@@ -285,6 +326,7 @@ class Simulator:
         c, inboxes, receipts = self.counters, self.inboxes, self.receipts
         return {
             "t": round(self.clock(), 3),
+            "started_ms": round(self.started_at * 1000),
             "requests": c.requests,
             "accepted": c.accepted,
             "rejected_sync": c.rejected_sync,
@@ -292,6 +334,9 @@ class Simulator:
             "throttled_429": c.throttled_429,
             "faulted": c.faulted,
             "filtered": c.filtered,
+            "silently_dropped": c.silently_dropped,
+            "undelivered_by_cut": c.undelivered_by_cut,
+            "receipts_suppressed": c.receipts_suppressed,
             "dropped": c.dropped,
             "delayed": c.delayed,
             "delivered_to_handsets": inboxes.delivered,
@@ -302,12 +347,18 @@ class Simulator:
             "receipts_failed": receipts.failed,
             "receipts_pending": receipts.pending,
             "replies": self.handsets.summary(),
-            "by_carrier": {
-                name: {"delivered": n.delivered, "filtered": n.filtered, "doubled": n.doubled}
-                for name, n in inboxes.by_carrier.items()
-            },
+            "by_carrier": self.carrier_report(),
             "by_provider": {name: self._provider_report(name) for name in PROVIDERS},
         }
+
+    def carrier_report(self) -> dict[str, dict[str, int]]:
+        """Per carrier: the log's counts (carrier_log.py), and ``delivered`` (copies
+        that reached handsets, as ``reached_handset``) and ``doubled`` from the inboxes."""
+        out = self.carriers.carriers()
+        for name, n in self.inboxes.by_carrier.items():
+            row = out.setdefault(name, CarrierTally().as_json())
+            row["delivered"], row["doubled"] = n.delivered, n.doubled
+        return out
 
     def _provider_report(self, name: str) -> dict[str, int]:
         report = dataclasses.asdict(self.counters.by_provider[name])

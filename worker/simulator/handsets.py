@@ -101,6 +101,7 @@ class Violation:
             "body": text.body,
             "provider": text.provider,
             "filtered": self.sent.code is not None,
+            "silent": self.sent.silent,
             "accepted_ms": _ms(text.at),
             "opt_out_kind": self.opt_out.kind,
             "opt_out_body": self.opt_out.text.body,
@@ -292,7 +293,8 @@ class Handsets:
         }
 
     def handset(self, number: str) -> dict[str, Any]:
-        """One handset: texts received (and filtered), replies, opt-out, violations."""
+        """One handset: texts received (filtered or cut, and silently dropped), replies,
+        opt-out, violations."""
         opt_out = self.opt_out(number)
         violations, confirmed = self.check(number)
         return {
@@ -300,6 +302,7 @@ class Handsets:
             "carrier": carrier_of(number),
             "texts": [text_json(t) for t in self._inboxes.texts(number)],
             "filtered": [text_json(s) for s in self._sent.to(number) if s.code is not None],
+            "silently_dropped": [text_json(s) for s in self._sent.to(number) if s.silent],
             "replies": [r.as_json() for r in self._replies.get(number, ())],
             "opted_out_ms": _ms(opt_out.answered_at) if opt_out is not None else None,
             "confirmations": confirmed,

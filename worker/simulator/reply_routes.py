@@ -7,7 +7,9 @@
   ``state=`` narrow.
 * ``GET /sim/handsets/{number}``: one handset: the texts it received (with
   ``accepted_ms`` and ``received_ms``, epoch ms, and ``from``), the texts its
-  carrier filtered, its replies (kind, body, ``posted_ms``, ``answered_ms``),
+  carrier filtered or cut (``filtered``) and those it dropped while saying
+  "delivered" (``silently_dropped``; their ``received_ms`` is when they would
+  have arrived), its replies (kind, body, ``posted_ms``, ``answered_ms``),
   ``opted_out_ms`` and its violations.
 * ``GET /sim/handsets``: every handset that received a text or replied, in
   that form (``?replied=1``: only those that replied).

@@ -29,6 +29,8 @@ class Sent:
     code: str | None
     # Unix time the receipt says delivered or undelivered (inf: no receipts).
     final_at: float = math.inf
+    # Dropped by a silent rule: the receipt says delivered, the handset got nothing.
+    silent: bool = False
 
     def status(self, now: float) -> str:
         if now < self.final_at:
