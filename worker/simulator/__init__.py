@@ -7,7 +7,11 @@ signed receipts; ``engine`` decides each text's fate without knowing which
 provider it came through; ``signing`` holds each provider's signatures and
 credentials, the simulator's own (it imports nothing of worker/providers, so
 it checks sendq's adapters instead of echoing them). See ``carriers``
-(which number is on which carrier), ``scenario`` (the scenario file format),
+(which number is on which carrier), ``scenario`` (the scenario file format;
+``rules`` its rules, quiet filtering too: silent drops, stopped receipts,
+lognormal receipt delays, cut deliveries; ``draws`` the stable per-text
+numbers they decide by), ``carrier_log`` and ``carrier_routes`` (per carrier,
+what became of each accepted text and when: ``/sim/carriers``),
 ``app`` (the routes), ``gate`` (provider ports that can refuse connections),
 ``config`` (credentials, shared with sendq through the environment) and
 ``server`` (running it).

@@ -12,6 +12,9 @@ Routes (each dialect module documents its request and answer shapes):
 * ``POST /v1/Account/{auth_id}/Message/``: Plivo (plivo_api)
 * ``POST /sms/json``: Vonage SMS API (vonage_api)
 * ``GET  /sim/report``: counters, per carrier and per provider too
+* ``GET  /sim/carriers``, ``/sim/carriers/{carrier}``,
+  ``/sim/carriers/{carrier}/accepted?after_s=``: per carrier, the fates and
+  receipts of accepted texts, in a time window too (carrier_routes)
 * ``GET  /sim/inbox/{number}``: what a handset received (and through which provider)
 * ``GET  /sim/copies?min=2``: every (recipient, body) that arrived at least
   ``min`` times, with its copies, sids and providers: doubles, text by text
@@ -57,7 +60,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from worker.simulator import reply_routes, twilio_api, twilio_list
+from worker.simulator import carrier_routes, reply_routes, twilio_api, twilio_list
 from worker.simulator.bandwidth_api import TOKEN_PATH, BandwidthDialect
 from worker.simulator.config import SimulatorConfig, telnyx_public_key, telnyx_signing_key
 from worker.simulator.dialect import Dialect, Outcome
@@ -207,6 +210,7 @@ def create_app(config: SimulatorConfig) -> SimulatorApp:
         Route("/sim/inbox/{number}", handlers.inbox, methods=["GET"]),
         Route("/sim/copies", handlers.copies, methods=["GET"]),
         *reply_routes.routes(sim),
+        *carrier_routes.routes(sim),
         Route("/sim/reset", handlers.reset, methods=["POST"]),
         Route("/sim/scenario", handlers.get_scenario, methods=["GET"]),
         Route("/sim/scenario", handlers.set_scenario, methods=["POST"]),

@@ -201,28 +201,21 @@ def _print_report(data: dict[str, Any], *, json_output: bool) -> None:
         if not isinstance(value, dict):
             totals.add_row(key.replace("_", " "), str(value))
     console.print(totals)
-    carriers = Table(title="by carrier")
-    for column in ("carrier", "delivered", "filtered", "doubled"):
-        carriers.add_column(column, justify="left" if column == "carrier" else "right")
-    for name, counts in (data.get("by_carrier") or {}).items():
-        carriers.add_row(
-            name, *(str(counts.get(k, 0)) for k in ("delivered", "filtered", "doubled"))
-        )
-    console.print(carriers)
-    _print_providers(console, data.get("by_provider") or {})
+    _print_columns(console, "by carrier", data.get("by_carrier") or {})
+    _print_columns(console, "by provider", data.get("by_provider") or {})
     _print_replies(console, data.get("replies") or {})
 
 
-def _print_providers(console: Console, by_provider: dict[str, dict[str, int]]) -> None:
-    """One column per provider (five fit a terminal; a dozen counters would not)."""
-    if not by_provider:
+def _print_columns(console: Console, title: str, by_name: dict[str, dict[str, int]]) -> None:
+    """One column per carrier or provider (five fit a terminal; a dozen counters would not)."""
+    if not by_name:
         return
-    table = Table(title="by provider")
+    table = Table(title=title)
     table.add_column("counter")
-    for name in by_provider:
+    for name in by_name:
         table.add_column(name, justify="right")
-    for counter in next(iter(by_provider.values())):
-        cells = (str(counts.get(counter, 0)) for counts in by_provider.values())
+    for counter in next(iter(by_name.values())):
+        cells = (str(counts.get(counter, 0)) for counts in by_name.values())
         table.add_row(counter.replace("_", " "), *cells)
     console.print(table)
 

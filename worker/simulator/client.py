@@ -8,7 +8,14 @@
     for text in sim.handset("+12125550123")["texts"]:
         text["received_ms"]                   # check it against quiet hours
 
-The shapes are the JSON of reply_routes.py; the TypedDicts below name them.
+    sim.play({"rules": [{"carrier": "verizon", "from_s": 60, "silent": True}]})
+    ... run sendq ...
+    sim.accepted("verizon", after_s=60)["accepted"]   # texts into the block
+    sim.carriers()["verizon"]["silently_dropped"]    # the same, counted as they came
+    sim.settle_receipts()                     # waits until no receipt is pending
+
+The shapes are the JSON of reply_routes.py and carrier_routes.py; the
+TypedDicts below name them.
 """
 
 from __future__ import annotations
@@ -75,11 +82,46 @@ class HandsetView(TypedDict):
     number: str
     carrier: str
     texts: list[HandsetText]
-    filtered: list[HandsetText]
+    filtered: list[HandsetText]  # filtered with an error code, or cut by deliver_share
+    silently_dropped: list[HandsetText]  # "delivered", never arrived
     replies: list[ReplyRecord]
     opted_out_ms: int | None
     confirmations: int
     violations: list[Violation]
+
+
+class CarrierCounts(TypedDict):
+    """One carrier's texts since the last reset (carrier_log.py)."""
+
+    accepted: int
+    reached_handset: int
+    silently_dropped: int
+    undelivered_by_cut: int
+    filtered: int
+    receipts_due: int
+    receipts_suppressed: int
+    receipts_no_url: int
+    receipts_posted: int  # of those due: answered below 400
+    receipts_failed: int
+    delivered: int  # copies that arrived (= reached_handset)
+    doubled: int
+
+
+class AcceptedWindow(TypedDict, total=False):
+    """A carrier's texts accepted in ``after < accepted < until``."""
+
+    carrier: str
+    after_ms: int | None
+    until_ms: int | None
+    accepted: int
+    reached_handset: int
+    silently_dropped: int
+    undelivered_by_cut: int
+    filtered: int
+    receipts_due: int
+    receipts_suppressed: int
+    receipts_no_url: int
+    accepted_ms: list[int]  # with times=True only
 
 
 class SimulatorClient:
@@ -119,6 +161,43 @@ class SimulatorClient:
     def handsets(self, *, replied: bool = False) -> list[HandsetView]:
         found = self._get("/sim/handsets", {"replied": "1"} if replied else {})
         return cast(list[HandsetView], found["handsets"])
+
+    def carriers(self) -> dict[str, CarrierCounts]:
+        """Every carrier's counts (the report's ``by_carrier``)."""
+        return cast(dict[str, CarrierCounts], self._get("/sim/carriers")["carriers"])
+
+    def accepted(
+        self,
+        carrier: str,
+        *,
+        after_ms: float | None = None,
+        until_ms: float | None = None,
+        after_s: float | None = None,
+        until_s: float | None = None,
+        times: bool = False,
+    ) -> AcceptedWindow:
+        """The carrier's texts accepted after/until a time: epoch ms, or scenario-clock s."""
+        bounds = {
+            "after_ms": after_ms,
+            "until_ms": until_ms,
+            "after_s": after_s,
+            "until_s": until_s,
+        }
+        params = {key: repr(value) for key, value in bounds.items() if value is not None}
+        if times:
+            params["times"] = "1"
+        return cast(AcceptedWindow, self._get(f"/sim/carriers/{carrier}/accepted", params))
+
+    def settle_receipts(self, timeout_s: float = 30.0) -> dict[str, Any]:
+        """Wait until no receipt is due or in flight; the report then."""
+        deadline = time.monotonic() + timeout_s
+        while (report := self.report())["receipts_pending"]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{report['receipts_pending']} receipts still pending after {timeout_s} s"
+                )
+            time.sleep(SETTLE_POLL_S)
+        return report
 
     def settle_replies(self, timeout_s: float = 30.0) -> dict[str, Any]:
         """Wait until no reply is due or in flight; the counts then."""
