@@ -82,3 +82,23 @@ async def test_a_carrier_held_texts_stray_message_does_not_take_it_off_hold(
     assert await pipeline.deliver(msg_id) == "held"
     assert await pipeline.deliver(msg_id) == "skipped"  # a redelivered duplicate
     assert Store(client, ns).get(msg_id)["status"] == "held"  # type: ignore[index]
+
+
+async def test_a_quiet_hold_whose_timed_message_was_lost_is_swept_back_after_its_time(
+    pipeline, aclient, client, ns, queue, sim
+) -> None:
+    from worker import wire
+
+    msg_id = Producer(client, ns=ns, queue=queue).enqueue(
+        {"to": PERSON, "body": "polls open at 7", "campaign": "gotv"}
+    ).message_id
+    assert await pipeline.deliver(msg_id) == "held"
+    for name in wire.queues_of(queue):  # dramatiq stranded its message
+        client.delete(wire.queue_key(name))
+    keeper = parts.keeper(aclient, queue, ns, orphan_after_s=1)
+    assert await keeper.sweep() == 0  # not overdue yet
+    client.hset(keys.message(msg_id, ns), "eta_ms", 1)  # long past its time
+    assert await keeper.sweep() == 1
+    await asyncio.sleep(2.2)  # the window opens
+    client.hset(keys.message(msg_id, ns), "eta_ms", 0)
+    assert await pipeline.deliver(msg_id) == "sent"

@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from worker import keys, lua, store, wire
-from worker.models import Status
+from worker.models import HELD_FOR_FIELD, HELD_FOR_QUIET_HOURS, Status
 from worker.store import now_ms
 
 log = structlog.get_logger("sendq.leases")
@@ -36,6 +36,8 @@ log = structlog.get_logger("sendq.leases")
 DEFAULT_BATCH = 500
 LEASE_REQUEUE_COUNTER = "expired_leases_requeued"
 ORPHAN_COUNTER = "orphans_requeued"
+# The stats that say some text may be waiting for a message (keys.stats fields).
+IN_FLIGHT_COUNTS = ("queued", "sending", f"held:{HELD_FOR_QUIET_HOURS}")
 DEFAULT_ORPHAN_AFTER_S = 60.0
 
 
@@ -123,23 +125,28 @@ class OrphanSweeper:
         return any(
             int(count) > 0
             for field, count in stats.items()
-            if field.decode().rpartition(keys.STATS_FIELD_SEP)[2] in ("queued", "sending")
+            if field.decode().rpartition(keys.STATS_FIELD_SEP)[2] in IN_FLIGHT_COUNTS
         )
 
     async def _maybe_requeue(self, msg_id: str) -> int:
         raw = await self.client.hmget(
-            keys.message(msg_id, self.ns), ["status", "eta_ms", "created_ms", "lease_until_ms"]
+            keys.message(msg_id, self.ns),
+            ["status", "eta_ms", "created_ms", "lease_until_ms", HELD_FOR_FIELD],
         )
-        status, eta, created, lease = (
+        status, eta, created, lease, held_for = (
             v.decode() if isinstance(v, bytes) else str(v or "") for v in raw
         )
         now = now_ms()
-        due = int(eta or created or now) if status == Status.QUEUED else int(lease or now)
-        if status not in (Status.QUEUED, Status.SENDING) or now - due < self.orphan_after_ms:
+        # A quiet-hours hold ends by its own timed message alone, like a queued
+        # text's retry: a lost one is as much an orphan.
+        timed_hold = status == Status.HELD and held_for == HELD_FOR_QUIET_HOURS
+        waiting = status == Status.QUEUED or timed_hold
+        due = int(eta or created or now) if waiting else int(lease or now)
+        if not (waiting or status == Status.SENDING) or now - due < self.orphan_after_ms:
             return 0
         k, a = store.transition_args(
             msg_id,
-            [status],
+            [f"{status}:{held_for}" if timed_hold else status],
             status,
             reason="swept: no message was coming",
             requeue=wire.message(msg_id, self.queue),
