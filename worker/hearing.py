@@ -14,9 +14,11 @@ acted on:
     HELP       the organisation's help reply, once
     anything   recorded; it is a reply (the deliverability watch counts them)
 
-Which organisations: the linked text's campaign's, when the text answers one;
-else every organisation that sends from the number it came to, because a STOP
-that names no campaign must still be honoured everywhere it could apply.
+Which organisations: every one that sends from the number it came to, and the
+linked text's campaign's. A person cannot tell which organisation is behind a
+shared number, and the link names only the last text sent from it, so a STOP
+to a number is honoured by everyone who texts from it. A number sendq does not
+know (one dropped from the configuration since) reaches every organisation.
 
 A provider's answer or receipt that says "opted out" is the send path's
 (``worker.sendpath.optout_feed``).
@@ -66,11 +68,22 @@ class Orgs:
     by_campaign: Mapping[str, str] = field(default_factory=dict)
     # Each of our sending numbers: the organisations whose campaigns send from it.
     by_number: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # Organisations named only by an [orgs.NAME] section.
+    named: Sequence[str] = ()
 
     def of(self, record: InboundRecord) -> list[str]:
-        if record.campaign:
-            return [self.by_campaign.get(record.campaign, self.default_org)]
-        return list(self.by_number.get(record.to) or [self.default_org])
+        linked = (
+            [self.by_campaign.get(record.campaign, self.default_org)] if record.campaign else []
+        )
+        senders = self.by_number.get(record.to) or ([] if linked else self.all())
+        return list(dict.fromkeys([*linked, *senders]))
+
+    def all(self) -> list[str]:
+        """Every organisation the configuration knows."""
+        known = [self.default_org, *self.by_campaign.values()]
+        known += [org for orgs in self.by_number.values() for org in orgs]
+        known += self.named
+        return list(dict.fromkeys(known))
 
 
 @dataclass(frozen=True, slots=True)

@@ -325,7 +325,7 @@ class Root:
                     orgs = by_number.setdefault(number, [])
                     if org not in orgs:
                         orgs.append(org)
-        return Orgs(s.default_org, self._orgs(), by_number)
+        return Orgs(s.default_org, self._orgs(), by_number, tuple(s.orgs))
 
     async def _send_reply(self, order: ReplyOrder) -> str:
         from starlette.concurrency import run_in_threadpool
