@@ -296,3 +296,31 @@ def test_two_neighbouring_letters_swapped_in_a_keyword_are_still_near(
 def test_edit_distance_is_symmetric_and_zero_only_for_equal_words(a: str, b: str) -> None:
     assert edit_distance(a, b) == edit_distance(b, a)
     assert (edit_distance(a, b) == 0) == (a == b)
+
+
+# Found by review: common opt-out wordings that were read as ordinary replies.
+@pytest.mark.parametrize(
+    "body",
+    [
+        "REMOVE",
+        "Remove",
+        "Please remove",
+        "I said stop",
+        "Yes stop",
+        "cancel my subscription",
+        "STOP 2",
+    ],
+)
+def test_common_opt_out_wordings_are_possible_opt_outs(body: str) -> None:
+    assert classify(body) is Kind.POSSIBLE
+
+
+def test_a_stop_spelt_in_lookalike_cyrillic_letters_is_a_stop() -> None:
+    assert classify("\u0405\u0422\u041e\u0420") is Kind.STOP
+
+
+@pytest.mark.parametrize(
+    "body", ["remove the sign from my lawn", "Yes I said I will be there", "YES I will vote"]
+)
+def test_remove_and_yes_in_a_sentence_stay_ordinary(body: str) -> None:
+    assert classify(body) is Kind.NONE

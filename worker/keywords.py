@@ -64,7 +64,12 @@ FILLERS = frozenset((
     "these", "all", "me", "my", "number", "spam", "text", "texts", "texting", "txt",
     "txts", "message", "messages", "messaging", "msg", "msgs", "sending", "contacting",
     "calling",
+    # "I said stop", "yes stop", "I told you stop", "cancel my subscription".
+    "i", "said", "told", "yes", "yeah", "subscription", "list",
 ))
+# Words that are opt-outs only with nothing but filler around them: "REMOVE",
+# "Please remove", "remove me" (never "remove the sign from my lawn").
+SOFT_STOP = frozenset(("remove", "delete", "unsubscribe"))
 # Dropped before the phrase rules are read: "please stop fucking texting me" is
 # "stop texting me". None of them can turn a phrase around.
 INTENSIFIERS = frozenset((
@@ -129,8 +134,18 @@ def compact(text: str) -> str:
     return "".join(c for c in _fold(text) if c.isalnum())
 
 
+# Cyrillic and Greek letters that look like Latin ones: a STOP spelt with them
+# (Cyrillic DZE, TE, O, ER) is read as it looks.
+_LOOKALIKES = str.maketrans(
+    "\u0410\u0412\u0415\u0405\u0406\u0408\u041a\u041c\u041d\u041e\u0420\u0421"
+    "\u0422\u0425\u0423\u0430\u0435\u0456\u0458\u043e\u0440\u0441\u0443\u0455"
+    "\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7\u03bf\u03b1",
+    "ABESIJKMHOPCTXYaeijopcysABEZHIKMNOPTYXoa",
+)
+
+
 def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    decomposed = unicodedata.normalize("NFKD", text.translate(_LOOKALIKES).casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
@@ -166,9 +181,10 @@ class Matcher:
 
     def _possible(self, body: str, tokens: list[str]) -> Match:
         plain = [t for t in tokens if t not in INTENSIFIERS]
-        # A keyword with only politeness or the texts themselves around it.
+        # A keyword with only politeness, the texts themselves or a number ("STOP 2")
+        # around it.
         if any(self._stopish(t) for t in plain) and all(
-            self._stopish(t) or t in FILLERS for t in plain
+            self._stopish(t) or t in FILLERS or t.isdigit() for t in plain
         ):
             return Match(Kind.POSSIBLE, "an opt-out keyword with only filler words")
         # A clause that is only a keyword: "Stop, who is this?".
@@ -184,7 +200,7 @@ class Matcher:
 
     def _stopish(self, token: str) -> bool:
         """An opt-out keyword, or a small misspelling of one ("stpo", "unsubscibe")."""
-        return token in self.stop or any(near(token, k) for k in FUZZY_STOP)
+        return token in self.stop or token in SOFT_STOP or any(near(token, k) for k in FUZZY_STOP)
 
 
 def _negated(tokens: list[str], index: int) -> bool:
