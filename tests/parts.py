@@ -24,7 +24,7 @@ from worker.optouts import AsyncOptoutList
 from worker.overdue import ReceiptTimeouts
 from worker.providers.base import Provider
 from worker.ratelimit import AsyncLimiter
-from worker.sendpath import Parts, Pipeline, PipelineConfig, default_gates
+from worker.sendpath import Parts, Pipeline, PipelineConfig, default_gates, recheck_gates
 from worker.sendpath.feedback import CarrierFeed
 from worker.sendpath.parts import Sleep
 from worker.store import AsyncStore
@@ -89,7 +89,7 @@ def pipeline(
         sleep=sleep,
         rng=rng or random.Random(),
     )
-    return Pipeline(config, parts, default_gates(parts, config))
+    return Pipeline(config, parts, default_gates(parts, config), recheck_gates(parts, config))
 
 
 # CarrierBreakerSettings.probe_timeout_s's default.

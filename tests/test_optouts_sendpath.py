@@ -176,3 +176,39 @@ async def test_an_attempt_still_links_after_the_server_forgot_its_scripts(
     assert await pipeline.deliver(msg_id) == "sent"
     sender = Store(client, ns).get(msg_id)["a1:from"]  # type: ignore[index]
     assert client.get(keys.last_outbound(sender, person, ns)) == msg_id.encode()
+
+
+async def test_a_person_who_opts_out_while_their_text_waits_for_a_retry_is_not_texted(
+    sim, aclient, client, ns, queue
+) -> None:
+    """Review finding: the gates ran once per claim, and a throttled text's quick
+    retry went out after a STOP that came during its wait."""
+    import asyncio
+
+    person = number_for("att", 19)
+    provider = TwilioProvider(account_sid=SID, auth_token=AUTH_TOKEN, base_url=sim, timeout_s=2)
+    config = PipelineConfig(
+        queue=queue,
+        public_url="http://127.0.0.1:9",
+        routes={"default": ["twilio"]},
+        numbers={"twilio": NUMBERS},
+        max_attempts=3,
+        backoff=Backoff(base_ms=1000, cap_ms=10_000),
+        default_org="acme",
+    )
+
+    async def stop_arrives_meanwhile(seconds: float) -> None:
+        opt_out(client, ns, person)
+        await asyncio.sleep(0.05)
+
+    pipeline = parts.pipeline(
+        config, aclient, ns, {"twilio": provider}, sleep=stop_arrives_meanwhile
+    )
+    httpx.post(
+        f"{sim}/sim/scenario",
+        json={"rules": [{"provider": "twilio", "http_status": 429, "until_s": 60}]},
+    ).raise_for_status()
+    msg_id = producer(client, ns, queue).enqueue({"to": person, "body": "hi"}).message_id
+    assert await pipeline.deliver(msg_id) == "suppressed"
+    assert sim_texts(sim, person) == []
+    await provider.aclose()

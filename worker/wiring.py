@@ -39,7 +39,7 @@ from worker.providers.base import Provider
 from worker.quiet import policies_from_settings
 from worker.ratelimit import AsyncLimiter, Limiter
 from worker.retry import Backoff
-from worker.sendpath import Parts, Pipeline, PipelineConfig, default_gates
+from worker.sendpath import Parts, Pipeline, PipelineConfig, default_gates, recheck_gates
 from worker.sendpath.feedback import CarrierFeed
 from worker.settings import BreakerSettings, Settings
 from worker.store import AsyncStore, Store
@@ -276,7 +276,7 @@ class Root:
     def pipeline(self) -> Pipeline:
         parts = self.parts()
         config = self.pipeline_config()
-        return Pipeline(config, parts, default_gates(parts, config))
+        return Pipeline(config, parts, default_gates(parts, config), recheck_gates(parts, config))
 
     def keeper(self) -> HoldKeeper:
         w = self.settings.worker

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from worker.sendpath.config import PipelineConfig
-from worker.sendpath.gates import default_gates
+from worker.sendpath.gates import default_gates, recheck_gates
 from worker.sendpath.parts import Parts
 from worker.sendpath.pipeline import Pipeline
 
-__all__ = ["Parts", "Pipeline", "PipelineConfig", "default_gates"]
+__all__ = ["Parts", "Pipeline", "PipelineConfig", "default_gates", "recheck_gates"]

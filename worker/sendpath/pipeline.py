@@ -8,6 +8,7 @@ it works; every change it makes out of ``sending`` is fenced by that lease.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import structlog
@@ -30,14 +31,20 @@ STALE = "stale"
 
 
 class Pipeline:
-    def __init__(self, config: PipelineConfig, parts: Parts, gates: Sequence[Gate]) -> None:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        parts: Parts,
+        gates: Sequence[Gate],
+        rechecks: Sequence[Gate] = (),
+    ) -> None:
         self.config = config
         self.parts = parts
         self.gates = list(gates)
         settler = Settler(parts.store, config, parts.providers, exposure=parts.exposure)
         self.ledger = Ledger(parts.store, config.lease_ms)
         self.claimer = Claimer(parts.store, config, settler)
-        self.router = Router(config, parts, self.ledger)
+        self.router = Router(config, parts, self.ledger, rechecks)
         self.outcomes = Outcomes(config, parts, settler)
         self.optout_feed = OptoutFeed(parts.optouts, config.org)
         self.slots = ExposureSlots(parts.exposure)
@@ -61,7 +68,12 @@ class Pipeline:
             if verdict.kind is not Kind.GO:
                 await self.slots.stopped(text, verdict)
                 return await self.outcomes.verdict(text, verdict)
+        text.gated_at_s = time.monotonic()
         routed = await self.router.route(text)
+        if routed.verdict is not None:
+            # Asked again before an attempt (after a wait), a gate said no.
+            await self.slots.stopped(text, routed.verdict)
+            return await self.outcomes.verdict(text, routed.verdict)
         await self.slots.routed(text, routed)
         if routed.stale:
             return STALE

@@ -15,6 +15,8 @@ is written to the record before it is made (``ledger``).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -33,6 +35,7 @@ from worker.retry import (
 )
 from worker.routing import sticky_sender
 from worker.sendpath.config import PipelineConfig
+from worker.sendpath.gates.base import Gate, Kind, Verdict
 from worker.sendpath.ledger import Ledger
 from worker.sendpath.parts import Parts
 from worker.sendpath.reserve import Reserver
@@ -42,6 +45,9 @@ from worker.verdicts import provider_weight
 log = structlog.get_logger("sendq.delivery")
 
 NO_PROVIDER_CODE = "no_provider"
+# An attempt this long after the gates said go asks them again: a STOP heard, a
+# deadline or quiet hours reached while the text waited for its slot or a retry.
+RECHECK_AFTER_S = 0.02
 # A text that keeps finding itself late takes at most this many fresh slots.
 LATE_RESERVATIONS = 3
 
@@ -58,6 +64,8 @@ class Routed:
     result: SendResult | None
     defer: Reservation | None = None
     stale: bool = False
+    # A gate asked again before an attempt said hold or end: nothing was sent.
+    verdict: Verdict | None = None
 
 
 class _Stop(Exception):
@@ -68,10 +76,17 @@ class _Stop(Exception):
 
 
 class Router:
-    def __init__(self, config: PipelineConfig, parts: Parts, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        parts: Parts,
+        ledger: Ledger,
+        rechecks: Sequence[Gate] = (),
+    ) -> None:
         self.config = config
         self.parts = parts
         self.ledger = ledger
+        self.rechecks = list(rechecks)
         self.reserver = Reserver(config, parts)
 
     async def route(self, text: Text) -> Routed:
@@ -129,6 +144,7 @@ class Router:
     async def _attempt(self, name: str, sender: str, text: Text) -> SendResult:
         """One HTTP attempt: its own slot, its ledger entry, then the call."""
         await self._reserve(name, sender, text)
+        await self._recheck(name, text)
         if not await self.ledger.begin(text, name, sender):
             raise _Stop(Routed(name, None, stale=True))
         for _ in range(LATE_RESERVATIONS):
@@ -143,6 +159,16 @@ class Router:
             # follows, and a worker lost before it must not leave the attempt "open".
             await self.ledger.close(text)
         return result
+
+    async def _recheck(self, name: str, text: Text) -> None:
+        """After a wait, the gates that could have changed their mind are asked again."""
+        if time.monotonic() - text.gated_at_s < RECHECK_AFTER_S:
+            return
+        for gate in self.rechecks:
+            verdict = await gate.check(text)
+            if verdict.kind is not Kind.GO:
+                raise _Stop(Routed(name, None, verdict=verdict))
+        text.gated_at_s = time.monotonic()
 
     async def _reserve(self, name: str, sender: str, text: Text) -> None:
         reservation = await self.reserver.reserve(name, sender, text)

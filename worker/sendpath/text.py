@@ -29,6 +29,9 @@ class Text:
     # Admitted as a half-open carrier breaker's probe: it goes even past the
     # exposure limit, since it is what tells the breaker the carrier is back.
     probe: bool = False
+    # When the gates last said go, on this worker's monotonic clock: an attempt
+    # after a wait asks them again (sendpath/route.py).
+    gated_at_s: float = 0.0
 
     @property
     def attempt(self) -> int:

@@ -15,7 +15,7 @@ from worker.sendpath.gates.suppression import SuppressionGate
 from worker.sendpath.parts import Parts
 from worker.sendpath.text import Text
 
-__all__ = ["GO", "Gate", "Kind", "Verdict", "default_gates", "end", "hold"]
+__all__ = ["GO", "Gate", "Kind", "Verdict", "default_gates", "end", "hold", "recheck_gates"]
 
 
 def default_gates(parts: Parts, config: PipelineConfig) -> list[Gate]:
@@ -25,6 +25,17 @@ def default_gates(parts: Parts, config: PipelineConfig) -> list[Gate]:
         QuietHoursGate(config.quiet),
         CarrierGate(parts),
         ExposureGate(parts.exposure, probe=is_probe),
+    ]
+
+
+def recheck_gates(parts: Parts, config: PipelineConfig) -> list[Gate]:
+    """The gates asked again before each HTTP attempt that follows a wait (a slot
+    slept for, a quick retry, a failover): the person may have opted out, the
+    deadline passed or quiet hours begun meanwhile. None of them holds a slot."""
+    return [
+        ExpiryGate(config),
+        SuppressionGate(parts.optouts, config),
+        QuietHoursGate(config.quiet),
     ]
 
 
