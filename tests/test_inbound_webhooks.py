@@ -264,3 +264,14 @@ def test_a_stop_to_a_number_sendq_does_not_know_reaches_every_organisation(
     assert answer.status_code == 200
     optouts = OptoutList(client, ns)
     assert optouts.is_opted_out("acme", PERSON) and optouts.is_opted_out("beta", PERSON)
+
+
+def test_a_bare_yes_does_not_lift_an_operators_opt_out_but_start_does(hooks, client, ns) -> None:
+    from worker.optouts import Source, operator_cause
+
+    optouts = OptoutList(client, ns)
+    optouts.add("acme", PERSON, source=Source.OPERATOR, by="maria", cause=operator_cause("call"))
+    inbound(hooks, "yes", sid="SM1")
+    assert optouts.is_opted_out("acme", PERSON)
+    inbound(hooks, "START", sid="SM2")
+    assert not optouts.is_opted_out("acme", PERSON)

@@ -33,7 +33,7 @@ from typing import Any
 import structlog
 
 from worker.inbound_log import AsyncInboundLog, InboundRecord
-from worker.keywords import Kind, Match, explain
+from worker.keywords import Kind, Match, compact, explain
 from worker.models import HELP_REPLY, STOP_REPLY
 from worker.optouts import AsyncOptoutList, Source, inbound_cause
 from worker.providers.base import InboundText
@@ -195,13 +195,21 @@ class Hearing:
 
     async def _opt_in(self, orgs: list[str], record: InboundRecord) -> str:
         cause = inbound_cause(record.id, record.provider)
-        removed = [
-            org
-            for org in orgs
+        # A bare YES also answers questions: it lifts only an opt-out the person's own
+        # text made, never an operator's or an imported one (START and UNSTOP do).
+        only_own = compact(record.body) == "yes"
+        removed, kept = [], []
+        for org in orgs:
+            entry = await self.optouts.entry(org, record.sender)
+            if entry is not None and only_own and entry.get("source") != Source.INBOUND:
+                kept.append(org)
+                continue
             if await self.optouts.remove(
                 org, record.sender, source=Source.INBOUND, by="inbound", cause=cause
-            )
-        ]
+            ):
+                removed.append(org)
+        if kept:
+            return "YES does not lift an opt-out the person did not text; START does"
         return "opted back in" if removed else "was not opted out"
 
     async def _reply(self, kind: str, orgs: list[str], record: InboundRecord) -> str:
