@@ -163,6 +163,12 @@ class AsyncBreakers:
         await self.flush(name)
         return await self._run(name, "record", str(weight), code, "1")
 
+    async def pause(self, name: str, *, who: str, reason: str) -> Decision:
+        """Pause as an operator would (the deliverability watch does, with its
+        evidence as the reason): only an operator's resume lifts it."""
+        self._closed_until.pop(name, None)
+        return await self._run(name, "pause", who, reason)
+
     async def claim_probes(self, name: str) -> int:
         """How many held texts may go now as probes (HoldKeeper's question).
 
