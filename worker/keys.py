@@ -35,6 +35,14 @@ Layout (``{ns}`` is ``sendq`` unless configured otherwise):
     {ns}:expiry              zset   ids of texts with a send_before -> it, epoch ms
     {ns}:awaiting            zset   ids of sent texts -> when their final receipt is
                                     overdue, epoch ms (receipts.timeout_s after sent)
+    {ns}:watch:n:{carrier}:{campaign}  hash  the watch's counts per cohort:
+                                    "{bucket start, epoch s}:{counter}" -> texts
+    {ns}:watch:b:{carrier}:{campaign}  hash  the same in minute buckets, for the baseline
+    {ns}:watch:pairs         zset   "{carrier}:{campaign}" -> its last event, epoch ms
+    {ns}:watch:trips         hash   "{carrier}:{campaign}|{signal}" -> JSON trip record
+    {ns}:watch:since         hash   "{carrier}:{campaign}" -> epoch ms: evidence before
+                                    it is ignored (set when an operator resumes)
+    {ns}:watch:round         string the current check round's holder, with a TTL
 
 dramatiq's own keys and queue names are its wire format: ``worker.wire``.
 """
@@ -163,3 +171,27 @@ def expiry(ns: str = DEFAULT_NAMESPACE) -> str:
 
 def awaiting(ns: str = DEFAULT_NAMESPACE) -> str:
     return f"{ns}:awaiting"
+
+
+def watch_counts(carrier: str, campaign: str, ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:watch:n:{carrier}:{campaign}"
+
+
+def watch_baseline(carrier: str, campaign: str, ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:watch:b:{carrier}:{campaign}"
+
+
+def watch_pairs(ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:watch:pairs"
+
+
+def watch_trips(ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:watch:trips"
+
+
+def watch_since(ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:watch:since"
+
+
+def watch_round(ns: str = DEFAULT_NAMESPACE) -> str:
+    return f"{ns}:watch:round"
