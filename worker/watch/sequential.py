@@ -198,8 +198,8 @@ def against_baseline(
     Only the strata's ``k1``/``n1`` are read. The baseline's rate is taken at its
     Wilson bound on the carrier's side (``safe_rate``) and treated as known.
     """
-    if base_n < rules.min_texts:
-        return _result(0.0, [], base_k, base_n, rules, decided=Decision.CONTINUE)
+    if base_n < rules.min_texts:  # no baseline yet: no evidence either way
+        return _result(0.0, [], base_k, base_n, rules)
     q = safe_rate(base_k, base_n, upper=not hyp.fewer_is_worse)
     p0, p1 = _clip(hyp.ok_ratio * q), _clip(hyp.bad_ratio * q)
     llrs = [binomial_llr(min(s.k1, s.n1), s.n1, p0, p1) for s in strata]
@@ -264,31 +264,14 @@ def _clip(p: float) -> float:
     return min(max(p, _EPSILON), 1 - _EPSILON)
 
 
-def _result(
-    statistic: float,
-    run: Sequence[Stratum],
-    k2: int,
-    n2: int,
-    rules: Rules,
-    decided: Decision | None = None,
-) -> Result:
+def _result(statistic: float, run: Sequence[Stratum], k2: int, n2: int, rules: Rules) -> Result:
     k1, n1 = sum(s.k1 for s in run), sum(s.n1 for s in run)
-    if decided is not None:
-        decision = decided
-    elif statistic <= 0.0:
+    if statistic <= 0.0:
         decision = Decision.CLEAR
     elif statistic >= rules.threshold and n1 >= rules.min_texts and n2 >= rules.min_texts:
         decision = Decision.TRIP
     else:
         decision = Decision.CONTINUE
     return Result(
-        decision,
-        statistic,
-        rules.threshold,
-        rules.p_value(statistic),
-        k1,
-        n1,
-        k2,
-        n2,
-        len(run),
+        decision, statistic, rules.threshold, rules.p_value(statistic), k1, n1, k2, n2, len(run)
     )

@@ -87,17 +87,21 @@ class Watch:
         self.clock = clock
         self._last_round_ms = 0
 
-    async def check(self) -> list[Action]:
-        """One round, if it is due and no other process has it; what it did."""
+    async def check(self) -> list[Action] | None:
+        """One round, if it is due and no other process has it: what it did.
+
+        None when no round ran (disabled, not due yet here, or another process has
+        this one), so it may be called as often as the hold keeper ticks.
+        """
         if not self.settings.enabled:
-            return []
+            return None
         now = self.clock()
         round_ms = int(self.settings.check_s * 1000)
         if now - self._last_round_ms < round_ms * ROUND_SHARE:
-            return []
+            return None
         self._last_round_ms = now
         if not await self.counters.take_round(int(round_ms * ROUND_SHARE)):
-            return []
+            return None
         snapshot = await self.counters.read(now)
         # Pure CPU (a few ms a campaign): off the event loop, so sends go on meanwhile.
         evaluated = await asyncio.to_thread(statuses, snapshot, self.settings)
@@ -156,7 +160,10 @@ class Watch:
             await self.counters.clear_trip(pair.carrier, pair.campaign, s.signal)
             await self.counters.restart_evidence(pair.carrier, pair.campaign, now)
             return Action(pair.carrier, pair.campaign, s.signal, "restarted", trip.evidence)
-        if s.decision is not Decision.CLEAR and s.action != "off":
+        if s.action == "off":  # switched off since: forget it quietly
+            await self.counters.clear_trip(pair.carrier, pair.campaign, s.signal)
+            return None
+        if s.decision is not Decision.CLEAR:
             return None
         if not await self.counters.clear_trip(pair.carrier, pair.campaign, s.signal):
             return None
