@@ -154,7 +154,7 @@ async def test_a_normal_campaign_trips_nothing_and_shows_every_rate(
     assert verizon.rate is not None and 0.02 < verizon.rate < 0.08
     assert verizon.others_rate is not None and 0.02 < verizon.others_rate < 0.08
     assert verizon.baseline_rate is None  # no baseline configured
-    [test] = verizon.tests
+    [test] = verizon.comparisons
     assert test.reference == "others"
     assert test.decision.value in ("clear", "continue")
     assert test.statistic < test.threshold

@@ -284,7 +284,7 @@ def _look(
     """One check round; True when the fault's carrier tripped on the fault's signal."""
     for pair in evaluate(list(pairs.values()), conf, now_ms):
         for s in pair.signals:
-            for t in s.tests:
+            for t in s.comparisons:
                 key = (s.signal, t.reference)
                 run.closest[key] = max(run.closest.get(key, -99.0), t.statistic - t.threshold)
             if s.decision is Decision.TRIP:

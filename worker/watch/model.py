@@ -6,7 +6,6 @@ See worker/watch/counters.py for how they are kept in Redis.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 from worker.watch.settings import WatchSettings
@@ -153,10 +152,3 @@ def counter_for(
             return None  # too late to count
         return "replies" if event == "reply" else "optouts"
     raise ValueError(f"{event!r} is not a watch event (sent, receipt, overdue, reply, optout)")
-
-
-def totals(counts: Iterable[Counts]) -> Counts:
-    out = Counts()
-    for c in counts:
-        out.add(c)
-    return out

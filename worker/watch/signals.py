@@ -106,7 +106,9 @@ SIGNALS = tuple(m.name for m in MEASURES)
 
 
 @dataclass(frozen=True, slots=True)
-class TestState:
+class Comparison:
+    """One test of the signal: the carrier against one reference, now."""
+
     reference: str  # "others" or "baseline"
     decision: Decision
     statistic: float
@@ -125,14 +127,14 @@ class SignalStatus:
     others_rate: float | None
     baseline_rate: float | None
     texts: int
-    tests: tuple[TestState, ...]
+    comparisons: tuple[Comparison, ...]
     decision: Decision
     evidence: str
     trip: TripRecord | None = None
 
-    def tripping(self) -> TestState | None:
+    def tripping(self) -> Comparison | None:
         """The test that trips, the strongest if both do."""
-        trips = [t for t in self.tests if t.decision is Decision.TRIP]
+        trips = [t for t in self.comparisons if t.decision is Decision.TRIP]
         return max(trips, key=lambda t: t.statistic - t.threshold) if trips else None
 
 
@@ -197,7 +199,7 @@ def _signal(
     conf = settings.signal(m.name)
     hyp = conf.hypotheses()
     vs_others = _strata(m, pair, starts, totals, _aged(layout, m.others_age(layout), now_ms))
-    tests: list[TestState] = []
+    tests: list[Comparison] = []
     if others:
         result = against_others(vs_others, hyp, rules)
         tests.append(_state(OTHERS, result, m, layout, _carriers(others)))
@@ -278,9 +280,9 @@ def _baseline(m: Measure, pair: PairCounts, layout: Layout, now_ms: int) -> tupl
     return k, n
 
 
-def _state(reference: str, r: Result, m: Measure, layout: Layout, label: str) -> TestState:
+def _state(reference: str, r: Result, m: Measure, layout: Layout, label: str) -> Comparison:
     text = evidence(m, r, layout, label) if r.n1 else ""
-    return TestState(reference, r.decision, r.statistic, r.threshold, r.p_value, text)
+    return Comparison(reference, r.decision, r.statistic, r.threshold, r.p_value, text)
 
 
 def evidence(m: Measure, r: Result, layout: Layout, reference: str) -> str:
@@ -314,7 +316,7 @@ def _carriers(names: Sequence[str]) -> str:
     return ", ".join(ordered[:-1]) + " and " + ordered[-1]
 
 
-def _overall(tests: Sequence[TestState]) -> Decision:
+def _overall(tests: Sequence[Comparison]) -> Decision:
     if any(t.decision is Decision.TRIP for t in tests):
         return Decision.TRIP
     if all(t.decision is Decision.CLEAR for t in tests):
@@ -322,7 +324,7 @@ def _overall(tests: Sequence[TestState]) -> Decision:
     return Decision.CONTINUE
 
 
-def _strongest_evidence(tests: Sequence[TestState]) -> str:
+def _strongest_evidence(tests: Sequence[Comparison]) -> str:
     with_runs = [t for t in tests if t.evidence]
     if not with_runs:
         return ""
@@ -338,7 +340,7 @@ def _signal_dict(s: SignalStatus) -> dict[str, Any]:
         "texts": s.texts,
         "decision": s.decision.value,
         "evidence": s.evidence,
-        "tests": [
+        "comparisons": [
             {
                 "reference": t.reference,
                 "decision": t.decision.value,
@@ -347,7 +349,7 @@ def _signal_dict(s: SignalStatus) -> dict[str, Any]:
                 "p_value": t.p_value,
                 "evidence": t.evidence,
             }
-            for t in s.tests
+            for t in s.comparisons
         ],
         "tripped": None
         if s.trip is None
