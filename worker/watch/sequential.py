@@ -59,7 +59,7 @@ takes few texts and a slight one many. Simulated (3 carriers, 25 texts a second,
 receipts lognormal with median 5 s and p99 60 s), counting the carrier's texts from
 the fault to the trip, the replies' and receipts' own delays included: half its
 texts undelivered, about 170; 80% delivered, about 330; replies stop at a 5% base
-rate, about 490 (at 4%, 650; at 3%, 800); receipts stop, due_s + 5 s. Information
+rate, about 490 (at 4%, 700; at 3%, 830); receipts stop, due_s + 5 s. Information
 sets the floor: a silent carrier's n delivered texts carry at most
 n * -log(1 - ok_ratio * q) nats, so at q = 3% even a perfect test needs 430 texts
 to reach h = 9.8. Between ok_ratio and bad_ratio lies the indifference point: a
