@@ -28,6 +28,7 @@ from worker.sendpath import Parts, Pipeline, PipelineConfig, default_gates, rech
 from worker.sendpath.feedback import CarrierFeed
 from worker.sendpath.parts import Sleep
 from worker.store import AsyncStore
+from worker.watch import Layout, WatchCounters, WatchSettings
 
 # A carrier breaker for tests that are not about carriers: it never opens.
 NEVER_TRIPS = Policy(consecutive=1_000_000, min_calls=1_000_000)
@@ -86,6 +87,7 @@ def pipeline(
         alerter=alerter,
         optouts=AsyncOptoutList(aclient, ns),
         exposure=exposure or AsyncExposure(aclient, ExposurePolicy(), ns),
+        watch=WatchCounters(aclient, Layout.of(WatchSettings()), ns),
         sleep=sleep,
         rng=rng or random.Random(),
     )

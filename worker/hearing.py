@@ -37,6 +37,7 @@ from worker.keywords import Kind, Match, compact, explain
 from worker.models import HELP_REPLY, STOP_REPLY
 from worker.optouts import AsyncOptoutList, Source, inbound_cause
 from worker.providers.base import InboundText
+from worker.watch.counters import WatchCounters
 
 log = structlog.get_logger("sendq.inbound")
 
@@ -116,7 +117,9 @@ class Hearing:
         reading: Reading,
         replies: Replies,
         send_reply: SendReply | None,
+        watch: WatchCounters | None = None,
     ) -> None:
+        self.watch = watch
         self.inbound = inbound
         self.optouts = optouts
         self.orgs = orgs
@@ -135,6 +138,8 @@ class Hearing:
         match = self.reading.read(text.body)
         orgs = self.orgs.of(record)
         action = await self._act(match, orgs, record)
+        if not record.duplicate:
+            await self._watch(record, match.kind)
         await self.inbound.mark(
             record.id, kind=match.kind.value, rule=match.rule, action=action, orgs=",".join(orgs)
         )
@@ -148,6 +153,17 @@ class Hearing:
             action=action,
         )
         return {"applied": True, "id": record.id, "kind": match.kind.value, "action": action}
+
+    async def _watch(self, record: InboundRecord, kind: Kind) -> None:
+        """A reply (a STOP too: it proves the text arrived) to a linked text, counted
+        for its carrier x campaign with the texts sent when it was."""
+        if self.watch is None or not (record.campaign and record.message_sent_ms):
+            return
+        carrier = record.carrier or "unknown"
+        sent_ms = record.message_sent_ms
+        await self.watch.reply(carrier, record.campaign, sent_ms=sent_ms)
+        if kind in (Kind.STOP, Kind.POSSIBLE):
+            await self.watch.optout(carrier, record.campaign, sent_ms=sent_ms)
 
     async def _act(self, match: Match, orgs: list[str], record: InboundRecord) -> str:
         if match.kind is Kind.STOP:

@@ -46,6 +46,7 @@ RECORDED_FIELDS = frozenset(
         "message_id",
         "campaign",
         "carrier",
+        "message_sent_ms",
     }
 )
 
@@ -65,6 +66,8 @@ class InboundRecord:
     message_id: str | None = None
     campaign: str | None = None
     carrier: str | None = None
+    # When that text's latest attempt was made, epoch ms.
+    message_sent_ms: int | None = None
     # What mark() added: kind, action, and anything else.
     marks: dict[str, str] = field(default_factory=dict)
     # True when this text was recorded before (the same provider message id). A
@@ -94,6 +97,7 @@ class InboundRecord:
             "message_id": self.message_id,
             "campaign": self.campaign,
             "carrier": self.carrier,
+            "message_sent_ms": self.message_sent_ms,
             **self.marks,
         }
 
@@ -121,6 +125,7 @@ def decode_record(raw: Mapping[Any, Any] | Sequence[Any], duplicate: bool = Fals
         message_id=f.get("message_id") or None,
         campaign=f.get("campaign") or None,
         carrier=f.get("carrier") or None,
+        message_sent_ms=int(f["message_sent_ms"]) if f.get("message_sent_ms") else None,
         marks={k: v for k, v in f.items() if k not in RECORDED_FIELDS},
         duplicate=duplicate,
     )

@@ -51,6 +51,7 @@ from worker.exposure import AsyncExposure, Release, hold_name
 from worker.holds import ALL_CAMPAIGNS, AsyncHolds, breaker_name, split_name
 from worker.leases import LeaseSweeper, OrphanSweeper
 from worker.overdue import ReceiptTimeouts
+from worker.watch.watch import Watch
 
 log = structlog.get_logger("sendq.maintenance")
 
@@ -74,8 +75,11 @@ class HoldKeeper:
         expiry: ExpirySweeper | None = None,
         exposure: AsyncExposure | None = None,
         overdue: ReceiptTimeouts | None = None,
+        watch: Watch | None = None,
         sweep_s: float = DEFAULT_SWEEP_S,
     ) -> None:
+        # None: no deliverability watch (a test of holds alone).
+        self.watch = watch
         # None: sent texts are not timed out (a test of holds alone).
         self.overdue = overdue
         self.holds = holds
@@ -99,6 +103,10 @@ class HoldKeeper:
             if ended and self.exposure is not None:
                 pairs = [(r.get("id", ""), r) for r in ended]
                 await self.exposure.release_records(pairs, Release.OVERDUE)
+            if ended and self.watch is not None:
+                await self._watch_overdue(ended)
+        if self.watch is not None:
+            await self.watch.check()  # one round per check_s across every process
         released = 0
         for name in await self.breakers.names():
             released += await self._one(name)
@@ -106,6 +114,16 @@ class HoldKeeper:
             for name in await self.exposure.names():
                 released += await self._let_in(self.exposure, name)
         return released
+
+    async def _watch_overdue(self, ended: list[dict[str, str]]) -> None:
+        assert self.watch is not None
+        for record in ended:
+            sent_ms = int(record.get(f"a{record.get('attempt', '')}:at_ms") or 0)
+            if sent_ms:
+                carrier = record.get("carrier") or "unknown"
+                await self.watch.counters.overdue(
+                    carrier, record.get("campaign", ""), sent_ms=sent_ms
+                )
 
     async def _one(self, name: str) -> int:
         if not await self.holds.count(name) or await self._wide_blocks(name):

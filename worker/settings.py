@@ -43,6 +43,7 @@ from worker.errors import ConfigError
 from worker.exposure_settings import ExposureSettings
 from worker.providers import registry
 from worker.providers.base import ENV_PREFIX, ProviderSettings, ProviderSpec, http_url
+from worker.watch.settings import WatchSettings
 
 DEFAULT_CONFIG_PATH = Path("config/sendq.toml")
 # sendq's own secrets; each provider's come from the registry.
@@ -388,6 +389,8 @@ class Settings(BaseSettings):
     carriers: CarriersSettings = Field(default_factory=lambda: CarriersSettings())
     alerts: AlertsSettings = Field(default_factory=lambda: AlertsSettings())
     receipts: ReceiptSettings = Field(default_factory=lambda: ReceiptSettings())
+    # The deliverability watch: silent filtering caught per carrier x campaign.
+    watch: WatchSettings = Field(default_factory=lambda: WatchSettings())
 
     admin_token: SecretStr | None = None
     # Each provider's secrets (twilio_auth_token, ...) are fields too, added

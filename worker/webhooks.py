@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from worker.bodies import read_limited
 from worker.callbacks import attempt_of
+from worker.carriers import UNKNOWN as UNKNOWN_CARRIER
 from worker.carriers import normalise as normalise_carrier
 from worker.errors import InvalidWebhook, UnknownSigningKey
 from worker.exposure import AsyncExposure, receipt_release
@@ -38,6 +39,7 @@ from worker.sendpath.feedback import CarrierFeed
 from worker.sendpath.optout_feed import OptoutFeed
 from worker.store import AsyncStore, ReceiptResult
 from worker.store import now_ms as store_now_ms
+from worker.watch.counters import WatchCounters
 
 if TYPE_CHECKING:
     from worker.admin import Admin
@@ -60,13 +62,22 @@ def create_app(
     admin_token: str | None = None,
     receipt_timeout_ms: int = DEFAULT_RECEIPT_TIMEOUT_MS,
     exposure: AsyncExposure | None = None,
+    watch: WatchCounters | None = None,
 ) -> Starlette:
     """The app; the composition root passes every part. Without ``hearing`` and
     ``optout_feed`` (a test of receipts alone), one organisation and no replies."""
     hearing = hearing or _plain_hearing(store)
     optout_feed = optout_feed or OptoutFeed(hearing.optouts, lambda _: hearing.orgs.default_org)
     receipts = Receipts(
-        store, providers, public_url, feed, hearing, optout_feed, receipt_timeout_ms, exposure
+        store,
+        providers,
+        public_url,
+        feed,
+        hearing,
+        optout_feed,
+        receipt_timeout_ms,
+        exposure,
+        watch,
     )
 
     async def health(_: Request) -> Response:
@@ -120,7 +131,9 @@ class Receipts:
         optout_feed: OptoutFeed,
         receipt_timeout_ms: int = DEFAULT_RECEIPT_TIMEOUT_MS,
         exposure: AsyncExposure | None = None,
+        watch: WatchCounters | None = None,
     ) -> None:
+        self.watch = watch
         self.receipt_timeout_ms = receipt_timeout_ms
         # A final receipt gives its text's exposure slot back (None or off: no call).
         self.exposure = exposure if exposure is not None and exposure.enabled else None
@@ -177,6 +190,16 @@ class Receipts:
             {"index": index, **await self._one(provider.name, parsed, url_attempt)}
             for index, parsed in events
         ]
+
+    async def _watch_receipt(self, done: ReceiptResult, delivered: bool) -> None:
+        """A final receipt, counted with the texts sent when its attempt was made."""
+        record = done.record or {}
+        sent_ms = int(record.get(f"a{done.attempt}:at_ms") or 0)
+        if self.watch is not None and sent_ms:
+            carrier = record.get("carrier") or UNKNOWN_CARRIER
+            await self.watch.receipt(
+                carrier, record.get("campaign", ""), delivered, sent_ms=sent_ms
+            )
 
     async def _inbound(self, provider: Provider, hook: WebhookRequest) -> Response:
         """Inbound texts, and any receipts posted in the same batch (Bandwidth)."""
@@ -239,6 +262,8 @@ class Receipts:
             # The next text to this number goes under the carrier the receipt named
             # (a ported number moves), not a lookup that may be 30 days old.
             await self.feed.learn_carrier(done.record.get("to", ""), receipt.carrier)
+            if receipt.status in (Status.DELIVERED, Status.UNDELIVERED):
+                await self._watch_receipt(done, receipt.status == Status.DELIVERED)
             outcome = receipt_release(receipt.status, receipt.category)
             if outcome is not None and self.exposure is not None:
                 await self.exposure.release_record(receipt.message_id or "", done.record, outcome)

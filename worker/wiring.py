@@ -43,6 +43,14 @@ from worker.sendpath import Parts, Pipeline, PipelineConfig, default_gates, rech
 from worker.sendpath.feedback import CarrierFeed
 from worker.settings import BreakerSettings, Settings
 from worker.store import AsyncStore, Store
+from worker.watch import (
+    Layout,
+    PairStatus,
+    Watch,
+    WatchCounters,
+    WatchCountersSync,
+    watch_status,
+)
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -167,6 +175,15 @@ class Root:
         return AsyncExposure(self.async_redis, self.exposure_policy())
 
     @cached_property
+    def watch_counters(self) -> WatchCounters:
+        return WatchCounters(self.async_redis, Layout.of(self.settings.watch))
+
+    def watch_status(self) -> list[PairStatus]:
+        """Each carrier x campaign's signals beside the others' and the baseline (sync)."""
+        reader = WatchCountersSync(self.redis, Layout.of(self.settings.watch))
+        return watch_status(reader, self.settings.watch)
+
+    @cached_property
     def async_optouts(self) -> AsyncOptoutList:
         return AsyncOptoutList(self.async_redis)
 
@@ -270,6 +287,7 @@ class Root:
             alerter=self.alerter,
             optouts=self.async_optouts,
             exposure=self.async_exposure,
+            watch=self.watch_counters,
         )
 
     @cached_property
@@ -290,6 +308,12 @@ class Root:
             expiry=ExpirySweeper(self.async_redis),
             exposure=self.async_exposure,
             overdue=ReceiptTimeouts(self.async_redis, timeout_s=self.settings.receipts.timeout_s),
+            watch=Watch(
+                self.watch_counters,
+                self.settings.watch,
+                self.async_carrier_breakers,
+                self.alerter,
+            ),
             sweep_s=w.sweep_s,
         )
 
@@ -309,6 +333,7 @@ class Root:
                 help={name: o.help_reply for name, o in s.orgs.items() if o.help_reply},
             ),
             send_reply=self._send_reply,
+            watch=self.watch_counters,
         )
 
     def orgs(self) -> Orgs:
@@ -359,6 +384,7 @@ class Root:
             admin_token=token.get_secret_value() if token else None,
             receipt_timeout_ms=int(self.settings.receipts.timeout_s * 1000),
             exposure=self.async_exposure,
+            watch=self.watch_counters,
         )
 
 

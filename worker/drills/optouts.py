@@ -72,8 +72,16 @@ def scenario(stop_share: float, seed: int) -> dict[str, Any]:
     }
 
 
-def environment() -> dict[str, str]:
+def environment(rate_per_s: int = 0) -> dict[str, str]:
+    # A paced run, as a real campaign is: the STOPs to the first round come while
+    # later rounds are still queued, which is what the send-time gate is for.
+    paced = (
+        {"SENDQ_LIMITS__PROVIDERS": json.dumps({"twilio": {"rate": rate_per_s, "burst": 10}})}
+        if rate_per_s
+        else {}
+    )
     return {
+        **paced,
         "SENDQ_DEFAULT_ORG": ORG,
         "SENDQ_CAMPAIGNS": json.dumps({CAMPAIGN_A: {"org": ORG}, CAMPAIGN_B: {"org": ORG}}),
         "SENDQ_ORGS": json.dumps({ORG: {"stop_reply": STOP_REPLY_TEXT}}),
@@ -90,13 +98,14 @@ def run(
     rounds_b: int = 2,
     stop_share: float = 0.10,
     seed: int = 13,
+    rate_per_s: int = 300,
     timeout_s: float = 300.0,
 ) -> OptoutFigures:
     people = texts // (rounds_a + rounds_b)
     client = redis.Redis.from_url(redis_url)
     producer = Producer(client, campaigns=Campaigns(ORG, {CAMPAIGN_A: ORG, CAMPAIGN_B: ORG}))
     started = time.monotonic()
-    stack = Stack(redis_url=redis_url, workdir=workdir, extra_env=environment())
+    stack = Stack(redis_url=redis_url, workdir=workdir, extra_env=environment(rate_per_s))
     with stack:
         stack.start_simulator()
         sim = SimulatorClient(stack.sim_url)
@@ -153,7 +162,9 @@ def _figures(
         second_campaign_texts_to_stopped=b_texts,
         suppressed_at_send=suppressed_a,
         suppressed_at_enqueue=len(report_b.suppressed),
-        confirmations=int(replies.get("confirmations", 0)),
+        # Counted by body: a confirmation can reach the handset before the simulator
+        # has read the webhook's answer to the STOP it confirms.
+        confirmations=sum(1 for h in stopped for t in h["texts"] if STOP_REPLY_TEXT in t["body"]),
         # Every text recorded (the replies too) is in a final state, and none is missing.
         lost=_unfinished(producer) + max(0, expected - (recorded - _replies(producer))),
         doubled=int(report.get("doubled", 0)),
@@ -194,3 +205,61 @@ def _wait(predicate: Any, timeout_s: float) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the drill did not finish within {timeout_s:g} s")
         time.sleep(0.2)
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyFigures:
+    stops: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def latency(redis_url: str, workdir: Path, *, stops: int = 300) -> LatencyFigures:
+    """From the inbound POST of a STOP to the moment the send-time gate refuses the
+    number: the gate reads the list itself (one HEXISTS, no cache), so that is when
+    the opt-out is in the list. Measured per STOP, one after another, on the real
+    webhook process."""
+    from urllib.parse import urlencode
+
+    import httpx
+
+    from worker.optouts import OptoutList
+    from worker.providers.twilio_webhooks import signature
+
+    stack = Stack(redis_url=redis_url, workdir=workdir, extra_env=environment())
+    listed = OptoutList(redis.Redis.from_url(redis_url))
+    token = stack.env()["SENDQ_TWILIO_AUTH_TOKEN"]
+    url = f"{stack.hook_url}/webhooks/twilio/inbound"
+    samples_ms: list[float] = []
+    with stack, httpx.Client(timeout=10) as http:
+        stack.start_webhooks()
+        for i in range(stops):
+            person = number_for("att", 50_000 + i)
+            form = {
+                "MessageSid": f"SMlat{i}",
+                "From": person,
+                "To": "+12015550100",
+                "Body": "STOP",
+                "SmsStatus": "received",
+                "NumMedia": "0",
+            }
+            headers = {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": signature(url, form.items(), token),
+            }
+            started = time.perf_counter()
+            http.post(url, content=urlencode(form), headers=headers).raise_for_status()
+            while not listed.is_opted_out(ORG, person):
+                time.sleep(0.001)
+            samples_ms.append((time.perf_counter() - started) * 1000)
+    samples_ms.sort()
+    return LatencyFigures(
+        stops=stops,
+        p50_ms=round(samples_ms[len(samples_ms) // 2], 1),
+        p99_ms=round(samples_ms[min(len(samples_ms) - 1, int(len(samples_ms) * 0.99))], 1),
+        max_ms=round(samples_ms[-1], 1),
+    )

@@ -40,10 +40,17 @@ for i = 5, #ARGV, 2 do
 end
 local message_id = redis.call("GET", last)
 if message_id then
-    local campaign, carrier = unpack(redis.call("HMGET", ARGV[4] .. message_id, "campaign", "carrier"))
+    local record = ARGV[4] .. message_id
+    local campaign, carrier, attempt = unpack(redis.call("HMGET", record, "campaign", "carrier", "attempt"))
     fields["message_id"] = message_id
     if campaign then fields["campaign"] = campaign end
     if carrier and carrier ~= "" then fields["carrier"] = carrier end
+    -- When the linked text was sent (its latest attempt): the watch counts a reply
+    -- with the texts sent at that time.
+    if attempt then
+        local sent = redis.call("HGET", record, "a" .. attempt .. ":at_ms")
+        if sent then fields["message_sent_ms"] = sent end
+    end
 end
 -- The person's carrier as the inbound webhook named it, where the linked text had none.
 if not fields["carrier"] and fields["inbound_carrier"] then

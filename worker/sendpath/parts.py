@@ -16,6 +16,7 @@ from worker.providers.base import Provider
 from worker.ratelimit import AsyncLimiter
 from worker.sendpath.feedback import CarrierFeed
 from worker.store import AsyncStore
+from worker.watch.counters import WatchCounters
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -32,6 +33,8 @@ class Parts:
     alerter: Alerter
     optouts: AsyncOptoutList
     exposure: AsyncExposure
+    # The deliverability watch's counts: each text a provider accepted.
+    watch: WatchCounters
     # Injected so tests neither wait nor draw random jitter.
     sleep: Sleep = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
