@@ -75,19 +75,31 @@ def webhooks(
 
 def demo(
     count: Annotated[int, typer.Option(help="Texts to send.", min=1, max=1_000_000)] = 5000,
+    story: Annotated[
+        str,
+        typer.Option(
+            help="blocked: Verizon answers 30007 in late receipts (the default); "
+            "silent: Verizon says delivered while its people stop replying."
+        ),
+    ] = "blocked",
     as_json: JsonFlag = False,
 ) -> None:
     """Run sendq end to end against the simulator, on embedded defaults."""
     from worker import demo as demo_mod
+    from worker import demo_silent
 
+    stories = {"blocked": demo_mod, "silent": demo_silent}
+    if story not in stories:
+        fail(f"--story must be one of {', '.join(stories)}, not {story!r}", 2, as_json=as_json)
+    module = stories[story]
     try:
-        summary = demo_mod.run(count=count, progress=not as_json)
+        summary = module.run(count=count, progress=not as_json)
     except SendqError as exc:
         fail(str(exc), as_json=as_json)
     if as_json:
         emit(summary)
     else:
-        demo_mod.print_summary(summary, out)
+        module.print_summary(summary, out)
     if summary["lost"] or summary["doubled"]:
         raise typer.Exit(1)
 
