@@ -4,8 +4,11 @@
     GET  /admin/carriers                   every carrier x campaign breaker, with held counts
     POST /admin/carriers/{name}/pause      {"reason": ..., "by": ..., "campaign": ...}
     POST /admin/carriers/{name}/resume     {"by": ..., "campaign": ...}
+    GET  /admin/watch                      the deliverability watch: every carrier x campaign's
+                                           signals, rates and tests (PairStatus.as_dict())
     GET  /metrics                          Prometheus text: breaker states, held texts, counts
-                                           (texts by status; held texts by reason)
+                                           (texts by status; held texts by reason), and the
+                                           watch's rates, tests and trips (sendq_watch_*)
 
 Which breakers a pause or resume touches is worker/operations.py's rule, the CLI's too:
 a pause without a campaign pauses the carrier-wide breaker; a resume without one resumes
@@ -17,6 +20,18 @@ Each pause or resume that changes a breaker is logged and alerted (worker/alerts
 like the workers' automatic changes. ``/metrics`` reads every breaker from Redis at
 scrape time, so a change made by any process (``sendq carriers pause``) shows at once.
 
+The watch's series, per carrier x campaign and signal (delivery, receipts,
+replies, optouts), read from Redis at scrape time as the breakers are:
+
+    sendq_watch_rate{carrier,campaign,signal,of}         of = carrier | others | baseline;
+                                                         a rate with no texts behind it is
+                                                         left out, not NaN
+    sendq_watch_texts{carrier,campaign,signal}           the carrier's texts behind its rate
+    sendq_watch_statistic{carrier,campaign,signal,reference}   each test's CUSUM statistic,
+    sendq_watch_threshold{...}, sendq_watch_p_value{...}       its trip threshold and p-value
+                                                         (reference = others | baseline)
+    sendq_watch_tripped{carrier,campaign,signal}         1 when the signal's test says trip
+
 The token is ``SENDQ_ADMIN_TOKEN``, sent as ``Authorization: Bearer <token>``.
 With no token configured the admin routes answer 503: they are never open.
 """
@@ -25,9 +40,9 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -42,6 +57,10 @@ from worker.counts import REPORTED_HELD_FOR, REPORTED_STATUSES, split
 from worker.errors import MissingReason
 from worker.operations import Operations
 from worker.store import Store
+from worker.watch.sequential import Decision
+
+if TYPE_CHECKING:
+    from worker.watch import PairStatus
 
 STATE_CODES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2, State.PAUSED: 3}
 # Admin bodies are a reason and a name or two. The webhook app's limit
@@ -49,6 +68,9 @@ STATE_CODES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2, State.PAUSED:
 # imported: webhooks.py imports this module.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024
 Handler = Callable[[Request], Awaitable[Response]]
+# The watch's status now (worker.wiring.Root.watch_status): one synchronous read.
+WatchSource = Callable[[], Sequence["PairStatus"]]
+PAIR_LABELS = ["carrier", "campaign", "signal"]
 
 
 def _error(status: int, reason: str) -> JSONResponse:
@@ -69,11 +91,15 @@ def guarded(token: str | None, handler: Handler) -> Handler:
 
 
 class Admin:
-    """The admin routes: thin callers of ``Operations`` (the rules) and ``Store`` (records)."""
+    """The admin routes: thin callers of ``Operations`` (the rules), ``Store`` (records)
+    and the watch's status (None: no watch in this app, and no watch series)."""
 
-    def __init__(self, operations: Operations, store: Store) -> None:
+    def __init__(
+        self, operations: Operations, store: Store, watch: WatchSource | None = None
+    ) -> None:
         self.operations = operations
         self.store = store
+        self.watch_source = watch
 
     async def message(self, request: Request) -> Response:
         msg_id = request.path_params["id"]
@@ -86,6 +112,12 @@ class Admin:
     async def carrier_list(self, _: Request) -> Response:
         rows = await run_in_threadpool(self.operations.carrier_status)
         return JSONResponse({"carriers": rows})
+
+    async def watch(self, _: Request) -> Response:
+        if self.watch_source is None:
+            return _error(503, "the deliverability watch is not part of this admin app")
+        pairs = await run_in_threadpool(self.watch_source)
+        return JSONResponse({"watch": [p.as_dict() for p in pairs]})
 
     async def pause(self, request: Request) -> Response:
         return await self._change(request, pause=True)
@@ -156,6 +188,8 @@ class Admin:
         )
         for name, value in self.store.counters().items():
             events.labels(name).set(value)
+        if self.watch_source is not None:
+            _watch_metrics(registry, self.watch_source())
         return generate_latest(registry)
 
     def _counts(self, registry: CollectorRegistry, texts: Gauge) -> None:
@@ -183,8 +217,59 @@ class Admin:
             Route("/admin/carriers", guarded(token, self.carrier_list), methods=["GET"]),
             Route("/admin/carriers/{name}/pause", guarded(token, self.pause), methods=["POST"]),
             Route("/admin/carriers/{name}/resume", guarded(token, self.resume), methods=["POST"]),
+            Route("/admin/watch", guarded(token, self.watch), methods=["GET"]),
             Route("/metrics", guarded(token, self.metrics), methods=["GET"]),
         ]
+
+
+def _watch_metrics(registry: CollectorRegistry, pairs: Sequence[PairStatus]) -> None:
+    """The watch's rates, texts, tests and trips: the series the docstring lists."""
+    rate = Gauge(
+        "sendq_watch_rate",
+        "A signal's rate over the watch's window (delivery: delivered share; receipts: "
+        "overdue share; replies, optouts: per delivered), of the carrier, the campaign's "
+        "other carriers, or the carrier's own baseline",
+        [*PAIR_LABELS, "of"],
+        registry=registry,
+    )
+    texts = Gauge(
+        "sendq_watch_texts",
+        "The carrier's texts behind a signal's rate",
+        PAIR_LABELS,
+        registry=registry,
+    )
+    tripped = Gauge(
+        "sendq_watch_tripped",
+        "1 when the signal's test says the carrier is worse (trip), else 0",
+        PAIR_LABELS,
+        registry=registry,
+    )
+    tests = {
+        name: Gauge(
+            f"sendq_watch_{name}", help_text, [*PAIR_LABELS, "reference"], registry=registry
+        )
+        for name, help_text in (
+            ("statistic", "A test's CUSUM statistic (nats of evidence that the carrier is worse)"),
+            ("threshold", "The statistic at which the test trips: log(B / alpha)"),
+            ("p_value", "The test's always-valid p-value, min(1, B * e^-statistic)"),
+        )
+    }
+    for pair in pairs:
+        for s in pair.signals:
+            labels = (pair.carrier, pair.campaign, s.signal)
+            for of, value in (
+                ("carrier", s.rate),
+                ("others", s.others_rate),
+                ("baseline", s.baseline_rate),
+            ):
+                if value is not None:
+                    rate.labels(*labels, of).set(value)
+            texts.labels(*labels).set(s.texts)
+            tripped.labels(*labels).set(1 if s.decision is Decision.TRIP else 0)
+            for c in s.comparisons:
+                tests["statistic"].labels(*labels, c.reference).set(c.statistic)
+                tests["threshold"].labels(*labels, c.reference).set(c.threshold)
+                tests["p_value"].labels(*labels, c.reference).set(c.p_value)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | Response:

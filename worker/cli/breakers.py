@@ -8,13 +8,15 @@ change, waiting a few seconds at most for the alert.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
+from worker.cli import watch_view
 from worker.cli.common import (
     ByOption,
     JsonFlag,
@@ -100,17 +102,49 @@ def _print_history(entries: list[dict[str, str]]) -> None:
 
 
 @carriers_app.command("status")
-def carriers_status(as_json: JsonFlag = False) -> None:
-    """Each carrier x campaign: state, window counts, held texts, since when and why."""
-    rows = _operations().carrier_status()
+def carriers_status(
+    as_json: JsonFlag = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Every watch test in full: statistic, threshold, p.")
+    ] = False,
+) -> None:
+    """Each carrier x campaign: state, window counts, held texts, since when and why,
+    and the deliverability watch: each signal's rates beside the others' and the baseline."""
+    ops = _operations()
+    rows = ops.carrier_status()
+    pairs = connected(lambda root: root.watch_status())
+    everyone = watch_view.with_watch(rows, pairs, partial(_unrecorded_rows, ops))
     if as_json:
-        emit({"carriers": rows})
+        emit({"carriers": everyone})
         return
+    if watch:
+        out.print(watch_view.tests_table(pairs) if pairs else "the watch has no counts yet")
+        lines = watch_view.evidence_lines(pairs)
+    else:
+        _print_breakers(rows)
+        if pairs:
+            out.print(watch_view.summary_table(pairs, everyone))
+        lines = []
+    for line in lines + watch_view.trip_lines(pairs):
+        out.print(line, highlight=False, markup=False)
+
+
+def _print_breakers(rows: list[dict[str, Any]]) -> None:
     table = Table("carrier:campaign", "state", "since", "calls", "blocks", "held", "why", "by")
     for r in rows:
         counts = (str(r["window_calls"]), str(r["window_failures"]), str(r["held"]))
         table.add_row(r["name"], r["state"], _clock(r["since_ms"]), *counts, r["why"], r["by"])
     out.print(table)
+
+
+def _unrecorded_rows(ops: Operations, names: Sequence[str]) -> list[dict[str, Any]]:
+    """Breaker rows for pairs the watch knows that have no breaker record yet.
+
+    Read through the operations' own breakers and holds, so the rows have the same
+    keys as ``carrier_status``'s (closed, nothing held, until something happens).
+    """
+    held = ops.holds.counts(list(names))
+    return [ops.carriers.status(name) | {"held": held[name]} for name in names]
 
 
 @carriers_app.command("pause")
