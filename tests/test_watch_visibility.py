@@ -382,11 +382,6 @@ def test_an_admin_app_without_the_watch_says_so(client, ns) -> None:
         assert "sendq_watch_" not in api.get("/metrics", headers=auth()).text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker/wiring.py builds Admin without the watch: needs "
-    "Admin(self.operations(), self.store(), watch=self.watch_status)",
-)
 def test_the_composition_roots_admin_reports_the_watch(redis_url) -> None:
     admin = Root(load_settings(redis_url=redis_url)).admin()
     assert admin.watch_source is not None

@@ -150,7 +150,7 @@ class Root:
     def admin(self) -> Admin:
         from worker.admin import Admin
 
-        return Admin(self.operations(), self.store())
+        return Admin(self.operations(), self.store(), watch=self.watch_status)
 
     # -- asynchronous parts: workers and the webhook app ------------------
 
