@@ -329,3 +329,52 @@ async def test_a_text_held_for_room_keeps_its_place_across_redeliveries(
     assert await pipeline.deliver(ids[1]) == "skipped"
     assert held(client, ns) == ids[1:]
     assert Store(client, ns).get(ids[1])["status"] == Status.HELD  # type: ignore[index]
+
+
+async def test_texts_held_for_room_are_all_let_go_once_the_limit_is_turned_off(
+    aclient, client, ns, queue, sim, provider, lookup
+) -> None:
+    """Review finding: with the limit off, nothing released the limit's hold list."""
+    exposure = AsyncExposure(aclient, ExposurePolicy(max_unconfirmed=1), ns)
+    pipeline = pipeline_with(exposure, aclient, ns, queue, provider, lookup)
+    ids = enqueue(client, ns, queue, 3)
+    assert [await pipeline.deliver(i) for i in ids] == ["sent", "held", "held"]
+    off = AsyncExposure(aclient, ExposurePolicy(), ns)  # restarted without the setting
+    assert await keeper(aclient, queue, ns, off).tick() == 2
+    assert held(client, ns) == []
+    assert released_ids(client, queue, 3) == ids[1:]
+
+
+async def test_a_text_let_in_for_room_that_expires_while_queued_gives_its_slot_back(
+    aclient, client, ns, queue, sim, provider, lookup
+) -> None:
+    """Review finding: the expiry sweep ended such a text with its slot still taken."""
+    from datetime import UTC, datetime, timedelta
+
+    exposure = AsyncExposure(aclient, ExposurePolicy(max_unconfirmed=1), ns)
+    pipeline = pipeline_with(exposure, aclient, ns, queue, provider, lookup)
+    (first,) = enqueue(client, ns, queue, 1)
+    soon = (datetime.now(UTC) + timedelta(seconds=30)).isoformat()
+    (second,) = [
+        a.message_id
+        for a in Producer(client, ns=ns, queue=queue)
+        .enqueue_many(
+            [
+                {
+                    "to": number_for("verizon", 50),
+                    "body": "b",
+                    "campaign": "gotv",
+                    "send_before": soon,
+                }
+            ]
+        )
+        .accepted
+    ]
+    assert [await pipeline.deliver(first), await pipeline.deliver(second)] == ["sent", "held"]
+    await deliver_receipt(exposure, client, ns, first)
+    chores = keeper(aclient, queue, ns, exposure)
+    assert await chores.tick() == 1  # the second is let in for the freed slot, queued
+    client.zadd(f"{ns}:expiry", {second: 1})  # and its deadline passes while it waits
+    await chores.tick()
+    assert Store(client, ns).get(second)["status"] == "expired"  # type: ignore[index]
+    assert (await exposure.status(NAME)).outstanding == 0

@@ -240,10 +240,11 @@ async def test_receipts_that_stop_for_one_carrier_pause_it(aclient, client, ns, 
     assert why.endswith(" vs 0.0% on att and tmobile (p < 0.001)")
 
 
-async def test_a_campaign_on_one_carrier_is_held_to_its_own_baseline(
+async def test_a_campaign_on_one_carrier_is_held_to_its_own_baseline_when_asked(
     aclient, client, ns, receiver
 ) -> None:
-    conf = settings(baseline_s=600)
+    # Replies against the baseline are off by default: an inbound outage is ours.
+    conf = settings(baseline_s=600, replies={"baseline": True})
     watch = make_watch(aclient, client, ns, conf, receiver.url)
     alone = ("verizon",)
     # Ten minutes of people answering, then the window's five minutes of silence.
@@ -281,3 +282,20 @@ def test_settings_that_contradict_themselves_are_refused_by_name() -> None:
         WatchSettings(due_s=900)
     with pytest.raises(ValueError, match="extra"):
         WatchSettings.model_validate({"alpah": 0.01})
+
+
+async def test_replies_that_stop_for_every_carrier_at_once_pause_no_carrier(
+    aclient, client, ns, receiver
+) -> None:
+    """Review finding: an outage of sendq's own inbound route (every carrier's replies
+    gone at once) paused every carrier of the campaign through their baselines."""
+    conf = settings(baseline_s=600)
+    watch = make_watch(aclient, client, ns, conf, receiver.url)
+    normal = {"att": 0.04, "tmobile": 0.04, "verizon": 0.04}
+    await feed(watch.counters, seconds=600, per_s=6, replies=normal, ending_s_ago=300)
+    await feed(
+        watch.counters, seconds=300, per_s=6, replies={"att": 0.0, "tmobile": 0.0, "verizon": 0.0}
+    )
+    actions = await a_round(watch)
+    assert [a for a in actions if a.did == "paused"] == []
+    assert carrier_breakers(client, ns).names() == []

@@ -63,7 +63,11 @@ class ExpirySweeper:
 
     async def sweep(self, now_ms: int) -> int:
         """Expire every waiting text due by ``now_ms``; returns how many it expired."""
-        expired = 0
+        return len(await self.sweep_records(now_ms))
+
+    async def sweep_records(self, now_ms: int) -> list[dict[str, str]]:
+        """As ``sweep``; the records of the texts it expired (their slots are given back)."""
+        expired: list[dict[str, str]] = []
         for _ in range(self.max_batches):
             due = await self._due(now_ms)
             if not due:
@@ -72,7 +76,7 @@ class ExpirySweeper:
             if len(due) < self.batch:
                 break
         if expired:
-            log.warning("texts past their send_before while waiting expired", count=expired)
+            log.warning("texts past their send_before while waiting expired", count=len(expired))
         return expired
 
     async def _due(self, now_ms: int) -> list[str]:
@@ -81,11 +85,16 @@ class ExpirySweeper:
         )
         return [i.decode() if isinstance(i, bytes) else str(i) for i in raw]
 
-    async def _expire(self, ids: Sequence[str], now_ms: int) -> int:
+    async def _expire(self, ids: Sequence[str], now_ms: int) -> list[dict[str, str]]:
         pipe = self.client.pipeline(transaction=False)
         for msg_id in ids:
             k, a = store.transition_args(
-                msg_id, list(WAITING), Status.EXPIRED, reason=EXPIRED_REASON, ns=self.ns
+                msg_id,
+                list(WAITING),
+                Status.EXPIRED,
+                reason=EXPIRED_REASON,
+                return_record=True,
+                ns=self.ns,
             )
             await self._transition(keys=k, args=a, client=pipe)
         results = await pipe.execute()
@@ -100,4 +109,4 @@ class ExpirySweeper:
             later = {msg_id: now_ms + self.recheck_ms for msg_id in sending}
             cleanup.zadd(keys.expiry(self.ns), later, xx=True)
         await cast(Awaitable[Any], cleanup.execute())
-        return sum(1 for t in outcomes if t.ok)
+        return [t.record for t in outcomes if t.ok and t.record is not None]

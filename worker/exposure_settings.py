@@ -55,7 +55,10 @@ class ExposureSettings(BaseModel):
                 raise ValueError("adaptive = true needs max_unconfirmed, the cap's ceiling")
             return self
         if self.adaptive and self.start > ceiling:
-            raise ValueError(f"start ({self.start}) is above max_unconfirmed ({ceiling})")
+            if "start" in self.model_fields_set:
+                raise ValueError(f"start ({self.start}) is above max_unconfirmed ({ceiling})")
+            # The default start, above a small cap the operator chose: start at the cap.
+            self.start = ceiling
         if self.adaptive and self.floor > self.start:
             raise ValueError(f"floor ({self.floor}) is above start ({self.start})")
         return self

@@ -90,6 +90,7 @@ class HoldKeeper:
         self.expiry = expiry
         # None, or the limit off: no texts wait for room, and no call looks.
         self.exposure = exposure if exposure is not None and exposure.enabled else None
+        self._exposures = exposure
         self.sweep_s = sweep_s
         self._last_sweep = 0.0
 
@@ -97,7 +98,11 @@ class HoldKeeper:
         """Expire what waited too long, then one pass over every carrier breaker;
         returns how many texts it released."""
         if self.expiry is not None:
-            await self.expiry.sweep(store.now_ms())
+            expired = await self.expiry.sweep_records(store.now_ms())
+            if expired and self.exposure is not None:
+                # One let in for room and then expired while queued gives it back.
+                pairs = [(r.get("id", ""), r) for r in expired]
+                await self.exposure.release_records(pairs, Release.NOT_SENT)
         if self.overdue is not None:
             ended = await self.overdue.sweep(store.now_ms())
             if ended and self.exposure is not None:
@@ -113,6 +118,10 @@ class HoldKeeper:
         if self.exposure is not None:
             for name in await self.exposure.names():
                 released += await self._let_in(self.exposure, name)
+        elif self._exposures is not None:
+            # The limit was turned off: texts still waiting for room go, all of them.
+            for name in await self._exposures.names():
+                released += await self.holds.release(hold_name(name))
         return released
 
     async def _watch_overdue(self, ended: list[dict[str, str]]) -> None:

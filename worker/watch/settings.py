@@ -67,6 +67,11 @@ class RepliesSettings(SignalSettings):
     # Tuned for silence: replies at a twentieth of the others' (a filter that still
     # lets some through is caught too, more slowly, down to about a quarter).
     bad_ratio: float = Field(0.05, gt=0, le=1)
+    # Off: replies that stop for every carrier at once are our inbound webhook's
+    # outage or a provider's inbound configuration, not a carrier's filter, and
+    # pausing every carrier of the campaign for them would stop it silently.
+    # (A campaign on one carrier is then judged on delivery and receipts alone.)
+    baseline: bool = False
 
 
 class OptoutsSettings(SignalSettings):
