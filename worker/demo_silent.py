@@ -71,7 +71,7 @@ def jobs(count: int, run_id: str) -> list[dict[str, Any]]:
     return [
         {
             "to": number_for(CARRIERS[i % len(CARRIERS)], i),
-            "body": f"sendq silent demo {run_id} #{i}: can we count on your vote? Reply STOP to end",
+            "body": f"sendq silent demo {run_id} #{i}: count on your vote? Reply STOP to end",
             "campaign": CAMPAIGN,
             "key": f"silent-{run_id}-{i}",
         }
