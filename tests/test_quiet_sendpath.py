@@ -89,9 +89,11 @@ async def test_a_quiet_hold_whose_timed_message_was_lost_is_swept_back_after_its
 ) -> None:
     from worker import wire
 
-    msg_id = Producer(client, ns=ns, queue=queue).enqueue(
-        {"to": PERSON, "body": "polls open at 7", "campaign": "gotv"}
-    ).message_id
+    msg_id = (
+        Producer(client, ns=ns, queue=queue)
+        .enqueue({"to": PERSON, "body": "polls open at 7", "campaign": "gotv"})
+        .message_id
+    )
     assert await pipeline.deliver(msg_id) == "held"
     for name in wire.queues_of(queue):  # dramatiq stranded its message
         client.delete(wire.queue_key(name))
