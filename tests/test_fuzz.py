@@ -244,12 +244,11 @@ def hooks(redis_url: str) -> Iterator[InProcess]:
         "vonage": VonageProvider(api_key="k", api_secret="s", signature_secret="sig"),
     }
     store = aioredis.Redis.from_url(redis_url)
-    ns = f"fz{secrets.token_hex(4)}"
     app = create_app(
-        store=AsyncStore(store, ns),
+        store=AsyncStore(store, "fuzz"),
         providers=providers,
         public_url="http://testserver",
-        feed=parts.feed(store, ns),
+        feed=parts.feed(store, "fuzz"),
     )
     client = InProcess(app)
     yield client
