@@ -332,9 +332,6 @@ class Bench:
                     if stop.is_set():
                         return
                     command = event.get("command", "")
-                    if event.get("client_type") != "lua":
-                        name = command.split(" ", 1)[0].strip("'\"").upper()
-                        names[name] = names.get(name, 0) + 1
                     if (
                         event.get("client_type") != "lua"
                         and sha in command
@@ -358,6 +355,23 @@ class Bench:
         out: dict[str, Any] = {}
         for name, (rule, n) in CARRIER_SCENARIOS.items():
             out |= carrier_scenario(self.workdir, name, rule, n)
+        return out
+
+    def exposure(self) -> dict[str, Any]:
+        """Texts into a block (Verizon filters all, receipts 2 s late) and throughput with
+        normal receipts (Verizon's 2 s late, unfiltered), against max_unconfirmed."""
+        out: dict[str, Any] = {}
+        late = {"dlr_delay_s": 2.0}
+        block = {"error_code": "30007", "mode": "receipt", **late}
+        for cap in EXPOSURE_CAPS:
+            env = {"SENDQ_LIMITS__CARRIER__MAX_UNCONFIRMED": str(cap)} if cap else {}
+            tag = f"cap{cap or 'off'}"
+            got = carrier_scenario(self.workdir, f"{tag}_block", block, 3000, env)
+            out[f"exposure_{tag}_into_block"] = got[f"carrier_{tag}_block_sent_into_block"]
+            out[f"exposure_{tag}_block_lost"] = got[f"carrier_{tag}_block_lost"]
+            out[f"exposure_{tag}_block_doubled"] = got[f"carrier_{tag}_block_doubled"]
+            normal = carrier_scenario(self.workdir, f"{tag}_normal", late, 3000, env)
+            out[f"exposure_{tag}_normal_per_s"] = normal[f"carrier_{tag}_normal_texts_per_s"]
         return out
 
     def failover(self) -> dict[str, float]:
@@ -443,6 +457,58 @@ class Bench:
         f = quiet.run(self._drill_redis("quiet"), self.workdir / "quiet", texts=1000)
         return {f"quiet_{k}": v for k, v in f.as_dict().items()}
 
+    # -- issue 14: the deliverability watch (each drill on a Redis of its own) ----------
+
+    def watch_silent(self) -> dict[str, Any]:
+        """Verizon says "delivered" but drops every text, replies at a 5% base rate:
+        paused within 500 of its texts?"""
+        from worker.drills import watch
+
+        f = watch.silent(self._drill_redis("watch-silent"), self.workdir / "watch-silent")
+        return {f"watch_silent_{k}": v for k, v in f.as_dict().items()}
+
+    def watch_receipts_stop(self) -> dict[str, Any]:
+        """Verizon's receipts stop, receipts.timeout_s = due_s = 30 s: paused within 32 s?
+        At the default bucket_s (5 s), at bucket_s = 1, and at bucket_s = 1 with three
+        times the campaign's rate (the evidence a trip needs comes in fewer seconds)."""
+        from worker.drills import watch
+
+        out: dict[str, Any] = {}
+        runs = {
+            "": {},
+            "bucket1_": {"bucket_s": 1},
+            "bucket1_fast_": {"bucket_s": 1, "rate_per_s": 3 * watch.RATE_PER_S},
+        }
+        for tag, options in runs.items():
+            name = f"watch-receipts-{tag or 'default_'}".rstrip("_")
+            f = watch.receipts_stop(self._drill_redis(name), self.workdir / name, **options)
+            waited = f.watch_seconds_to_pause
+            out |= {f"watch_receipts_stop_{tag}{k}": v for k, v in f.as_dict().items()}
+            out[f"watch_receipts_stop_{tag}past_timeout_s"] = (
+                None if waited is None else round(waited - watch.RECEIPTS_STOP_TIMEOUT_S, 2)
+            )
+        return out
+
+    def watch_cut(self) -> dict[str, Any]:
+        """Half of Verizon's texts quietly undelivered: stopped within 300 of them?"""
+        from worker.drills import watch
+
+        f = watch.cut(self._drill_redis("watch-cut"), self.workdir / "watch-cut")
+        return {f"watch_cut_{k}": v for k, v in f.as_dict().items()}
+
+    def watch_false_alarms(self) -> dict[str, Any]:
+        """A normal 50,000-text campaign, 5 seeds: no trip? SENDQ_BENCH_SCALE (a float,
+        default 1) scales the texts of each run."""
+        from worker.drills import watch_alarms
+
+        scale = float(os.environ.get("SENDQ_BENCH_SCALE", "1.0"))
+        f = watch_alarms.false_alarms(
+            lambda seed: self._drill_redis(f"watch-alarms-{seed}"),
+            self.workdir / "watch-alarms",
+            scale=scale,
+        )
+        return {f"watch_false_alarms_{k}": v for k, v in f.as_dict().items()}
+
 
 RL_RATE = 50
 RL_BURST = 2
@@ -490,9 +556,18 @@ CARRIER_SCENARIOS = {
     "receipts_late_100": ({"error_code": "30007", "mode": "receipt", "dlr_delay_s": 2.0}, 3000),
 }
 FILTER_FROM_S = 1.0
+# limits.carrier.max_unconfirmed values the exposure figure compares (None: off).
+EXPOSURE_CAPS = (None, 1000, 300, 100, 30)
 
 
-def carrier_scenario(workdir: Path, name: str, rule: dict[str, Any], n: int) -> dict[str, Any]:
+def carrier_scenario(
+    workdir: Path,
+    name: str,
+    rule: dict[str, Any],
+    n: int,
+    extra_env: dict[str, str] | None = None,
+    dlr_delay_s: float = 0.05,
+) -> dict[str, Any]:
     """One filtering scenario on a fresh stack; figures from records, audit and inboxes."""
     from worker import keys
     from worker.breaker import Breakers
@@ -513,13 +588,12 @@ def carrier_scenario(workdir: Path, name: str, rule: dict[str, Any], n: int) -> 
         pipe.set(keys.carrier(to), carrier_of(to), ex=3600)
     pipe.execute()
     ops = Breakers(client, "carrier", breaker_policy(CarrierBreakerSettings()))
-    with Stack(
-        redis_url=url, workdir=data / "logs", extra_env={"SENDQ_LOG_LEVEL": "warning"}
-    ) as stack:
+    env = {"SENDQ_LOG_LEVEL": "warning", **(extra_env or {})}
+    with Stack(redis_url=url, workdir=data / "logs", extra_env=env) as stack:
         stack.start_simulator()
         stack.start_webhooks()
         scenario = {
-            "dlr_delay_s": 0.05,
+            "dlr_delay_s": dlr_delay_s,
             "rules": [{"carrier": "verizon", "from_s": FILTER_FROM_S, **rule}],
         }
         httpx.post(f"{stack.sim_url}/sim/scenario", json=scenario).raise_for_status()
@@ -531,8 +605,10 @@ def carrier_scenario(workdir: Path, name: str, rule: dict[str, Any], n: int) -> 
                 {"to": to, "body": body, "campaign": campaign} for to, body in texts
             ).accepted
         ]
+        started_s = time.monotonic()
         stack.start_workers()
         opened_ms = _wait_open(ops, breaker, producer, campaign, len(ids))
+        all_final_s = time.monotonic() if opened_ms is None else None
         httpx.post(f"{stack.sim_url}/sim/scenario", json={"dlr_delay_s": 0.05})
         time.sleep(1.0)
         ops.resume(breaker, who="bench", reason="scenario over")
@@ -544,7 +620,9 @@ def carrier_scenario(workdir: Path, name: str, rule: dict[str, Any], n: int) -> 
     figures = _carrier_figures(producer, ids, filter_from_ms, opened_ms, resumed_ms)
     lost = len(ids) - _final(producer, campaign)
     embedded.stop(data)
+    per_s = round(n / (all_final_s - started_s), 1) if all_final_s else None
     return {
+        f"carrier_{name}_texts_per_s": per_s,
         f"carrier_{name}_pause_latency_s": figures["pause_latency_s"],
         f"carrier_{name}_sent_into_block": figures["sent_into_block"],
         f"carrier_{name}_verizon_texts_before_pause": figures["verizon_sent_before_pause"],
@@ -744,6 +822,11 @@ FIGURES = [
     "optouts",
     "optout_latency",
     "quiet_hours",
+    "exposure",
+    "watch_silent",
+    "watch_receipts_stop",
+    "watch_cut",
+    "watch_false_alarms",
 ]
 
 
