@@ -17,7 +17,6 @@ audit and sendq's records.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -79,8 +78,8 @@ class Stop:
     who: str  # "auto" (the carrier breaker), "watch", ...
     why: str
     at_ms: int
-    # Verizon texts its provider accepted from the fault's start until this stop.
-    texts: int | None
+    # Verizon texts its provider accepted from the fault's start (or the campaign's).
+    texts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +191,7 @@ def run(
         return Outcome(
             texts=len(feeder.ids),
             fault_ms=fault_ms,
-            stops=tuple(_counted(sim, s, fault_ms) for s in _stops(history)),
+            stops=tuple(_stops(history, lambda at_ms: _accepted(sim, fault_ms, at_ms))),
             audit=tuple(_audit(breakers, drill.campaign)),
             sent_while_stopped=max(0, after - in_flight),
             in_flight=in_flight,
@@ -298,12 +297,10 @@ def _until_stopped(
     raise TimeoutError(f"the watch drill did not finish within {drill.timeout_s:g} s")
 
 
-def _stops(history: list[dict[str, str]]) -> list[Stop]:
-    return [
-        Stop(e.get("to", ""), e.get("who", ""), e.get("why", ""), int(e.get("at_ms", 0)), None)
-        for e in history
-        if e.get("to") in STOPPED
-    ]
+def _stops(history: list[dict[str, str]], texts_to: Callable[[int], int]) -> list[Stop]:
+    """The breaker's moves to open or paused, oldest first, with Verizon's texts to each."""
+    moves = [(e, int(e.get("at_ms", 0))) for e in history if e.get("to") in STOPPED]
+    return [Stop(e["to"], e.get("who", ""), e.get("why", ""), at, texts_to(at)) for e, at in moves]
 
 
 def _stopped(history: list[dict[str, str]], resumed_ms: int) -> list[tuple[int, int]]:
@@ -327,12 +324,6 @@ def _audit(breakers: Breakers, campaign: str) -> list[dict[str, str]]:
     """Every transition of the campaign's carrier breakers, oldest first."""
     names = [n for n in breakers.names() if n.endswith(f":{campaign}")]
     return sorted((e for n in names for e in breakers.history(n)), key=lambda e: e["id"])
-
-
-def _counted(sim: SimulatorClient, stop: Stop, fault_ms: int | None) -> Stop:
-    if fault_ms is None:
-        return stop
-    return dataclasses.replace(stop, texts=_accepted(sim, fault_ms, stop.at_ms))
 
 
 def _accepted(sim: SimulatorClient, after_ms: int | None, until_ms: int | None) -> int:
