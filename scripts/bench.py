@@ -461,11 +461,20 @@ class Bench:
 
     def watch_silent(self) -> dict[str, Any]:
         """Verizon says "delivered" but drops every text, replies at a 5% base rate:
-        paused within 500 of its texts?"""
+        paused within 500 of its texts? With fast replies (median 2 s), then with a
+        human's (median 45 s, p99 15 min)."""
         from worker.drills import watch
 
         f = watch.silent(self._drill_redis("watch-silent"), self.workdir / "watch-silent")
-        return {f"watch_silent_{k}": v for k, v in f.as_dict().items()}
+        human = watch.silent(
+            self._drill_redis("watch-silent-human"),
+            self.workdir / "watch-silent-human",
+            texts=15_000,
+            reply_delay=watch.HUMAN_REPLIES,
+        )
+        return {f"watch_silent_{k}": v for k, v in f.as_dict().items()} | {
+            f"watch_silent_human_{k}": v for k, v in human.as_dict().items()
+        }
 
     def watch_receipts_stop(self) -> dict[str, Any]:
         """Verizon's receipts stop, receipts.timeout_s = due_s = 30 s: paused within 32 s?
