@@ -238,7 +238,7 @@ async def test_a_lowered_ceiling_applies_at_once(aclient, ns) -> None:
     wide = limit(aclient, ns, ExposurePolicy(max_unconfirmed=10))
     assert all(await take(wide, [f"m{i}" for i in range(5)]))
     narrow = limit(aclient, ns, ExposurePolicy(max_unconfirmed=3))
-    refused = await narrow.acquire(NAME, "m9")
+    refused = await narrow.acquire(NAME, "m9", T0)  # on the same clock as the five
     assert (bool(refused), refused.outstanding, refused.cap) == (False, 5, 3)
 
 
