@@ -367,3 +367,25 @@ def test_an_optout_spike_is_caught() -> None:
     """Opt-outs are rare, so even 8 times the others' rate takes about a thousand texts."""
     run = simulate(3, 60_000, RATE_PER_S, fault=Fault("verizon", 1800, "optouts", 0.04))
     assert 0 < run.faulty_texts <= 1200
+
+
+def test_a_stopped_receipt_stream_trips_on_a_second_of_texts_past_due() -> None:
+    """Receipts are tested as the on-time share: each of the others' on-time receipts
+    is evidence, so 40 of a stopped carrier's texts (two 1 s cohorts at 20 a second)
+    beside the others' 95% on time trip, where counting its overdue texts as the
+    events (ratios 5 and 30) needed some 75."""
+    conf = WatchSettings(bucket_s=1)
+    hyp = conf.receipts.hypotheses()
+    rules = Rules(conf.alpha, conf.window_s // conf.bucket_s, conf.min_texts)
+    stopped = [Stratum(0, 20, 38, 40)] * 2
+    assert against_others(stopped, hyp, rules).decision is Decision.TRIP
+    as_overdue = Hypotheses(5.0, 30.0)
+    overdue = [Stratum(20, 20, 2, 40)] * 2
+    assert against_others(overdue, as_overdue, rules).decision is Decision.CONTINUE
+
+
+def test_a_carrier_whose_receipts_are_as_prompt_as_the_others_shows_no_evidence() -> None:
+    conf = WatchSettings()
+    rules = Rules(conf.alpha, conf.window_s // conf.bucket_s, conf.min_texts)
+    normal = [Stratum(95, 100, 190, 200)] * 20
+    assert against_others(normal, conf.receipts.hypotheses(), rules).decision is Decision.CLEAR

@@ -154,10 +154,10 @@ def receipts_stop(
         f" by then ends unconfirmed, and the watch counts it overdue at the same age, so it"
         f" can see no stopped receipt sooner. Past it: bucket_s {conf.bucket_s} (a cohort"
         " is judged once all of it is due, up to bucket_s after its first text), the"
-        " evidence (each overdue text is worth at most log(theta1/theta0), about 0.27"
-        " nats at the receipts' ratios 5 and 30, against h of 10 to 11: some 70 to 100 of"
-        f" Verizon's texts, their seconds at its rate), and check_s {conf.check_s:g} (the"
-        f" next round); {ALLOWANCE}"
+        f" evidence (min_texts {conf.min_texts} of Verizon's texts past due, their seconds"
+        " at its rate; h of 10 to 11 nats comes sooner, at about 0.28 for each of the"
+        " other carriers' on-time receipts), and check_s"
+        f" {conf.check_s:g} (the next round); {ALLOWANCE}"
     )
     target = f"<= {timeout_s + RECEIPTS_TARGET_EXTRA_S:g} s"
     return _trip("receipts_stop", drill, out, target, met, note)

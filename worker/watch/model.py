@@ -38,6 +38,11 @@ class Counts:
         """Texts with no final receipt within due_s (meaningful once the cohort is due)."""
         return max(0, self.sent - self.delivered - self.undelivered)
 
+    @property
+    def on_time(self) -> int:
+        """Texts with a final receipt within due_s (the complement of overdue)."""
+        return self.delivered + self.undelivered
+
     def add(self, other: Counts) -> None:
         for name in CODES:
             setattr(self, name, getattr(self, name) + getattr(other, name))

@@ -3,7 +3,7 @@
 **What is tested.** For one carrier x campaign and one signal, texts are grouped in
 cohorts: the texts sent in the same ``bucket_s``. A cohort has the carrier's ``k1``
 events out of ``n1`` texts (replies out of delivered, undelivered out of final
-receipts, overdue out of sent, opt-outs out of delivered) beside a reference: the
+receipts, on-time receipts out of sent, opt-outs out of delivered) beside a reference: the
 other carriers of the same campaign in the same cohort (``k2`` of ``n2``), or the
 carrier's own rate over the ``baseline_s`` before the window.
 
@@ -114,8 +114,8 @@ class Hypotheses:
     """The carrier's rate over its reference's: ``ok_ratio`` is still normal (H0),
     ``bad_ratio`` is what the test is tuned to catch (H1).
 
-    ``bad_ratio < ok_ratio <= 1``: fewer events is worse (replies);
-    ``1 <= ok_ratio < bad_ratio``: more events is worse (undelivered, overdue, opt-outs).
+    ``bad_ratio < ok_ratio <= 1``: fewer events is worse (replies, on-time receipts);
+    ``1 <= ok_ratio < bad_ratio``: more events is worse (undelivered, opt-outs).
     """
 
     ok_ratio: float

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from worker.watch.sequential import Hypotheses
 
 Action = Literal["pause", "alert", "off"]
+# The signals whose events are good news (replies, on-time receipts): fewer is worse.
+FEWER_IS_WORSE = ("receipts", "replies")
 
 
 class _Section(BaseModel):
@@ -49,11 +51,13 @@ class DeliverySettings(SignalSettings):
 
 
 class ReceiptsSettings(SignalSettings):
-    """The share of texts with no final receipt by due_s: more is worse."""
+    """The share of texts with a final receipt by due_s: fewer is worse (shown as the
+    overdue share; tested this way round so a stopped stream is stark: see signals.py)."""
 
-    # Carriers' receipts differ in speed, so a wide margin: a stopped stream is stark anyway.
-    ok_ratio: float = Field(5.0, gt=0, le=1000)
-    bad_ratio: float = Field(30.0, gt=0, le=1000)
+    # Carriers' receipts differ in speed, so a wide margin: 70% of the others' on-time
+    # share is still normal (95% on time vs 66%); H1 is a stopped stream (a twentieth).
+    ok_ratio: float = Field(0.7, gt=0, le=1)
+    bad_ratio: float = Field(0.05, gt=0, le=1)
     # Off: receipts that stop for every carrier at once are our webhook or the
     # provider's, not a carrier's filter, and no carrier should be paused for them.
     baseline: bool = False
@@ -125,8 +129,9 @@ class WatchSettings(_Section):
                 hyp = signal.hypotheses()
             except ValueError as exc:
                 raise ValueError(f"[watch.{name}] {exc}") from None
-            if hyp.fewer_is_worse != (name == "replies"):
-                side = "below 1 (fewer is worse)" if name == "replies" else "1 or more"
+            fewer = name in FEWER_IS_WORSE
+            if hyp.fewer_is_worse != fewer:
+                side = "below 1 (fewer is worse)" if fewer else "1 or more"
                 raise ValueError(f"[watch.{name}] ok_ratio and bad_ratio must be {side}")
         return self
 
