@@ -36,7 +36,9 @@
 -- A receipt proves the text was sent: it applies in any state that is not
 -- final (sending, queued, held, unconfirmed), so a text waiting for a retry or
 -- held behind a breaker is never sent again. A final state is never undone;
--- "unconfirmed" is final for accounting, and evidence still settles it.
+-- "unconfirmed" is final for accounting, and evidence still settles it (a
+-- "sent" receipt does not reopen a text the receipt timeout ended: the
+-- record's unconfirmed_because = receipt_timeout).
 --
 -- Returns {1, attempt, record...} when applied, {0, current status} when the
 -- receipt changes nothing (a duplicate, a final state), {-1} when the message
@@ -100,6 +102,13 @@ end
 
 local from = {sending = true, queued = true, held = true, unconfirmed = true}
 if new ~= "sent" then from.sent = true end
+if new == "sent" and current == "unconfirmed"
+    and redis.call("HGET", msg, "unconfirmed_because") == "receipt_timeout" then
+    -- It was sent and its final receipt is overdue: a late "handed on" says
+    -- nothing new and must not reopen a text already ended (and counted) as
+    -- unconfirmed; only a final receipt settles it now.
+    from.unconfirmed = nil
+end
 if not from[current] or current == new then
     return {0, current}
 end
