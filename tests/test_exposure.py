@@ -302,6 +302,11 @@ def test_the_limit_is_off_unless_max_unconfirmed_is_set() -> None:
         ({"max_unconfirmed": 0}, "greater than or equal to 1"),
         ({"shrink": 1.0}, "less than 1"),
         ({"max_unconfirmd": 10}, "max_unconfirmd"),
+        # Past what Redis holds as milliseconds: refused here, not at every acquire.
+        ({"idle_restart_s": 1e20}, "idle_restart_s"),
+        ({"overdue_margin_s": float("inf")}, "overdue_margin_s"),
+        ({"idle_restart_s": float("nan")}, "idle_restart_s"),
+        ({"max_unconfirmed": 10**30}, "max_unconfirmed"),
     ],
 )
 def test_a_bad_exposure_setting_is_refused_by_name(given: dict[str, object], named: str) -> None:

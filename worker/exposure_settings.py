@@ -24,19 +24,23 @@ DEFAULT_OVERDUE_MARGIN_S = 60.0
 DEFAULT_IDLE_RESTART_S = 3600.0
 
 
+MAX_SECONDS = 7 * 86_400
+MAX_TEXTS = 1_000_000_000  # far past any campaign, and inside what Lua counts exactly
+
+
 class ExposureSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # The cap (the ceiling, when adaptive) on texts out with no final receipt, per
     # carrier x campaign. None: off, and the send path makes no Redis call for it.
-    max_unconfirmed: int | None = Field(None, ge=1)
+    max_unconfirmed: int | None = Field(None, ge=1, le=MAX_TEXTS)
     # Adapt the cap under max_unconfirmed, as TCP's congestion window: start at
     # `start` (a campaign's first texts, and after an operator resumes the carrier),
     # grow on confirmed deliveries, shrink on carrier rejections and overdue receipts.
     adaptive: bool = False
-    start: int = Field(10, ge=1)
+    start: int = Field(10, ge=1, le=MAX_TEXTS)
     # The cap never shrinks below this, so a carrier's texts always trickle.
-    floor: int = Field(1, ge=1)
+    floor: int = Field(1, ge=1, le=MAX_TEXTS)
     # Slots added per confirmed delivery: below the slow-start threshold `growth`
     # each (1.0 doubles the cap per round of receipts), above it growth / cap each
     # (about `growth` more per round).
@@ -44,8 +48,12 @@ class ExposureSettings(BaseModel):
     # A rejection or an overdue receipt multiplies the cap by this, once per round:
     # the losses among texts taken before the last shrink are of that round.
     shrink: float = Field(0.5, gt=0, lt=1)
-    overdue_margin_s: float = Field(DEFAULT_OVERDUE_MARGIN_S, ge=0)
-    idle_restart_s: float = Field(DEFAULT_IDLE_RESTART_S, gt=0)
+    # Bounded at a week, as Redis's PEXPIRE must hold them in milliseconds (a value
+    # past that would refuse every acquire, and so every text, at run time).
+    overdue_margin_s: float = Field(
+        DEFAULT_OVERDUE_MARGIN_S, ge=0, le=MAX_SECONDS, allow_inf_nan=False
+    )
+    idle_restart_s: float = Field(DEFAULT_IDLE_RESTART_S, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _consistent(self) -> ExposureSettings:
