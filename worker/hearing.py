@@ -159,7 +159,7 @@ class Hearing:
         for its carrier x campaign with the texts sent when it was."""
         if self.watch is None or not (record.campaign and record.message_sent_ms):
             return
-        carrier = record.carrier or "unknown"
+        carrier = record.message_carrier or record.carrier or "unknown"
         sent_ms = record.message_sent_ms
         await self.watch.reply(carrier, record.campaign, sent_ms=sent_ms)
         if kind in (Kind.STOP, Kind.POSSIBLE):

@@ -47,6 +47,7 @@ RECORDED_FIELDS = frozenset(
         "campaign",
         "carrier",
         "message_sent_ms",
+        "message_carrier",
     }
 )
 
@@ -66,8 +67,11 @@ class InboundRecord:
     message_id: str | None = None
     campaign: str | None = None
     carrier: str | None = None
-    # When that text's latest attempt was made, epoch ms.
+    # When that text's latest attempt was made, epoch ms, and the carrier it was
+    # counted under then (the watch counts the reply there too; ``carrier`` may
+    # have been renamed since by a receipt).
     message_sent_ms: int | None = None
+    message_carrier: str | None = None
     # What mark() added: kind, action, and anything else.
     marks: dict[str, str] = field(default_factory=dict)
     # True when this text was recorded before (the same provider message id). A
@@ -98,6 +102,7 @@ class InboundRecord:
             "campaign": self.campaign,
             "carrier": self.carrier,
             "message_sent_ms": self.message_sent_ms,
+            "message_carrier": self.message_carrier,
             **self.marks,
         }
 
@@ -126,6 +131,7 @@ def decode_record(raw: Mapping[Any, Any] | Sequence[Any], duplicate: bool = Fals
         campaign=f.get("campaign") or None,
         carrier=f.get("carrier") or None,
         message_sent_ms=int(f["message_sent_ms"]) if f.get("message_sent_ms") else None,
+        message_carrier=f.get("message_carrier") or None,
         marks={k: v for k, v in f.items() if k not in RECORDED_FIELDS},
         duplicate=duplicate,
     )

@@ -51,6 +51,7 @@ from worker.exposure import AsyncExposure, Release, hold_name
 from worker.holds import ALL_CAMPAIGNS, AsyncHolds, breaker_name, split_name
 from worker.leases import LeaseSweeper, OrphanSweeper
 from worker.overdue import ReceiptTimeouts
+from worker.watch.model import attempt_carrier
 from worker.watch.watch import Watch
 
 log = structlog.get_logger("sendq.maintenance")
@@ -127,9 +128,10 @@ class HoldKeeper:
     async def _watch_overdue(self, ended: list[dict[str, str]]) -> None:
         assert self.watch is not None
         for record in ended:
-            sent_ms = int(record.get(f"a{record.get('attempt', '')}:at_ms") or 0)
+            attempt = record.get("attempt", "")
+            sent_ms = int(record.get(f"a{attempt}:at_ms") or 0)
             if sent_ms:
-                carrier = record.get("carrier") or "unknown"
+                carrier = attempt_carrier(record, attempt)
                 await self.watch.counters.overdue(
                     carrier, record.get("campaign", ""), sent_ms=sent_ms
                 )

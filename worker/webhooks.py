@@ -27,7 +27,6 @@ from starlette.routing import Route
 
 from worker.bodies import read_limited
 from worker.callbacks import attempt_of
-from worker.carriers import UNKNOWN as UNKNOWN_CARRIER
 from worker.carriers import normalise as normalise_carrier
 from worker.errors import InvalidWebhook, UnknownSigningKey
 from worker.exposure import AsyncExposure, receipt_release
@@ -40,6 +39,7 @@ from worker.sendpath.optout_feed import OptoutFeed
 from worker.store import AsyncStore, ReceiptResult
 from worker.store import now_ms as store_now_ms
 from worker.watch.counters import WatchCounters
+from worker.watch.model import attempt_carrier
 
 if TYPE_CHECKING:
     from worker.admin import Admin
@@ -196,7 +196,7 @@ class Receipts:
         record = done.record or {}
         sent_ms = int(record.get(f"a{done.attempt}:at_ms") or 0)
         if self.watch is not None and sent_ms:
-            carrier = record.get("carrier") or UNKNOWN_CARRIER
+            carrier = attempt_carrier(record, done.attempt)
             await self.watch.receipt(
                 carrier, record.get("campaign", ""), delivered, sent_ms=sent_ms
             )

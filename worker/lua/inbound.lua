@@ -48,8 +48,12 @@ if message_id then
     -- When the linked text was sent (its latest attempt): the watch counts a reply
     -- with the texts sent at that time.
     if attempt then
-        local sent = redis.call("HGET", record, "a" .. attempt .. ":at_ms")
+        local sent, counted_under = unpack(redis.call(
+            "HMGET", record, "a" .. attempt .. ":at_ms", "a" .. attempt .. ":carrier"))
         if sent then fields["message_sent_ms"] = sent end
+        -- The carrier that attempt was counted under, which a receipt may since
+        -- have renamed in the record: the watch counts the reply there too.
+        if counted_under then fields["message_carrier"] = counted_under end
     end
 end
 -- The person's carrier as the inbound webhook named it, where the linked text had none.

@@ -57,6 +57,8 @@ class Ledger:
             **text.take_pending(),
             **attempt_fields(n, provider, sender, store.now_ms()),
             "carrier": text.carrier,
+            # The watch counts every event of this attempt under this carrier.
+            f"a{n}:carrier": text.carrier,
         }
         resending = text.record.get(RESEND_PENDING_FIELD) == "1"
         if resending:

@@ -41,7 +41,9 @@ class Pipeline:
         self.config = config
         self.parts = parts
         self.gates = list(gates)
-        settler = Settler(parts.store, config, parts.providers, exposure=parts.exposure)
+        settler = Settler(
+            parts.store, config, parts.providers, exposure=parts.exposure, watch=parts.watch
+        )
         self.ledger = Ledger(parts.store, config.lease_ms)
         self.claimer = Claimer(parts.store, config, settler)
         self.router = Router(config, parts, self.ledger, rechecks)

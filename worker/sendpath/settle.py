@@ -39,6 +39,8 @@ from worker.sendpath.config import PipelineConfig
 from worker.sendpath.gates.expiry import past_send_before
 from worker.sendpath.ledger import ATTEMPT_OPEN_FIELD, RESEND_PENDING_FIELD
 from worker.sendpath.text import Text
+from worker.watch.counters import WatchCounters
+from worker.watch.model import attempt_carrier
 
 log = structlog.get_logger("sendq.delivery")
 
@@ -60,10 +62,14 @@ class Settler:
         providers: Mapping[str, Provider],
         clock: Callable[[], int] = store.now_ms,
         exposure: AsyncExposure | None = None,
+        watch: WatchCounters | None = None,
     ) -> None:
         # A text that ends here without evidence gives its exposure slot back, as
         # overdue: its receipt never came.
         self.exposure = exposure
+        # A text the look-up finds was sent: the watch counts it as the send path
+        # counts an accepted one, or its receipt would land in a cohort without it.
+        self.watch = watch
         self.store = store_
         self.config = config
         self.providers = providers
@@ -170,7 +176,7 @@ class Settler:
     async def _settle_sent(self, msg_id: str, record: dict[str, str], pmid: str) -> None:
         n = int(record.get("attempt") or 0)
         provider = record.get(f"a{n}:provider", "")
-        await self.store.transition(
+        done = await self.store.transition(
             msg_id,
             [Status.UNCONFIRMED],
             Status.SENT,
@@ -183,6 +189,10 @@ class Settler:
                 RECEIPT_DUE_FIELD: self.config.receipt_due_ms(),
             },
         )
+        sent_ms = int(record.get(f"a{n}:at_ms") or 0)
+        if done.ok and self.watch is not None and sent_ms:
+            carrier = attempt_carrier(record, n)
+            await self.watch.sent(carrier, record.get("campaign", ""), sent_ms=sent_ms)
 
     async def _send_again(
         self,

@@ -6,11 +6,13 @@ See worker/watch/counters.py for how they are kept in Redis.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 from worker.watch.settings import WatchSettings
 
 BASELINE_BUCKET_S = 60
+UNKNOWN_CARRIER = "unknown"  # worker.carriers.UNKNOWN (not imported: this module is pure)
 CODES = {
     "sent": "s",
     "delivered": "d",
@@ -39,9 +41,15 @@ class Counts:
         return max(0, self.sent - self.delivered - self.undelivered)
 
     @property
-    def on_time(self) -> int:
-        """Texts with a final receipt within due_s (the complement of overdue)."""
-        return self.delivered + self.undelivered
+    def receipted(self) -> int:
+        """Texts with a final receipt so far, late ones too: the receipts signal's event.
+
+        Late receipts count because a stream that is slow is not a stream that has
+        stopped: a slow carrier's overdue cohorts fill in as its receipts come. One
+        whose receipts mostly come after due_s still looks stopped when they are
+        due, so due_s must sit above the slowest carrier's usual median delay.
+        """
+        return self.delivered + self.undelivered + self.late
 
     def add(self, other: Counts) -> None:
         for name in CODES:
@@ -124,6 +132,17 @@ class Snapshot:
         for pair in self.pairs:
             out.setdefault(pair.campaign, []).append(pair)
         return out
+
+
+def attempt_carrier(record: Mapping[str, str], attempt: object) -> str:
+    """The carrier a text's attempt was counted under when it was sent.
+
+    A receipt (Telnyx names the carrier) or a port may rename the record's carrier
+    later; every event of one attempt (sent, receipt, overdue, reply) must land in
+    the same pair, or the old pair shows texts with no receipts and the new one
+    receipts with no texts. Records from before the field: the record's carrier.
+    """
+    return record.get(f"a{attempt}:carrier") or record.get("carrier") or UNKNOWN_CARRIER
 
 
 def pair_name(carrier: str, campaign: str) -> str:

@@ -51,8 +51,9 @@ class DeliverySettings(SignalSettings):
 
 
 class ReceiptsSettings(SignalSettings):
-    """The share of texts with a final receipt by due_s: fewer is worse (shown as the
-    overdue share; tested this way round so a stopped stream is stark: see signals.py)."""
+    """The share of texts past due_s with a final receipt (late ones too): fewer is
+    worse (shown as the overdue share; tested this way round so a stopped stream is
+    stark, and with late receipts so a slow one is not taken for it: see signals.py)."""
 
     # Carriers' receipts differ in speed, so a wide margin: 70% of the others' on-time
     # share is still normal (95% on time vs 66%); H1 is a stopped stream (a twentieth).

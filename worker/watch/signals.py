@@ -4,21 +4,25 @@ Each signal is one event out of one exposure per cohort:
 
     signal     event                      out of               worse   cohorts used
     delivery   undelivered (within due)   final receipts       more    all in the window
-    receipts   on time (a final receipt   texts sent           fewer   past due_s
-               within due_s)
+    receipts   a final receipt (by now,   texts sent           fewer   past due_s
+               late ones too)
     replies    replies (within lag)       delivered            fewer   all in the window
     optouts    opt-outs (within lag)      delivered            more    all in the window
 
 Against the other carriers every cohort is compared with the same cohort of the
 others, so a young cohort (receipts and replies still coming) is judged beside
 cohorts just as young: no lag is needed there, which is what makes a silent
-carrier show within seconds of its replies being due. Receipts are tested as
-the share that came on time, fewer being worse, and shown as the overdue share:
-a stopped stream is then many events missing from the carrier's side (the
-others' on-time receipts) rather than a few extra on it, and each of the
-others' receipts is evidence (about 0.28 nats at 0.7 / 0.05), so a stop shows
-within a second or two of texts past due instead of the 70 to 100 texts the
-overdue events needed (each worth at most log(1 / theta0) there).
+carrier show within seconds of its replies being due.
+
+Receipts are tested as the share of a due cohort's texts that have a final
+receipt, fewer being worse, and shown as the share still without one (overdue).
+A stopped stream is then many events missing from the carrier's side (the
+others' receipts) rather than a few extra on it, and each of the others'
+receipts is evidence (about 0.28 nats at 0.7 / 0.05), so a stop shows within a
+second or two of texts past due instead of the 70 to 100 texts the overdue
+events needed (each worth at most log(1 / theta0) there). Late receipts count
+(``late``: after due_s): a slow stream fills its cohorts in as it comes, and a
+stopped one never does.
 
 Against the carrier's own baseline (older, complete cohorts) only cohorts old
 enough to be complete count: past ``due_s`` (delivery, receipts) or
@@ -85,7 +89,7 @@ MEASURES = (
     Measure(
         "receipts",
         "receipts overdue (past {due} s) for {rate} of {n} sent",
-        lambda c: min(c.on_time, c.sent),
+        lambda c: min(c.receipted, c.sent),
         lambda c: c.sent,
         True,
         _due,

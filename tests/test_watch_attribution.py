@@ -1,0 +1,102 @@
+"""One text's watch events stay in one pair, and a text ended unconfirmed stays ended.
+
+Real Redis and the real webhook app, receipts signed by Twilio's own SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from starlette.testclient import TestClient
+
+from tests import parts
+from tests.test_webhooks import PUBLIC, TOKEN, hooks, post, sending, status  # noqa: F401
+from worker import keys
+from worker.overdue import OVERDUE_COUNTER, ReceiptTimeouts
+from worker.providers.twilio import TwilioProvider
+from worker.store import AsyncStore, Store, now_ms
+from worker.watch import Layout, WatchCounters, WatchCountersSync, WatchSettings
+from worker.watch.model import attempt_carrier
+from worker.webhooks import create_app
+
+LAYOUT = Layout.of(WatchSettings())
+
+
+@pytest.fixture
+def watched(redis_url: str, ns: str) -> Iterator[TestClient]:
+    """The webhook app with the watch's counters, as the composition root builds it."""
+    provider = TwilioProvider(
+        account_sid="AC" + "2" * 32, auth_token=TOKEN, base_url="http://127.0.0.1:9"
+    )
+    aclient = aioredis.Redis.from_url(redis_url)
+    app = create_app(
+        store=AsyncStore(aclient, ns),
+        providers={"twilio": provider},
+        public_url=PUBLIC,
+        feed=parts.feed(aclient, ns),
+        watch=WatchCounters(aclient, LAYOUT, ns),
+    )
+    with TestClient(app, base_url=PUBLIC) as client:
+        yield client
+
+
+def totals(client: redis.Redis, ns: str) -> dict[str, dict[str, int]]:
+    snap = WatchCountersSync(client, LAYOUT, ns).read(now_ms())
+    out: dict[str, dict[str, int]] = {}
+    for pair in snap.pairs:
+        mine = out.setdefault(pair.carrier, {})
+        for counts in pair.buckets.values():
+            for name in ("sent", "delivered", "undelivered", "late"):
+                mine[name] = mine.get(name, 0) + getattr(counts, name)
+    return out
+
+
+async def test_a_receipt_is_counted_under_the_carrier_its_attempt_was_sent_under(
+    watched, aclient, client, ns, queue
+) -> None:
+    """Sent as "unknown" (no look-up), then a receipt or a port names Verizon: the
+    receipt lands beside its text's send, not in a Verizon cohort that never sent it."""
+    msg_id = sending(client, ns, queue)
+    record_key = keys.message(msg_id, ns)
+    client.hset(record_key, mapping={"carrier": "unknown", "a1:carrier": "unknown"})
+    sent_ms = now_ms()
+    client.hset(record_key, "a1:at_ms", str(sent_ms))
+    await WatchCounters(aclient, LAYOUT, ns).sent("unknown", "default", sent_ms=sent_ms)
+    client.hset(record_key, "carrier", "verizon")  # what a receipt naming it writes
+    assert post(watched, msg_id, "delivered").json()["applied"]
+    counted = totals(client, ns)
+    assert counted["unknown"] == {"sent": 1, "delivered": 1, "undelivered": 0, "late": 0}
+    assert counted.get("verizon", {}).get("delivered", 0) == 0
+
+
+def test_a_record_from_before_the_attempts_carrier_uses_its_own() -> None:
+    assert attempt_carrier({"carrier": "att"}, 1) == "att"
+    assert attempt_carrier({"carrier": "att", "a2:carrier": "unknown"}, 2) == "unknown"
+    assert attempt_carrier({}, 1) == "unknown"
+
+
+async def test_a_late_sent_receipt_does_not_reopen_a_text_the_timeout_ended(
+    hooks,  # noqa: F811
+    aclient,
+    client,
+    ns,
+    queue,
+) -> None:
+    msg_id = sending(client, ns, queue)
+    assert post(hooks, msg_id, "sent").status_code == 200  # handed on: now awaited
+    sweeper = ReceiptTimeouts(aclient, timeout_s=600, ns=ns)
+    assert len(await sweeper.sweep(now_ms() + 601_000)) == 1
+    assert status(client, ns, msg_id) == "unconfirmed"
+    assert not post(hooks, msg_id, "sent").json()["applied"]  # a retried "sent"
+    assert status(client, ns, msg_id) == "unconfirmed"
+    assert client.zscore(keys.awaiting(ns), msg_id) is None
+    assert await sweeper.sweep(now_ms() + 1_300_000) == []
+    assert Store(client, ns).counters().get(OVERDUE_COUNTER) == 1
+    # A final receipt still settles it, and the history shows both.
+    assert post(hooks, msg_id, "delivered").json()["applied"]
+    assert status(client, ns, msg_id) == "delivered"
+    moves = [(h["from"], h["to"]) for h in Store(client, ns).history(msg_id)]
+    assert moves[-2:] == [("sent", "unconfirmed"), ("unconfirmed", "delivered")]
