@@ -112,3 +112,29 @@ async def test_an_empty_overdue_sweep_is_one_command(aclient, ns) -> None:
     assert await ReceiptTimeouts(aclient, timeout_s=30, ns=ns).sweep(now_ms()) == []
     after = (await aclient.info("commandstats")).get("cmdstat_zrangebyscore", {}).get("calls", 0)
     assert after - before == 1
+
+
+async def test_sent_texts_from_before_the_upgrade_are_backfilled_once_and_end_unconfirmed(
+    pipeline, aclient, client, ns, queue
+) -> None:
+    """A version without receipt timeouts left texts sent with no due time: the first
+    keeper after the upgrade gives them one, so they too reach a final state."""
+    old = await sent_text(pipeline, client, ns, queue)
+    done = await sent_text(pipeline, client, ns, queue)
+    client.zrem(keys.awaiting(ns), old, done)  # as the old version left them
+    await AsyncStore(aclient, ns).transition(done, ["sent"], "delivered", reason="receipt")
+    updated_ms = int(Store(client, ns).get(old)["updated_ms"])
+    sweeper = ReceiptTimeouts(aclient, timeout_s=TIMEOUT_MS / 1000, ns=ns)
+    assert await sweeper.backfill(now_ms()) == 1
+    assert client.zscore(keys.awaiting(ns), old) == updated_ms + TIMEOUT_MS
+    assert client.zscore(keys.awaiting(ns), done) is None  # final: nothing to await
+    assert await sweeper.backfill(now_ms()) is None  # once per namespace
+    (ended,) = await sweeper.sweep(updated_ms + TIMEOUT_MS + 1)
+    assert (ended["id"], ended["status"]) == (old, "unconfirmed")
+
+
+async def test_a_backfill_another_keeper_holds_is_left_to_it(aclient, client, ns) -> None:
+    client.set(keys.awaiting_backfill_lock(ns), "1", ex=60)
+    sweeper = ReceiptTimeouts(aclient, timeout_s=30, ns=ns)
+    assert await sweeper.backfill(now_ms()) is None
+    assert not client.exists(keys.awaiting_backfilled(ns))  # still to do, by the holder

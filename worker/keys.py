@@ -173,6 +173,16 @@ def awaiting(ns: str = DEFAULT_NAMESPACE) -> str:
     return f"{ns}:awaiting"
 
 
+def awaiting_backfilled(ns: str = DEFAULT_NAMESPACE) -> str:
+    """Set once every sent text from before ``awaiting`` existed has joined it."""
+    return f"{ns}:awaiting:backfilled"
+
+
+def awaiting_backfill_lock(ns: str = DEFAULT_NAMESPACE) -> str:
+    """Held (with a TTL) by the one keeper doing that backfill."""
+    return f"{ns}:awaiting:backfill-lock"
+
+
 def watch_counts(carrier: str, campaign: str, ns: str = DEFAULT_NAMESPACE) -> str:
     return f"{ns}:watch:n:{carrier}:{campaign}"
 

@@ -10,6 +10,11 @@ counted (``receipts_overdue``). It was sent, so it is never sent again; a
 receipt that comes later still settles it (lua/receipt.lua applies to
 ``unconfirmed``), and the history shows both.
 
+Texts recorded ``sent`` by a version from before the set (an upgrade) are
+not in it: the first keeper after the upgrade backfills them once per
+namespace (``backfill``: a SCAN of the records, due ``receipts.timeout_s``
+after their last change), so no text stays ``sent`` across an upgrade either.
+
 The texts it ends are returned, so the deliverability watch can count an
 overdue receipt against the carrier, and the exposure limit can free the slot.
 Several workers sweeping at once is harmless; a sweep with nothing due is one
@@ -30,6 +35,9 @@ from worker.models import Status
 log = structlog.get_logger("sendq.receipts")
 
 DEFAULT_BATCH = 500
+# The backfill's SCAN batch, and how long its lock outlives a keeper that died in it.
+BACKFILL_BATCH = 1000
+BACKFILL_LOCK_S = 300
 DEFAULT_MAX_BATCHES = 20
 OVERDUE_COUNTER = "receipts_overdue"
 OVERDUE_FIELD = "unconfirmed_because"
@@ -68,6 +76,46 @@ class ReceiptTimeouts:
             log.warning("sent texts with no final receipt ended unconfirmed", count=len(ended))
         return ended
 
+    async def backfill(self, now_ms: int) -> int | None:
+        """Sent texts from before ``keys.awaiting`` existed join it; how many. None when
+        it is done already (or another keeper is doing it now: ask again next tick)."""
+        if await self.client.exists(keys.awaiting_backfilled(self.ns)):
+            return None
+        lock = keys.awaiting_backfill_lock(self.ns)
+        if not await self.client.set(lock, str(now_ms), nx=True, ex=BACKFILL_LOCK_S):
+            return None
+        added, ids = 0, []
+        pattern = keys.message_pattern(self.ns)
+        async for raw in self.client.scan_iter(match=pattern, count=BACKFILL_BATCH):
+            msg_id = keys.message_id_of(_text(raw), self.ns)
+            if msg_id is not None:
+                ids.append(msg_id)
+            if len(ids) >= BACKFILL_BATCH:
+                added, ids = added + await self._join(ids, now_ms), []
+        added += await self._join(ids, now_ms)
+        # Marked done only when whole: a keeper killed in it leaves the lock to expire.
+        await self.client.set(keys.awaiting_backfilled(self.ns), str(now_ms))
+        await self.client.delete(lock)
+        if added:
+            log.warning("sent texts from before receipt timeouts now await them", count=added)
+        return added
+
+    async def _join(self, ids: Sequence[str], now_ms: int) -> int:
+        if not ids:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for msg_id in ids:
+            pipe.hmget(keys.message(msg_id, self.ns), "status", "updated_ms")
+        rows = await pipe.execute()
+        timeout_ms = int(self.timeout_s * 1000)
+        pipe = self.client.pipeline(transaction=False)
+        for msg_id, (status, updated_ms) in zip(ids, rows, strict=True):
+            if status is not None and _text(status) == Status.SENT:
+                due_ms = int(_text(updated_ms) if updated_ms else now_ms) + timeout_ms
+                # NX: a text the send path added meanwhile keeps its own due time.
+                pipe.zadd(keys.awaiting(self.ns), {msg_id: due_ms}, nx=True)
+        return sum(int(n) for n in await pipe.execute())
+
     async def _due(self, now_ms: int) -> list[str]:
         raw = await self.client.zrangebyscore(
             keys.awaiting(self.ns), "-inf", now_ms, start=0, num=self.batch
@@ -93,3 +141,7 @@ class ReceiptTimeouts:
         # "sent"; one that was no longer sent (a receipt won) is dropped here.
         await cast(Awaitable[Any], self.client.zrem(keys.awaiting(self.ns), *ids))
         return [t.record for t in outcomes if t.ok and t.record is not None]
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
