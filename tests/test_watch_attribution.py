@@ -64,7 +64,8 @@ async def test_a_receipt_is_counted_under_the_carrier_its_attempt_was_sent_under
     client.hset(record_key, mapping={"carrier": "unknown", "a1:carrier": "unknown"})
     sent_ms = now_ms()
     client.hset(record_key, "a1:at_ms", str(sent_ms))
-    await WatchCounters(aclient, LAYOUT, ns).sent("unknown", "default", sent_ms=sent_ms)
+    counters = WatchCounters(aclient, LAYOUT, ns)
+    await counters.sent_once(msg_id, 1, "unknown", "default", sent_ms=sent_ms)  # as sent
     client.hset(record_key, "carrier", "verizon")  # what a receipt naming it writes
     assert post(watched, msg_id, "delivered").json()["applied"]
     counted = totals(client, ns)
@@ -100,3 +101,56 @@ async def test_a_late_sent_receipt_does_not_reopen_a_text_the_timeout_ended(
     assert status(client, ns, msg_id) == "delivered"
     moves = [(h["from"], h["to"]) for h in Store(client, ns).history(msg_id)]
     assert moves[-2:] == [("sent", "unconfirmed"), ("unconfirmed", "delivered")]
+
+
+async def test_a_text_whose_answer_was_lost_is_counted_sent_by_its_receipt_once(
+    watched, client, ns, queue
+) -> None:
+    """A dropped connection: the send path never heard the provider accept it, so only
+    the receipt can say it went out; a duplicate receipt does not say it twice."""
+    msg_id = sending(client, ns, queue)
+    client.hset(keys.message(msg_id, ns), mapping={"a1:at_ms": str(now_ms())})
+    Store(client, ns).transition(msg_id, ["sending"], "unconfirmed", reason="connection lost")
+    assert post(watched, msg_id, "delivered").json()["applied"]
+    assert not post(watched, msg_id, "delivered").json()["applied"]
+    assert totals(client, ns)["unknown"] == {"sent": 1, "delivered": 1, "undelivered": 0, "late": 0}
+
+
+async def test_a_send_the_send_path_counted_is_not_counted_again_by_its_receipt(
+    watched, aclient, client, ns, queue
+) -> None:
+    msg_id = sending(client, ns, queue)
+    sent_ms = now_ms()
+    client.hset(keys.message(msg_id, ns), mapping={"a1:at_ms": str(sent_ms)})
+    counters = WatchCounters(aclient, LAYOUT, ns)
+    assert await counters.sent_once(msg_id, 1, "unknown", "default", sent_ms=sent_ms)
+    assert not await counters.sent_once(msg_id, 1, "unknown", "default", sent_ms=sent_ms)
+    assert post(watched, msg_id, "sent").json()["applied"]
+    assert post(watched, msg_id, "delivered").json()["applied"]
+    assert totals(client, ns)["unknown"]["sent"] == 1
+
+
+async def test_a_send_is_never_counted_for_a_record_that_is_gone(aclient, client, ns) -> None:
+    counters = WatchCounters(aclient, LAYOUT, ns)
+    assert not await counters.sent_once("no-such-text", 1, "att", "default", sent_ms=now_ms())
+    assert not client.exists(keys.message("no-such-text", ns))  # no stub left behind
+
+
+async def test_a_receipt_renaming_an_older_records_carrier_keeps_the_one_it_was_sent_under(
+    aclient, client, ns, queue
+) -> None:
+    """Records from before a{n}:carrier: the receipt keeps the carrier it was sent under."""
+    msg_id = sending(client, ns, queue)
+    client.hset(keys.message(msg_id, ns), "carrier", "att")
+    done = await AsyncStore(aclient, ns).apply_receipt(
+        msg_id,
+        provider="twilio",
+        attempt=1,
+        provider_message_id="",
+        status="delivered",
+        reason="receipt",
+        fields={"carrier": "verizon"},
+    )
+    assert done.applied and done.record is not None
+    assert done.record["carrier"] == "verizon"
+    assert attempt_carrier(done.record, 1) == "att"

@@ -191,15 +191,20 @@ class Receipts:
             for index, parsed in events
         ]
 
-    async def _watch_receipt(self, done: ReceiptResult, delivered: bool) -> None:
-        """A final receipt, counted with the texts sent when its attempt was made."""
+    async def _watch_receipt(self, msg_id: str, done: ReceiptResult, status: str) -> None:
+        """A receipt proves its attempt went out: counted sent (once: the send path's
+        answer may have been lost, a dropped connection), and a final one counted with
+        the texts sent when its attempt was made."""
         record = done.record or {}
         sent_ms = int(record.get(f"a{done.attempt}:at_ms") or 0)
-        if self.watch is not None and sent_ms:
-            carrier = attempt_carrier(record, done.attempt)
-            await self.watch.receipt(
-                carrier, record.get("campaign", ""), delivered, sent_ms=sent_ms
-            )
+        if self.watch is None or not sent_ms or not done.attempt:
+            return
+        carrier = attempt_carrier(record, done.attempt)
+        campaign = record.get("campaign", "")
+        await self.watch.sent_once(msg_id, done.attempt, carrier, campaign, sent_ms=sent_ms)
+        if status in (Status.DELIVERED, Status.UNDELIVERED):
+            delivered = status == Status.DELIVERED
+            await self.watch.receipt(carrier, campaign, delivered, sent_ms=sent_ms)
 
     async def _inbound(self, provider: Provider, hook: WebhookRequest) -> Response:
         """Inbound texts, and any receipts posted in the same batch (Bandwidth)."""
@@ -262,8 +267,7 @@ class Receipts:
             # The next text to this number goes under the carrier the receipt named
             # (a ported number moves), not a lookup that may be 30 days old.
             await self.feed.learn_carrier(done.record.get("to", ""), receipt.carrier)
-            if receipt.status in (Status.DELIVERED, Status.UNDELIVERED):
-                await self._watch_receipt(done, receipt.status == Status.DELIVERED)
+            await self._watch_receipt(receipt.message_id or "", done, receipt.status)
             outcome = receipt_release(receipt.status, receipt.category)
             if outcome is not None and self.exposure is not None:
                 await self.exposure.release_record(receipt.message_id or "", done.record, outcome)

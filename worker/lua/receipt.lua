@@ -6,6 +6,7 @@
 --            a{N}:from          the sending number it used
 --            a{N}:at_ms         when it was made (written before the HTTP call)
 --            a{N}:pmid          the provider's message id, once known
+--            a{N}:carrier       the carrier it was sent under (set here if missing)
 -- KEYS[2]  {ns}:msg:{id}:h        the record's history (list, capped)
 -- KEYS[3]  {ns}:stats             "{campaign}|{status}" -> count (hash)
 -- KEYS[4]  {ns}:inflight          texts being sent (zset): left when the text leaves sending
@@ -124,6 +125,11 @@ if n > 0 then
         fields[#fields + 1] = "provider_message_id"
         fields[#fields + 1] = pmid
     end
+end
+if n > 0 then
+    -- The carrier the attempt was sent (and counted) under, kept before a receipt
+    -- naming another renames the record's: records from before a{N}:carrier.
+    redis.call("HSETNX", msg, "a" .. n .. ":carrier", redis.call("HGET", msg, "carrier") or "unknown")
 end
 redis.call("HSET", msg, unpack(fields))
 local id = string.match(msg, "([^:]+)$")

@@ -90,9 +90,11 @@ class Pipeline:
         result = routed.result
         if result is None:
             return
-        if result.ok:
-            sent_ms = int(text.record.get(f"a{text.attempt}:at_ms") or 0) or None
-            await self.parts.watch.sent(text.carrier, text.campaign, sent_ms=sent_ms)
+        sent_ms = int(text.record.get(f"a{text.attempt}:at_ms") or 0)
+        if result.ok and sent_ms:
+            await self.parts.watch.sent_once(
+                text.id, text.attempt, text.carrier, text.campaign, sent_ms=sent_ms
+            )
         await self.optout_feed.heard(
             text.record,
             result.category,

@@ -192,7 +192,8 @@ class Settler:
         sent_ms = int(record.get(f"a{n}:at_ms") or 0)
         if done.ok and self.watch is not None and sent_ms:
             carrier = attempt_carrier(record, n)
-            await self.watch.sent(carrier, record.get("campaign", ""), sent_ms=sent_ms)
+            campaign = record.get("campaign", "")
+            await self.watch.sent_once(msg_id, n, carrier, campaign, sent_ms=sent_ms)
 
     async def _send_again(
         self,

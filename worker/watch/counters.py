@@ -6,12 +6,17 @@ same ``bucket_s`` (epoch aligned). Every event names the time its text was sent
 a cohort's replies are set beside that same cohort's deliveries however late
 they come, and a burst of released texts cannot look like silence.
 
-Counters per cohort: ``sent`` (a provider accepted it); ``delivered`` and
-``undelivered`` (a final receipt within ``due_s`` of sending); ``late`` (a final
-receipt after it); ``unconfirmed`` (the receipt sweeper ended it, for display);
-``replies`` and ``optouts`` (within ``reply_lag_s`` of sending; later ones are
-not counted). So a cohort past ``due_s`` is judged the same way at any age:
-overdue = sent - delivered - undelivered.
+Counters per cohort: ``sent`` (a provider accepted it: counted once per attempt,
+whichever of the send path's answer, the look-up or a receipt says so first,
+lua/watch_sent.lua); ``delivered`` and ``undelivered`` (a final receipt within
+``due_s`` of sending); ``late`` (a final receipt after it, with no split: the
+delivery signal judges receipts within due_s only); ``unconfirmed`` (the receipt
+sweeper ended it, for display); ``replies`` and ``optouts`` (within
+``reply_lag_s`` of sending; later ones are not counted). So a cohort past
+``due_s`` is judged the same way at any age on delivery, replies and opt-outs;
+on receipts, the texts still without one (sent - delivered - undelivered -
+late) shrink as late receipts come, so a slow stream is not taken for a
+stopped one.
 
 Layout (worker/keys.py): ``watch_counts`` holds the window's cohorts,
 ``watch_baseline`` the same counts in minute buckets for the baseline;
@@ -19,7 +24,8 @@ Layout (worker/keys.py): ``watch_counts`` holds the window's cohorts,
 Fields are ``"{bucket start, epoch s}:{counter code}"``; bucket starts are
 stored, not indexes, so a change of bucket_s never misreads old fields.
 
-Cost per event: one round trip, two HINCRBY (window, baseline), pipelined, plus
+Cost per event: one round trip, two HINCRBY (window, baseline), pipelined (a
+send: one script that also sets the attempt's ``counted`` mark), plus
 a ZADD of the pair at most once per bucket_s per process. An event whose text
 was sent before anything still kept is dropped with no I/O. The check round
 (one worker per check_s) reads every pair in two more round trips and prunes
@@ -36,7 +42,7 @@ from typing import Any, cast
 import redis
 import redis.asyncio as aioredis
 
-from worker import keys
+from worker import keys, lua
 from worker.store import now_ms
 from worker.watch.model import (
     BASELINE_BUCKET_S,
@@ -63,10 +69,30 @@ class WatchCounters:
         self.layout = layout
         self.ns = ns
         self._listed: dict[str, int] = {}  # pair -> when this process last listed it, ms
+        self._sent_once = client.register_script(lua.source("watch_sent"))
 
     async def sent(self, carrier: str, campaign: str, *, sent_ms: int | None = None) -> None:
         """A provider accepted a text (``sent_ms``: its attempt's time; None: now)."""
         await self._count(carrier, campaign, "sent", sent_ms, None)
+
+    async def sent_once(
+        self, msg_id: str, attempt: int, carrier: str, campaign: str, *, sent_ms: int
+    ) -> bool:
+        """Attempt ``attempt`` of ``msg_id`` went out: counted once, whichever path says
+        so first (the send path's answer, the provider's look-up, a receipt for a text
+        whose answer was lost), by ``a{n}:counted`` on its record (lua/watch_sent.lua).
+        True when this call counted it."""
+        now = now_ms()
+        writes = _writes(self.layout, carrier, campaign, "sent", sent_ms, now, self.ns)
+        pipe = self.client.pipeline(transaction=False)
+        await self._sent_once(
+            keys=[keys.message(msg_id, self.ns), *(k for k, _ in writes)],
+            args=[f"a{attempt}:counted", *(f for _, f in writes)],
+            client=pipe,
+        )
+        self._list(pipe, pair_name(carrier, campaign), now)
+        counted, *_ = await pipe.execute()
+        return bool(counted)
 
     async def receipt(
         self,
@@ -85,7 +111,7 @@ class WatchCounters:
 
     async def overdue(self, carrier: str, campaign: str, *, sent_ms: int) -> None:
         """The receipt sweeper ended a text unconfirmed. Shown, not tested: the
-        receipts signal counts overdue texts itself, from sent and on-time receipts."""
+        receipts signal counts texts without a receipt itself, from sent and receipts."""
         await self._count(carrier, campaign, "overdue", sent_ms, None)
 
     async def reply(
@@ -120,11 +146,14 @@ class WatchCounters:
         pipe = self.client.pipeline(transaction=False)
         for key, fld in writes:
             pipe.hincrby(key, fld, 1)
-        name = pair_name(carrier, campaign)
+        self._list(pipe, pair_name(carrier, campaign), now)
+        await pipe.execute()
+
+    def _list(self, pipe: Any, name: str, now: int) -> None:
+        """List the pair as active, at most once per bucket_s per process."""
         if now - self._listed.get(name, 0) >= self.layout.bucket_s * 1000:
             pipe.zadd(keys.watch_pairs(self.ns), {name: now})
             self._listed[name] = now
-        await pipe.execute()
 
     async def read(self, now: int | None = None) -> Snapshot:
         """Every active pair's counts, the trip records and the evidence marks."""

@@ -37,7 +37,8 @@ class Counts:
 
     @property
     def overdue(self) -> int:
-        """Texts with no final receipt within due_s (meaningful once the cohort is due)."""
+        """Texts with no final receipt within due_s (meaningful once the cohort is due),
+        late receipts or not: what the receipt timeout ends, shown beside the signal."""
         return max(0, self.sent - self.delivered - self.undelivered)
 
     @property
