@@ -114,27 +114,43 @@ async def test_an_empty_overdue_sweep_is_one_command(aclient, ns) -> None:
     assert after - before == 1
 
 
-async def test_sent_texts_from_before_the_upgrade_are_backfilled_once_and_end_unconfirmed(
+async def test_sent_texts_from_before_the_upgrade_get_a_due_time_and_end_unconfirmed(
     pipeline, aclient, client, ns, queue
 ) -> None:
-    """A version without receipt timeouts left texts sent with no due time: the first
-    keeper after the upgrade gives them one, so they too reach a final state."""
+    """A version without receipt timeouts left texts sent with no due time: the keepers'
+    slow scan gives them one, so they too reach a final state."""
     old = await sent_text(pipeline, client, ns, queue)
     done = await sent_text(pipeline, client, ns, queue)
     client.zrem(keys.awaiting(ns), old, done)  # as the old version left them
     await AsyncStore(aclient, ns).transition(done, ["sent"], "delivered", reason="receipt")
     updated_ms = int(Store(client, ns).get(old)["updated_ms"])
-    sweeper = ReceiptTimeouts(aclient, timeout_s=TIMEOUT_MS / 1000, ns=ns)
-    assert await sweeper.backfill(now_ms()) == 1
+    sweeper = ReceiptTimeouts(aclient, timeout_s=TIMEOUT_MS / 1000, ns=ns, scan_count=1)
+    added, steps = 0, 0
+    while True:  # one key a step: the cursor is kept across calls
+        added += await sweeper.scan_step(now_ms())
+        steps += 1
+        if client.hget(keys.awaiting_scan(ns), "done_ms"):
+            break
+    assert added == 1 and steps >= 1
     assert client.zscore(keys.awaiting(ns), old) == updated_ms + TIMEOUT_MS
     assert client.zscore(keys.awaiting(ns), done) is None  # final: nothing to await
-    assert await sweeper.backfill(now_ms()) is None  # once per namespace
     (ended,) = await sweeper.sweep(updated_ms + TIMEOUT_MS + 1)
     assert (ended["id"], ended["status"]) == (old, "unconfirmed")
 
 
-async def test_a_backfill_another_keeper_holds_is_left_to_it(aclient, client, ns) -> None:
-    client.set(keys.awaiting_backfill_lock(ns), "1", ex=60)
-    sweeper = ReceiptTimeouts(aclient, timeout_s=30, ns=ns)
-    assert await sweeper.backfill(now_ms()) is None
-    assert not client.exists(keys.awaiting_backfilled(ns))  # still to do, by the holder
+async def test_a_text_an_old_process_leaves_later_is_found_by_the_next_pass(
+    pipeline, aclient, client, ns, queue
+) -> None:
+    """A rolling upgrade: old processes go on writing sent texts after a pass ended."""
+    sweeper = ReceiptTimeouts(aclient, timeout_s=30, ns=ns, rescan_s=60)
+    while not client.hget(keys.awaiting_scan(ns), "done_ms"):
+        await sweeper.scan_step(now_ms())
+    late = await sent_text(pipeline, client, ns, queue)
+    client.zrem(keys.awaiting(ns), late)
+    assert await sweeper.scan_step(now_ms()) == 0  # the pass just ended: not yet
+    added = 0
+    for _ in range(100):
+        added += await sweeper.scan_step(now_ms() + 61_000)
+        if added:
+            break
+    assert added == 1 and client.zscore(keys.awaiting(ns), late) is not None

@@ -35,6 +35,8 @@ Layout (``{ns}`` is ``sendq`` unless configured otherwise):
     {ns}:expiry              zset   ids of texts with a send_before -> it, epoch ms
     {ns}:awaiting            zset   ids of sent texts -> when their final receipt is
                                     overdue, epoch ms (receipts.timeout_s after sent)
+    {ns}:awaiting:scan       hash   cursor, done_ms: the slow scan for sent texts
+                                    missing from awaiting (an older version's)
     {ns}:watch:n:{carrier}:{campaign}  hash  the watch's counts per cohort:
                                     "{bucket start, epoch s}:{counter}" -> texts
     {ns}:watch:b:{carrier}:{campaign}  hash  the same in minute buckets, for the baseline
@@ -173,14 +175,10 @@ def awaiting(ns: str = DEFAULT_NAMESPACE) -> str:
     return f"{ns}:awaiting"
 
 
-def awaiting_backfilled(ns: str = DEFAULT_NAMESPACE) -> str:
-    """Set once every sent text from before ``awaiting`` existed has joined it."""
-    return f"{ns}:awaiting:backfilled"
-
-
-def awaiting_backfill_lock(ns: str = DEFAULT_NAMESPACE) -> str:
-    """Held (with a TTL) by the one keeper doing that backfill."""
-    return f"{ns}:awaiting:backfill-lock"
+def awaiting_scan(ns: str = DEFAULT_NAMESPACE) -> str:
+    """The scan for sent texts missing from ``awaiting`` (hash): its SCAN cursor, and
+    when its last whole pass ended (done_ms)."""
+    return f"{ns}:awaiting:scan"
 
 
 def watch_counts(carrier: str, campaign: str, ns: str = DEFAULT_NAMESPACE) -> str:

@@ -94,7 +94,6 @@ class HoldKeeper:
         self._exposures = exposure
         self.sweep_s = sweep_s
         self._last_sweep = 0.0
-        self._backfilled = False
 
     async def tick(self) -> int:
         """Expire what waited too long, then one pass over every carrier breaker;
@@ -106,8 +105,8 @@ class HoldKeeper:
                 pairs = [(r.get("id", ""), r) for r in expired]
                 await self.exposure.release_records(pairs, Release.NOT_SENT)
         if self.overdue is not None:
-            if not self._backfilled:  # once: sent texts from before an upgrade
-                self._backfilled = await self.overdue.backfill(store.now_ms()) is None
+            # Sent texts with no due time (left by an older version): one step a tick.
+            await self.overdue.scan_step(store.now_ms())
             ended = await self.overdue.sweep(store.now_ms())
             if ended and self.exposure is not None:
                 pairs = [(r.get("id", ""), r) for r in ended]

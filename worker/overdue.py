@@ -10,10 +10,10 @@ counted (``receipts_overdue``). It was sent, so it is never sent again; a
 receipt that comes later still settles it (lua/receipt.lua applies to
 ``unconfirmed``), and the history shows both.
 
-Texts recorded ``sent`` by a version from before the set (an upgrade) are
-not in it: the first keeper after the upgrade backfills them once per
-namespace (``backfill``: a SCAN of the records, due ``receipts.timeout_s``
-after their last change), so no text stays ``sent`` across an upgrade either.
+Texts recorded ``sent`` by a version from before the set (an upgrade, or an
+old process still running through a rolling one) are not in it: a slow scan,
+one SCAN step per keeper tick, gives each its due time (``receipts.timeout_s``
+after its last change), so no text stays ``sent`` across an upgrade either.
 
 The texts it ends are returned, so the deliverability watch can count an
 overdue receipt against the carrier, and the exposure limit can free the slot.
@@ -35,9 +35,10 @@ from worker.models import Status
 log = structlog.get_logger("sendq.receipts")
 
 DEFAULT_BATCH = 500
-# The backfill's SCAN batch, and how long its lock outlives a keeper that died in it.
-BACKFILL_BATCH = 1000
-BACKFILL_LOCK_S = 300
+# The scan for sent texts with no due time: keys a step (one keeper tick), and how
+# long after a whole pass the next starts.
+DEFAULT_SCAN_COUNT = 1000
+DEFAULT_RESCAN_S = 3600.0
 DEFAULT_MAX_BATCHES = 20
 OVERDUE_COUNTER = "receipts_overdue"
 OVERDUE_FIELD = "unconfirmed_because"
@@ -53,9 +54,13 @@ class ReceiptTimeouts:
         ns: str = keys.DEFAULT_NAMESPACE,
         batch: int = DEFAULT_BATCH,
         max_batches: int = DEFAULT_MAX_BATCHES,
+        scan_count: int = DEFAULT_SCAN_COUNT,
+        rescan_s: float = DEFAULT_RESCAN_S,
     ) -> None:
         self.client = client
         self.timeout_s = timeout_s
+        self.scan_count = scan_count
+        self.rescan_s = rescan_s
         self.ns = ns
         self.batch = batch
         self.max_batches = max_batches
@@ -76,28 +81,32 @@ class ReceiptTimeouts:
             log.warning("sent texts with no final receipt ended unconfirmed", count=len(ended))
         return ended
 
-    async def backfill(self, now_ms: int) -> int | None:
-        """Sent texts from before ``keys.awaiting`` existed join it; how many. None when
-        it is done already (or another keeper is doing it now: ask again next tick)."""
-        if await self.client.exists(keys.awaiting_backfilled(self.ns)):
-            return None
-        lock = keys.awaiting_backfill_lock(self.ns)
-        if not await self.client.set(lock, str(now_ms), nx=True, ex=BACKFILL_LOCK_S):
-            return None
-        added, ids = 0, []
+    async def scan_step(self, now_ms: int) -> int:
+        """One step of the slow scan that gives every ``sent`` text missing from the
+        awaiting set its due time; how many it added.
+
+        Texts an older version left ``sent`` (an upgrade, or old processes still
+        running through a rolling one) are in no set. Each keeper tick takes one
+        SCAN step (``scan_count`` keys), the cursor kept in Redis so the scan goes
+        on across ticks, keepers and restarts; a whole pass starts again
+        ``rescan_s`` after the last ended. Keepers stepping at once repeat a little
+        work, harmlessly: a text joins the set only if it is not in it (ZADD NX).
+        """
+        at = keys.awaiting_scan(self.ns)
+        cursor_raw, done_raw = await self.client.hmget(at, "cursor", "done_ms")
+        cursor = int(cursor_raw or 0)
+        if cursor == 0 and done_raw and now_ms - int(done_raw) < self.rescan_s * 1000:
+            return 0
         pattern = keys.message_pattern(self.ns)
-        async for raw in self.client.scan_iter(match=pattern, count=BACKFILL_BATCH):
-            msg_id = keys.message_id_of(_text(raw), self.ns)
-            if msg_id is not None:
-                ids.append(msg_id)
-            if len(ids) >= BACKFILL_BATCH:
-                added, ids = added + await self._join(ids, now_ms), []
-        added += await self._join(ids, now_ms)
-        # Marked done only when whole: a keeper killed in it leaves the lock to expire.
-        await self.client.set(keys.awaiting_backfilled(self.ns), str(now_ms))
-        await self.client.delete(lock)
+        cursor, raw = await self.client.scan(cursor, match=pattern, count=self.scan_count)
+        ids = [i for i in (keys.message_id_of(_text(r), self.ns) for r in raw) if i]
+        added = await self._join(ids, now_ms)
+        state: dict[str, int] = {"cursor": int(cursor)}
+        if int(cursor) == 0:
+            state["done_ms"] = now_ms
+        await self.client.hset(at, mapping=state)  # type: ignore[arg-type]
         if added:
-            log.warning("sent texts from before receipt timeouts now await them", count=added)
+            log.warning("sent texts with no due time now await their receipts", count=added)
         return added
 
     async def _join(self, ids: Sequence[str], now_ms: int) -> int:
