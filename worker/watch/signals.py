@@ -4,8 +4,9 @@ Each signal is one event out of one exposure per cohort:
 
     signal     event                      out of               worse   cohorts used
     delivery   undelivered (within due)   final receipts       more    all in the window
-    receipts   a final receipt (by now,   texts sent           fewer   past due_s
-               late ones too)
+    receipts   a final receipt (by now,   texts sent           fewer   first text past
+               late ones too)                                          due_s (baseline:
+                                                                       all of it)
     replies    replies (within lag)       delivered            fewer   all in the window
     optouts    opt-outs (within lag)      delivered            more    all in the window
 
@@ -68,6 +69,13 @@ def _due(layout: Layout) -> float:
     return layout.due_s
 
 
+def _first_due(layout: Layout) -> float:
+    """Old enough that the cohort's first text is due (its last is up to bucket_s
+    younger): against the others, whose same cohort is just as old, that is fair,
+    and it saves waiting a whole bucket_s after the due time to see a stop."""
+    return max(0.0, layout.due_s - layout.bucket_s)
+
+
 def _lag(layout: Layout) -> float:
     return layout.reply_lag_s
 
@@ -92,7 +100,7 @@ MEASURES = (
         lambda c: min(c.receipted, c.sent),
         lambda c: c.sent,
         True,
-        _due,
+        _first_due,
         _due,
     ),
     Measure(
