@@ -503,7 +503,12 @@ class Bench:
         from worker.drills import watch
 
         f = watch.cut(self._drill_redis("watch-cut"), self.workdir / "watch-cut")
-        return {f"watch_cut_{k}": v for k, v in f.as_dict().items()}
+        alone = watch.cut(
+            self._drill_redis("watch-cut-alone"), self.workdir / "watch-cut-alone", watch_alone=True
+        )
+        return {f"watch_cut_{k}": v for k, v in f.as_dict().items()} | {
+            f"watch_cut_alone_{k}": v for k, v in alone.as_dict().items()
+        }
 
     def watch_false_alarms(self) -> dict[str, Any]:
         """A normal 50,000-text campaign, 5 seeds: no trip? SENDQ_BENCH_SCALE (a float,

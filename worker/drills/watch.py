@@ -173,22 +173,30 @@ def cut(
     receipts: Lognormal = RECEIPTS,
     await_watch_s: float = 20.0,
     seed: int = 3,
+    watch_alone: bool = False,
 ) -> TripFigures:
     """Only ``share`` of Verizon's texts delivered from FROM_S: stopped within 300 of them?
 
     When the carrier breaker opens first, the drill waits up to ``await_watch_s`` for
     the watch's pause too (less than the breaker's 60 s cool-down, so no probe goes).
+    ``watch_alone``: the carrier breaker gives ambiguous codes no weight, so only the
+    watch can stop Verizon (what the watch takes by itself).
     """
     traffic = Traffic(texts, rate_per_s, NORMAL_REPLIES, REPLIES, receipts, seed=seed)
     fault = {"from_s": FROM_S, "deliver_share": share}
-    drill = Drill(traffic, fault, timeouts(60.0), await_watch_s=await_watch_s)
+    env = timeouts(60.0)
+    if watch_alone:
+        env["SENDQ_BREAKERS__CARRIER__AMBIGUOUS_WEIGHT"] = "0"
+    drill = Drill(traffic, fault, env, await_watch_s=await_watch_s)
     out = run(redis_url, workdir, drill)
     first = out.first()
     met = first is not None and first.texts <= CUT_TARGET_TEXTS
     note = (
         f"{share:.0%} of Verizon's texts delivered, the rest undelivered with the"
         " provider's unreachable code (Twilio 30003), which sendq reads as ambiguous and"
-        " the carrier breaker weighs at ambiguous_weight; the target counts whichever"
+        " the carrier breaker weighs at ambiguous_weight"
+        + (" (0 here: the watch alone)" if watch_alone else "")
+        + "; the target counts whichever"
         f" stopped Verizon first; receipts median {receipts.median_s:g} s p99"
         f" {receipts.p99_s:g} s; {ALLOWANCE}"
     )
