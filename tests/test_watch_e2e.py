@@ -16,8 +16,9 @@ import redis.asyncio as aioredis
 
 from tests.test_alerts import AlertReceiver, alert_receiver
 from worker.alerts import Alerter
-from worker.breaker import Breakers, Decision, Policy, State
+from worker.breaker import AsyncBreakers, Breakers, Decision, Policy, State
 from worker.store import now_ms
+from worker.verdicts import FAILURE_WEIGHT
 from worker.watch import Action, Watch, WatchCounters, WatchCountersSync, watch_status
 from worker.watch.model import Layout
 from worker.watch.settings import DeliverySettings, RepliesSettings, WatchSettings
@@ -39,6 +40,10 @@ class ThreadedBreakers:
     async def state(self, name: str) -> State:
         status = await asyncio.to_thread(self.breakers.status, name)
         return State(status["state"])
+
+    async def state_since(self, name: str) -> tuple[State, int]:
+        status = await asyncio.to_thread(self.breakers.status, name)
+        return State(status["state"]), status["since_ms"]
 
 
 def settings(**overrides: Any) -> WatchSettings:
@@ -206,6 +211,37 @@ async def test_an_operators_resume_starts_the_evidence_over(aclient, client, ns,
     # The silent cohorts are still in the window, but they came before the resume.
     assert await a_round(watch) == []
     assert carrier_breakers(client, ns).status("verizon:gotv")["state"] == "closed"
+
+
+async def test_a_carrier_the_breaker_opened_is_left_to_its_probes(
+    aclient, client, ns, receiver
+) -> None:
+    """The carrier breaker opened on the block itself: a pause on top would turn an open
+    its probes can close into one only an operator lifts."""
+    watch = make_watch(aclient, client, ns, settings(), receiver.url)
+    breakers = carrier_breakers(client, ns)
+    workers = AsyncBreakers(aclient, "carrier", Policy(), ns)
+    for _ in range(Policy().consecutive):
+        await workers.record("verizon:gotv", FAILURE_WEIGHT, "30007")
+    assert breakers.status("verizon:gotv")["state"] == "open"
+    await feed(watch.counters, seconds=240, per_s=12, replies=SILENT_VERIZON)
+    assert await a_round(watch) == []
+    assert breakers.status("verizon:gotv")["state"] == "open"
+
+
+async def test_evidence_from_before_any_resume_is_not_held_against_the_carrier(
+    aclient, client, ns, receiver
+) -> None:
+    """Resumed after the carrier breaker (not the watch) stopped it: the cohorts sent
+    before the resume start over, as after a resume of the watch's own pause."""
+    watch = make_watch(aclient, client, ns, settings(), receiver.url)
+    breakers = carrier_breakers(client, ns)
+    await feed(watch.counters, seconds=240, per_s=12, replies=SILENT_VERIZON)
+    breakers.pause("verizon:gotv", who="maria", reason="checking with the carrier")
+    breakers.resume("verizon:gotv", who="maria", reason="carrier says fixed")
+    assert [a.did for a in await a_round(watch)] == ["restarted"]
+    assert await a_round(watch) == []
+    assert breakers.status("verizon:gotv")["state"] == "closed"
 
 
 async def test_two_workers_checking_at_once_pause_and_alert_once(

@@ -192,6 +192,15 @@ class AsyncBreakers:
         )
         return State(raw.decode()) if raw else State.CLOSED
 
+    async def state_since(self, name: str) -> tuple[State, int]:
+        """The breaker's state and when it began, epoch ms (0: never changed)."""
+        raw = await cast(
+            Awaitable[list[bytes | None]],
+            self.client.hmget(keys.breaker(self.kind, name, self.ns), ["state", "since_ms"]),
+        )
+        state = State(raw[0].decode()) if raw[0] else State.CLOSED
+        return state, int(raw[1] or 0)
+
     async def blocks_below(self, wide: str) -> bool:
         """Does breaker ``wide`` (a carrier-wide one) hold every campaign under it now?
 

@@ -171,14 +171,14 @@ def cut(
     texts: int = 4000,
     rate_per_s: float = RATE_PER_S,
     receipts: Lognormal = RECEIPTS,
-    await_watch_s: float = 20.0,
+    await_watch_s: float = 0.0,
     seed: int = 3,
     watch_alone: bool = False,
 ) -> TripFigures:
     """Only ``share`` of Verizon's texts delivered from FROM_S: stopped within 300 of them?
 
-    When the carrier breaker opens first, the drill waits up to ``await_watch_s`` for
-    the watch's pause too (less than the breaker's 60 s cool-down, so no probe goes).
+    When the carrier breaker opens first, the watch leaves it to its probes (it
+    pauses only a closed breaker), so by default the drill does not wait for it.
     ``watch_alone``: the carrier breaker gives ambiguous codes no weight, so only the
     watch can stop Verizon (what the watch takes by itself).
     """

@@ -11,7 +11,10 @@ What a trip does:
   not close a silent block (its receipts say "delivered"), so only an operator
   resumes it (promise 5). Once the breaker is no longer paused, the trip is
   cleared and the pair's evidence starts over from then: cohorts sent before the
-  resume are not held against it again.
+  resume are not held against it again. A breaker that is not closed (the
+  carrier breaker opened on the block itself, or it is paused) is left as it is,
+  and one that closed after the evidence began (resumed, or a probe passed)
+  starts its evidence over instead of being paused on cohorts from before.
 - ``alert``: announces ``ok>suspect`` with the evidence, once; nothing more for
   that pair and signal until its test clears (``suspect>ok`` is announced), then
   a new trip alerts again.
@@ -55,6 +58,8 @@ class CarrierBreakers(Protocol):
     async def pause(self, name: str, *, who: str, reason: str) -> BreakerDecision: ...
 
     async def state(self, name: str) -> State: ...
+
+    async def state_since(self, name: str) -> tuple[State, int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +111,10 @@ class Watch:
         # Pure CPU (a few ms a campaign): off the event loop, so sends go on meanwhile.
         evaluated = await asyncio.to_thread(statuses, snapshot, self.settings)
         actions: list[Action] = []
+        since = {pair_name(p.carrier, p.campaign): p.since_ms for p in snapshot.pairs}
         for pair in evaluated:
             for signal in pair.signals:
-                action = await self._act(pair, signal, now)
+                action = await self._act(pair, signal, now, since.get(pair.name, 0))
                 if action is not None:
                     actions.append(action)
         await self.counters.prune(snapshot)
@@ -119,7 +125,9 @@ class Watch:
         snapshot = await self.counters.read(self.clock())
         return await asyncio.to_thread(statuses, snapshot, self.settings)
 
-    async def _act(self, pair: PairStatus, s: SignalStatus, now: int) -> Action | None:
+    async def _act(
+        self, pair: PairStatus, s: SignalStatus, now: int, since_ms: int
+    ) -> Action | None:
         if s.trip is not None:
             return await self._follow(pair, s, s.trip, now)
         if s.action == "off" or s.decision is not Decision.TRIP:
@@ -131,6 +139,17 @@ class Watch:
             s.signal, s.action, now, test.evidence, test.reference, test.statistic, test.p_value
         )
         if s.action == "pause":
+            state, changed_ms = await self.breakers.state_since(pair.name)
+            if state is not State.CLOSED:
+                # Stopped already (the carrier breaker saw the block, or a pause): its
+                # own probes or an operator decide; a pause on top would turn an open
+                # that probes can close into one only an operator lifts.
+                return None
+            if changed_ms > since_ms:
+                # Closed since the evidence began (an operator resumed it, or a probe
+                # passed): the cohorts before are not held against it again.
+                await self.counters.restart_evidence(pair.carrier, pair.campaign, changed_ms)
+                return Action(pair.carrier, pair.campaign, s.signal, "restarted", record.evidence)
             return await self._pause(pair, record)
         if not await self.counters.record_trip(pair.carrier, pair.campaign, record):
             return None  # another round recorded it first, and alerted
