@@ -59,10 +59,10 @@ takes few texts and a slight one many. Simulated (3 carriers, 25 texts a second,
 receipts lognormal with median 5 s and p99 60 s), counting the carrier's texts from
 the fault to the trip, the replies' and receipts' own delays included: half its
 texts undelivered, about 170; 80% delivered, about 330; replies stop at a 5% base
-rate, about 490 (at 4%, 700; at 3%, 830); receipts stop, due_s + 5 s. Information
-sets the floor: a silent carrier's n delivered texts carry at most
-n * -log(1 - ok_ratio * q) nats, so at q = 3% even a perfect test needs 430 texts
-to reach h = 9.8. Between ok_ratio and bad_ratio lies the indifference point: a
+rate, about 490 (at 4%, 700; at 3%, 830); receipts stop, at due_s (looked at once a
+cohort). Information sets the floor: a silent carrier's n delivered texts carry at
+most n * -log(1 - ok_ratio * q) nats, so at q = 3% even a perfect test needs 430
+texts to reach h = 9.8. Between ok_ratio and bad_ratio lies the indifference point: a
 carrier worse than it is caught, one better never is (replies at 0.75 / 0.05:
 about a quarter of the others' rate; undelivered at 3 / 15: about 6 times).
 
