@@ -1,6 +1,6 @@
 """Bad input, generated: every rejection names its reason, nothing crashes, nothing else changes.
 
-SENDQ_FUZZ_EXAMPLES sets the cases per input: 10,000 by default, which CI runs; set it
+SENDQ_FUZZ_EXAMPLES sets the cases per input: 10,000 by default (CI runs 3,000); set it
 lower for a quick local run. The real enqueue path is fuzzed in tests/test_fuzz_enqueue.py.
 """
 
