@@ -9,18 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 from starlette.testclient import TestClient
 
-from tests import parts
-from tests.test_webhooks import PUBLIC, TOKEN, hooks, post, sending, status  # noqa: F401
+from tests.test_webhooks import hooks, post, receipt_app, sending, status  # noqa: F401
 from worker import keys
 from worker.overdue import OVERDUE_COUNTER, ReceiptTimeouts
-from worker.providers.twilio import TwilioProvider
 from worker.store import AsyncStore, Store, now_ms
 from worker.watch import Layout, WatchCounters, WatchCountersSync, WatchSettings
 from worker.watch.model import attempt_carrier
-from worker.webhooks import create_app
 
 LAYOUT = Layout.of(WatchSettings())
 
@@ -28,18 +24,7 @@ LAYOUT = Layout.of(WatchSettings())
 @pytest.fixture
 def watched(redis_url: str, ns: str) -> Iterator[TestClient]:
     """The webhook app with the watch's counters, as the composition root builds it."""
-    provider = TwilioProvider(
-        account_sid="AC" + "2" * 32, auth_token=TOKEN, base_url="http://127.0.0.1:9"
-    )
-    aclient = aioredis.Redis.from_url(redis_url)
-    app = create_app(
-        store=AsyncStore(aclient, ns),
-        providers={"twilio": provider},
-        public_url=PUBLIC,
-        feed=parts.feed(aclient, ns),
-        watch=WatchCounters(aclient, LAYOUT, ns),
-    )
-    with TestClient(app, base_url=PUBLIC) as client:
+    with receipt_app(redis_url, ns, watch=lambda a: WatchCounters(a, LAYOUT, ns)) as client:
         yield client
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -22,8 +23,9 @@ PUBLIC = "https://hooks.example.org"
 GOOD = "+12015550123"
 
 
-@pytest.fixture
-def hooks(redis_url: str, ns: str) -> Iterator[TestClient]:
+def receipt_app(redis_url: str, ns: str, **extra: Any) -> TestClient:
+    """The webhook app for Twilio receipts (``extra``: more of create_app's parts,
+    made from the app's own client: ``watch=lambda aclient: ...``)."""
     import redis.asyncio as aioredis
 
     provider = TwilioProvider(
@@ -35,8 +37,14 @@ def hooks(redis_url: str, ns: str) -> Iterator[TestClient]:
         providers={"twilio": provider},
         public_url=PUBLIC,
         feed=parts.feed(aclient, ns),
+        **{name: make(aclient) for name, make in extra.items()},
     )
-    with TestClient(app, base_url=PUBLIC) as client:
+    return TestClient(app, base_url=PUBLIC)
+
+
+@pytest.fixture
+def hooks(redis_url: str, ns: str) -> Iterator[TestClient]:
+    with receipt_app(redis_url, ns) as client:
         yield client
 
 
