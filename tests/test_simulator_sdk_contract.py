@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import ast
+import gc
 import json
 import subprocess
 import sys
@@ -98,12 +99,30 @@ def module_file(name: str) -> Path | None:
     return None
 
 
+def parse_without_finalizers(source: str) -> ast.Module:
+    """ast.parse with the garbage collector held off while the tree is built.
+
+    CPython 3.11 (3.11.7 here) counts the tree's depth on the thread's recursion
+    counter, so a finalizer that runs Python code mid-build (an earlier test's
+    abandoned asyncio task, logging "Task was destroyed") makes ast.parse raise
+    SystemError "AST constructor recursion depth mismatch" (python/cpython#106905).
+    CI failed once on exactly that."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        return ast.parse(source)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def imports_of(name: str, path: Path) -> set[str]:
     """Every module ``path`` names in an import (at any depth, TYPE_CHECKING included),
     ``from a import b`` counting ``a.b`` too, and every literal import_module()."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(parse_without_finalizers(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -163,6 +182,24 @@ def test_no_simulator_module_reaches_worker_providers_through_any_import() -> No
 def test_the_import_walk_would_catch_a_module_that_uses_an_adapter() -> None:
     seen = worker_closure(["worker.webhooks"])
     assert any(m.startswith(FORBIDDEN) for m in seen)
+
+
+def test_the_import_walk_survives_a_finalizer_that_parses_while_it_parses() -> None:
+    # The CI failure's mechanism: garbage whose finalizer calls ast.parse, collected
+    # while the walk's own parse builds its tree; a plain ast.parse raises SystemError.
+    class ParsesWhenCollected:
+        def __del__(self) -> None:
+            ast.parse("x = 1")
+
+    source = (ROOT / "worker" / "providers" / "base.py").read_text(encoding="utf-8")
+    for _ in range(20):
+        gc.disable()
+        for _ in range(50):
+            cycle = ParsesWhenCollected()
+            cycle.self = cycle  # type: ignore[attr-defined]
+        del cycle
+        gc.enable()
+        assert isinstance(parse_without_finalizers(source), ast.Module)
 
 
 def test_importing_every_simulator_module_loads_no_adapter() -> None:
