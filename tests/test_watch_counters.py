@@ -127,6 +127,8 @@ async def test_the_check_round_prunes_aged_cohorts_and_idle_pairs(aclient, ns) -
     c = counters(aclient, ns)
     now = now_ms()
     await c.sent("att", "gotv", sent_ms=now - 1000)
+    await c.restart_evidence("att", "gotv", now - 500)
+    await c.restart_evidence("att", "gotv", now - 400, ["delivery"])
     fine = keys.watch_counts("att", "gotv", ns)
     assert await aclient.hlen(fine) == 1
     # Past the window: the cohort leaves the window hash, and stays in the baseline.
@@ -142,6 +144,7 @@ async def test_the_check_round_prunes_aged_cohorts_and_idle_pairs(aclient, ns) -
     assert (await c.read(idle)).pairs == ()
     assert not await aclient.exists(keys.watch_baseline("att", "gotv", ns))
     assert await aclient.zcard(keys.watch_pairs(ns)) == 0
+    assert await aclient.hlen(keys.watch_since(ns)) == 0  # its restarts too, every signal's
 
 
 async def test_one_check_round_at_a_time_across_processes(aclient, redis_url, ns) -> None:
@@ -168,6 +171,9 @@ async def test_a_trip_is_recorded_once_and_resuming_restarts_the_evidence(aclien
     assert snapshot.trips == {"verizon:gotv|replies": record}
     await c.restart_evidence("verizon", "gotv", 12345)
     assert pair_of((await c.read()).pairs, "verizon").since_ms == 12345
+    await c.restart_evidence("verizon", "gotv", 23456, ["delivery"])  # one signal's only
+    verizon = pair_of((await c.read()).pairs, "verizon")
+    assert (verizon.since_for("delivery"), verizon.since_for("replies")) == (23456, 12345)
     assert await c.clear_trip("verizon", "gotv", "replies")
     assert not await c.clear_trip("verizon", "gotv", "replies")
     assert (await c.read()).trips == {}

@@ -18,7 +18,7 @@ from tests.test_alerts import AlertReceiver, alert_receiver
 from worker.alerts import Alerter
 from worker.breaker import AsyncBreakers, Breakers, Decision, Policy, State
 from worker.store import now_ms
-from worker.verdicts import FAILURE_WEIGHT
+from worker.verdicts import FAILURE_WEIGHT, SUCCESS_WEIGHT
 from worker.watch import Action, Watch, WatchCounters, WatchCountersSync, watch_status
 from worker.watch.model import Layout
 from worker.watch.settings import DeliverySettings, RepliesSettings, WatchSettings
@@ -41,9 +41,9 @@ class ThreadedBreakers:
         status = await asyncio.to_thread(self.breakers.status, name)
         return State(status["state"])
 
-    async def state_since(self, name: str) -> tuple[State, int]:
+    async def state_since(self, name: str) -> tuple[State, int, int]:
         status = await asyncio.to_thread(self.breakers.status, name)
-        return State(status["state"]), status["since_ms"]
+        return State(status["state"]), status["since_ms"], status["resumed_ms"]
 
 
 def settings(**overrides: Any) -> WatchSettings:
@@ -85,6 +85,7 @@ async def feed(
     replies: Mapping[str, float],
     carriers: Sequence[str] = CARRIERS,
     no_receipts: Sequence[str] = (),
+    undelivered: Mapping[str, float] | None = None,
     ending_s_ago: float = 0.0,
     seed: int = 1,
 ) -> None:
@@ -100,7 +101,7 @@ async def feed(
         events.append(counters.sent(carrier, "gotv", sent_ms=sent))
         if carrier in no_receipts or sent + 2000 > end:
             continue
-        delivered = rng.random() >= 0.01
+        delivered = rng.random() >= (undelivered or {}).get(carrier, 0.01)
         events.append(counters.receipt(carrier, "gotv", delivered, sent_ms=sent, at_ms=sent + 2000))
         if delivered and sent + 5000 <= end and rng.random() < replies[carrier]:
             events.append(counters.reply(carrier, "gotv", sent_ms=sent, at_ms=sent + 5000))
@@ -242,6 +243,56 @@ async def test_evidence_from_before_any_resume_is_not_held_against_the_carrier(
     assert [a.did for a in await a_round(watch)] == ["restarted"]
     assert await a_round(watch) == []
     assert breakers.status("verizon:gotv")["state"] == "closed"
+
+
+async def close_by_probes(aclient: aioredis.Redis, ns: str, name: str) -> None:
+    """The carrier breaker opens on rejections and its probes pass: closed by "auto"."""
+    policy = Policy(cooldown_s=0.05)
+    workers = AsyncBreakers(aclient, "carrier", policy, ns)
+    for _ in range(policy.consecutive):
+        await workers.record(name, FAILURE_WEIGHT, "30007")
+    await asyncio.sleep(0.1)
+    for _ in range(policy.probes):
+        assert (await workers.admit(name)).allowed
+    for _ in range(policy.probes):
+        await workers.record(name, SUCCESS_WEIGHT)
+
+
+async def test_a_silent_carrier_whose_breaker_probes_closed_is_still_paused_on_its_replies(
+    aclient, client, ns, receiver
+) -> None:
+    """A carrier that filters silently and now and then rejects enough to trip the
+    breaker: the probes' close does not wipe the replies evidence the breaker never saw."""
+    watch = make_watch(aclient, client, ns, settings(), receiver.url)
+    await feed(watch.counters, seconds=240, per_s=12, replies=SILENT_VERIZON)
+    await close_by_probes(aclient, ns, "verizon:gotv")
+    status = carrier_breakers(client, ns).status("verizon:gotv")
+    assert (status["state"], status["by"], status["resumed_ms"]) == ("closed", "auto", 0)
+
+    actions = await a_round(watch)
+
+    assert [(a.carrier, a.signal, a.did) for a in actions] == [("verizon", "replies", "paused")]
+    assert carrier_breakers(client, ns).status("verizon:gotv")["by"] == "watch"
+
+
+async def test_delivery_evidence_from_before_the_breakers_probes_closed_it_starts_over(
+    aclient, client, ns, receiver
+) -> None:
+    """The rejections the breaker opened on, and its probes then saw end, are not
+    held against the carrier by the watch as well."""
+    watch = make_watch(aclient, client, ns, settings(), receiver.url)
+    cut = {"verizon": 0.5}
+    await feed(watch.counters, seconds=240, per_s=12, replies=NORMAL, undelivered=cut)
+    await close_by_probes(aclient, ns, "verizon:gotv")
+
+    assert [(a.signal, a.did) for a in await a_round(watch)] == [("delivery", "restarted")]
+    assert await a_round(watch) == []
+    assert carrier_breakers(client, ns).status("verizon:gotv")["state"] == "closed"
+    # Only delivery starts over: the other signals keep every cohort.
+    [verizon] = [p for p in (await watch.counters.read()).pairs if p.carrier == "verizon"]
+    assert verizon.since_ms == 0
+    assert list(verizon.signal_since_ms) == ["delivery"]
+    assert verizon.since_for("replies") == 0 < verizon.since_for("delivery")
 
 
 async def test_two_workers_checking_at_once_pause_and_alert_once(

@@ -192,14 +192,17 @@ class AsyncBreakers:
         )
         return State(raw.decode()) if raw else State.CLOSED
 
-    async def state_since(self, name: str) -> tuple[State, int]:
-        """The breaker's state and when it began, epoch ms (0: never changed)."""
+    async def state_since(self, name: str) -> tuple[State, int, int]:
+        """The breaker's state, when it began and when an operator last resumed it,
+        epoch ms (0: never)."""
         raw = await cast(
             Awaitable[list[bytes | None]],
-            self.client.hmget(keys.breaker(self.kind, name, self.ns), ["state", "since_ms"]),
+            self.client.hmget(
+                keys.breaker(self.kind, name, self.ns), ["state", "since_ms", "resumed_ms"]
+            ),
         )
         state = State(raw[0].decode()) if raw[0] else State.CLOSED
-        return state, int(raw[1] or 0)
+        return state, int(raw[1] or 0), int(raw[2] or 0)
 
     async def blocks_below(self, wide: str) -> bool:
         """Does breaker ``wide`` (a carrier-wide one) hold every campaign under it now?
@@ -260,6 +263,7 @@ class Breakers:
             "window_failures": round(failures / FAILURE_WEIGHT, 2),
             "consecutive": int(state.get("consecutive", 0)),
             "reopens": int(state.get("reopens", 0)),
+            "resumed_ms": int(state.get("resumed_ms", 0)),
         }
 
     def history(self, name: str, count: int = 100) -> list[dict[str, str]]:

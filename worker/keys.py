@@ -43,7 +43,9 @@ Layout (``{ns}`` is ``sendq`` unless configured otherwise):
     {ns}:watch:pairs         zset   "{carrier}:{campaign}" -> its last event, epoch ms
     {ns}:watch:trips         hash   "{carrier}:{campaign}|{signal}" -> JSON trip record
     {ns}:watch:since         hash   "{carrier}:{campaign}" -> epoch ms: evidence before
-                                    it is ignored (set when an operator resumes)
+                                    it is ignored (set when an operator resumes);
+                                    "{carrier}:{campaign}|{signal}" -> the same for one
+                                    signal (set when the breaker's probes close it)
     {ns}:watch:round         string the current check round's holder, with a TTL
 
 dramatiq's own keys and queue names are its wire format: ``worker.wire``.

@@ -14,6 +14,8 @@
 --            claimed_ms   when HoldKeeper last claimed probe texts (see claim)
 --            consecutive  failures in a row
 --            why, by      the last transition's reason and author
+--            resumed_ms   when an operator last resumed it (a close by probes
+--                         leaves it), so the deliverability watch can tell the two
 -- KEYS[2]  {ns}:breaker:{kind}:{name}:w   hash: sliding window by time,
 --            "{bucket}:n" calls and "{bucket}:f" failure weight (x full_weight),
 --            "{bucket}:c:{code}" failing calls (weight > 0) by code, so an
@@ -282,7 +284,7 @@ if command == "resume" then
     if state == "closed" then return {0, state, 0, ""} end
     redis.call("DEL", window_key)
     local change = move("closed", ARGV[6], ARGV[7],
-        {"consecutive", 0, "reopens", 0, "probes", 0, "probe_ok", 0})
+        {"consecutive", 0, "reopens", 0, "probes", 0, "probe_ok", 0, "resumed_ms", now})
     return reply(1, "closed", 0, change)
 end
 

@@ -57,6 +57,7 @@ from worker.watch.model import (
     pair_name,
     trip_key,
 )
+from worker.watch.signals import SIGNALS
 
 
 class WatchCounters:
@@ -187,7 +188,11 @@ class WatchCounters:
                 keys.watch_counts(carrier, campaign, self.ns),
                 keys.watch_baseline(carrier, campaign, self.ns),
             )
-            pipe.hdel(keys.watch_since(self.ns), pair_name(carrier, campaign))
+            pipe.hdel(
+                keys.watch_since(self.ns),
+                pair_name(carrier, campaign),
+                *(trip_key(carrier, campaign, s) for s in SIGNALS),
+            )
         if idle:
             pipe.zrem(keys.watch_pairs(self.ns), *idle)
         await pipe.execute()
@@ -208,9 +213,14 @@ class WatchCounters:
         k = trip_key(carrier, campaign, signal)
         return bool(await self.client.hdel(keys.watch_trips(self.ns), k))
 
-    async def restart_evidence(self, carrier: str, campaign: str, at_ms: int) -> None:
-        """Ignore the pair's cohorts sent before ``at_ms`` (an operator resumed it)."""
-        await self.client.hset(keys.watch_since(self.ns), pair_name(carrier, campaign), at_ms)
+    async def restart_evidence(
+        self, carrier: str, campaign: str, at_ms: int, signals: Sequence[str] = ()
+    ) -> None:
+        """Ignore the pair's cohorts sent before ``at_ms``: of every signal (an
+        operator resumed it), or only of ``signals`` (the breaker's probes closed it)."""
+        name = pair_name(carrier, campaign)
+        fields = [trip_key(carrier, campaign, s) for s in signals] or [name]
+        await self.client.hset(keys.watch_since(self.ns), mapping=dict.fromkeys(fields, at_ms))
 
 
 class WatchCountersSync:
@@ -290,7 +300,8 @@ def _snapshot(
             raws[3 + 2 * i], layout.baseline_from_s(now), stale.setdefault(base_key, [])
         )
         since_ms = since.get(pair_name(carrier, campaign), 0)
-        pairs.append(PairCounts(carrier, campaign, fine, base, since_ms))
+        by_signal = {s: since[k] for s in SIGNALS if (k := trip_key(carrier, campaign, s)) in since}
+        pairs.append(PairCounts(carrier, campaign, fine, base, since_ms, by_signal))
     stale = {k: v for k, v in stale.items() if v}
     return Snapshot(now, tuple(pairs), trips, stale)
 

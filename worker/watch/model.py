@@ -98,6 +98,13 @@ class PairCounts:
     baseline: dict[int, Counts]
     # Cohorts sent before this are not evidence (an operator resumed the pair then).
     since_ms: int = 0
+    # The same for one signal: signal -> epoch ms (the carrier breaker's probes
+    # closed it then, and what the breaker judges starts over; see watch.py).
+    signal_since_ms: Mapping[str, int] = field(default_factory=dict)
+
+    def since_for(self, signal: str) -> int:
+        """Cohorts of ``signal`` sent before this are not evidence, epoch ms."""
+        return max(self.since_ms, self.signal_since_ms.get(signal, 0))
 
 
 @dataclass(frozen=True, slots=True)

@@ -187,12 +187,11 @@ def evaluate(pairs: Sequence[PairCounts], settings: WatchSettings, now_ms: int) 
     senders = {m.name: {p.carrier for p in pairs if _exposed(m, p)} for m in MEASURES}
     out: list[PairStatus] = []
     for pair in sorted(pairs, key=lambda p: p.carrier):
-        mine = [b for b in starts if b * 1000 >= pair.since_ms]
         signals = tuple(
             _signal(
                 m,
                 pair,
-                mine,
+                [b for b in starts if b * 1000 >= pair.since_for(m.name)],
                 totals[m.name],
                 sorted(senders[m.name] - {pair.carrier}),
                 settings,

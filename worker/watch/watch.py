@@ -12,9 +12,13 @@ What a trip does:
   resumes it (promise 5). Once the breaker is no longer paused, the trip is
   cleared and the pair's evidence starts over from then: cohorts sent before the
   resume are not held against it again. A breaker that is not closed (the
-  carrier breaker opened on the block itself, or it is paused) is left as it is,
-  and one that closed after the evidence began (resumed, or a probe passed)
-  starts its evidence over instead of being paused on cohorts from before.
+  carrier breaker opened on the block itself, or it is paused) is left as it is.
+  One an operator resumed after the evidence began starts every signal's
+  evidence over. One whose probes closed it since starts over only the delivery
+  evidence, which the breaker itself judged (receipts' rejections are its
+  failures): the replies, opt-outs and receipts it never saw are kept, so a
+  carrier that filters silently and trips the breaker now and then is still
+  caught instead of starting over at every close.
 - ``alert``: announces ``ok>suspect`` with the evidence, once; nothing more for
   that pair and signal until its test clears (``suspect>ok`` is announced), then
   a new trip alerts again.
@@ -50,6 +54,9 @@ CLEARED = "suspect>ok"
 # A round's claim lasts a little less than check_s, so the next round is never
 # refused because a clock or a tick ran a little early.
 ROUND_SHARE = 0.9
+# The signals whose evidence the carrier breaker weighs itself (a receipt's
+# rejection is its failure): they start over when its probes close it.
+BREAKER_JUDGED = ("delivery",)
 
 
 class CarrierBreakers(Protocol):
@@ -59,7 +66,7 @@ class CarrierBreakers(Protocol):
 
     async def state(self, name: str) -> State: ...
 
-    async def state_since(self, name: str) -> tuple[State, int]: ...
+    async def state_since(self, name: str) -> tuple[State, int, int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +118,12 @@ class Watch:
         # Pure CPU (a few ms a campaign): off the event loop, so sends go on meanwhile.
         evaluated = await asyncio.to_thread(statuses, snapshot, self.settings)
         actions: list[Action] = []
-        since = {pair_name(p.carrier, p.campaign): p.since_ms for p in snapshot.pairs}
+        counts = {pair_name(p.carrier, p.campaign): p for p in snapshot.pairs}
         for pair in evaluated:
             for signal in pair.signals:
-                action = await self._act(pair, signal, now, since.get(pair.name, 0))
+                c = counts.get(pair.name)
+                since_ms = c.since_for(signal.signal) if c is not None else 0
+                action = await self._act(pair, signal, now, since_ms)
                 if action is not None:
                     actions.append(action)
         await self.counters.prune(snapshot)
@@ -139,16 +148,22 @@ class Watch:
             s.signal, s.action, now, test.evidence, test.reference, test.statistic, test.p_value
         )
         if s.action == "pause":
-            state, changed_ms = await self.breakers.state_since(pair.name)
+            state, changed_ms, resumed_ms = await self.breakers.state_since(pair.name)
             if state is not State.CLOSED:
                 # Stopped already (the carrier breaker saw the block, or a pause): its
                 # own probes or an operator decide; a pause on top would turn an open
                 # that probes can close into one only an operator lifts.
                 return None
-            if changed_ms > since_ms:
-                # Closed since the evidence began (an operator resumed it, or a probe
-                # passed): the cohorts before are not held against it again.
-                await self.counters.restart_evidence(pair.carrier, pair.campaign, changed_ms)
+            if resumed_ms > since_ms:
+                # An operator resumed it since the evidence began: the cohorts before
+                # are not held against it again, on any signal.
+                await self.counters.restart_evidence(pair.carrier, pair.campaign, resumed_ms)
+                return Action(pair.carrier, pair.campaign, s.signal, "restarted", record.evidence)
+            if changed_ms > since_ms and s.signal in BREAKER_JUDGED:
+                # Its probes closed it since: the rejections it acted on are behind it.
+                await self.counters.restart_evidence(
+                    pair.carrier, pair.campaign, changed_ms, BREAKER_JUDGED
+                )
                 return Action(pair.carrier, pair.campaign, s.signal, "restarted", record.evidence)
             return await self._pause(pair, record)
         if not await self.counters.record_trip(pair.carrier, pair.campaign, record):
