@@ -10,6 +10,7 @@ import redis
 import redis.asyncio as aioredis
 
 from worker import breaker as breaker_mod
+from worker import keys
 from worker.breaker import FAILURE_WEIGHT, SUCCESS_WEIGHT, AsyncBreakers, Breakers, Policy, State
 
 POLICY = Policy(
@@ -286,3 +287,37 @@ async def test_an_automatic_open_says_which_codes_tripped_it(aclient, client, ns
     why = ops.history("p")[0]["why"]
     assert why == "4 failures in a row, last 30007; codes=30007:3,30008:2"
     assert ops.status("p")["window_failures"] == 4.4  # the codes are no extra failures
+
+
+async def test_a_resume_is_remembered_and_a_later_close_by_probes_keeps_it(
+    aclient, client, ns
+) -> None:
+    """The watch tells an operator's resume from the probes' close by resumed_ms."""
+    clock = Clock()
+    with mock.patch.object(breaker_mod, "now_ms", clock):
+        b, ops = breakers(aclient, client, ns)
+        ops.pause("p", who="maria", reason="checking")
+        clock.ms += 1000
+        ops.resume("p", who="maria")
+        resumed_ms = clock.ms
+        assert await b.state_since("p") == (State.CLOSED, resumed_ms, resumed_ms)
+        await fail(b, 4)
+        clock.ms += 1000
+        for _ in range(POLICY.probes):
+            assert (await b.admit("p")).allowed
+        for _ in range(POLICY.probes):
+            await b.record("p", SUCCESS_WEIGHT)
+        assert await b.state_since("p") == (State.CLOSED, clock.ms, resumed_ms)
+        assert (ops.status("p")["by"], ops.status("p")["resumed_ms"]) == ("auto", resumed_ms)
+
+
+async def test_a_resume_by_an_older_version_without_resumed_ms_still_reads_as_a_resume(
+    aclient, client, ns
+) -> None:
+    b, ops = breakers(aclient, client, ns)
+    ops.pause("p", who="maria", reason="checking")
+    ops.resume("p", who="maria")
+    await aclient.hdel(keys.breaker("provider", "p", ns), "resumed_ms")  # what it left
+    state, since_ms, resumed_ms = await b.state_since("p")
+    assert (state, resumed_ms) == (State.CLOSED, since_ms)
+    assert ops.status("p")["resumed_ms"] == since_ms

@@ -15,6 +15,7 @@ import redis
 import redis.asyncio as aioredis
 
 from tests.test_alerts import AlertReceiver, alert_receiver
+from worker import keys
 from worker.alerts import Alerter
 from worker.breaker import AsyncBreakers, Breakers, Decision, Policy, State
 from worker.store import now_ms
@@ -293,6 +294,41 @@ async def test_delivery_evidence_from_before_the_breakers_probes_closed_it_start
     assert verizon.since_ms == 0
     assert list(verizon.signal_since_ms) == ["delivery"]
     assert verizon.since_for("replies") == 0 < verizon.since_for("delivery")
+
+
+async def test_a_delivery_cut_that_goes_on_after_the_probes_closed_it_still_pauses(
+    aclient, client, ns, receiver
+) -> None:
+    watch = make_watch(aclient, client, ns, settings(), receiver.url)
+    cut = {"verizon": 0.5}
+    await feed(watch.counters, seconds=240, per_s=12, replies=NORMAL, undelivered=cut)
+    await close_by_probes(aclient, ns, "verizon:gotv")
+    # The close came two minutes ago: the cut's texts since then are evidence.
+    two_min_ago = now_ms() - 120_000
+    await aclient.hset(keys.breaker("carrier", "verizon:gotv", ns), "since_ms", two_min_ago)
+
+    assert [(a.signal, a.did) for a in await a_round(watch)] == [("delivery", "restarted")]
+    assert [(a.signal, a.did) for a in await a_round(watch)] == [("delivery", "paused")]
+    assert carrier_breakers(client, ns).status("verizon:gotv")["by"] == "watch"
+
+
+async def test_a_resume_by_an_older_version_still_starts_the_evidence_over(
+    aclient, client, ns, receiver
+) -> None:
+    """An older breaker.lua kept no resumed_ms: its resume is read from who closed it."""
+    conf = settings()
+    counters = WatchCounters(aclient, Layout.of(conf), ns)
+    workers = AsyncBreakers(aclient, "carrier", Policy(), ns)  # the watch's, as wired
+    watch = Watch(counters, conf, workers, Alerter([receiver.url]))
+    breakers = carrier_breakers(client, ns)
+    await feed(counters, seconds=240, per_s=12, replies=SILENT_VERIZON)
+    breakers.pause("verizon:gotv", who="maria", reason="checking with the carrier")
+    breakers.resume("verizon:gotv", who="maria", reason="carrier says fixed")
+    await aclient.hdel(keys.breaker("carrier", "verizon:gotv", ns), "resumed_ms")
+
+    assert [(a.signal, a.did) for a in await a_round(watch)] == [("replies", "restarted")]
+    assert await a_round(watch) == []
+    assert breakers.status("verizon:gotv")["state"] == "closed"
 
 
 async def test_two_workers_checking_at_once_pause_and_alert_once(

@@ -32,6 +32,8 @@ from worker.verdicts import FAILURE_WEIGHT, SUCCESS_WEIGHT
 
 DEFAULT_CACHE_MS = 200
 DEFAULT_PROBE_TIMEOUT_S = 30.0
+# breaker.lua's name for itself as the author of a transition (opens, probes).
+AUTO = "auto"
 
 
 class State(StrEnum):
@@ -89,6 +91,17 @@ def _decode(raw: Sequence[Any]) -> Decision:
 
     why = s(raw[4]) if len(raw) > 4 else ""
     return Decision(bool(int(raw[0])), State(s(raw[1])), int(raw[2]), s(raw[3]), why)
+
+
+def resumed_at(state: str, since_ms: int, resumed_ms: int, by: str) -> int:
+    """When an operator last resumed the breaker, epoch ms (0: never).
+
+    breaker.lua keeps ``resumed_ms``; one an older version resumed has none, but
+    only an operator's resume or the probes (by AUTO) close a breaker, so a closed
+    one whose last change was not by AUTO was resumed then."""
+    if state == State.CLOSED and since_ms > resumed_ms and by and by != AUTO:
+        return since_ms
+    return resumed_ms
 
 
 def _call_args(
@@ -198,11 +211,13 @@ class AsyncBreakers:
         raw = await cast(
             Awaitable[list[bytes | None]],
             self.client.hmget(
-                keys.breaker(self.kind, name, self.ns), ["state", "since_ms", "resumed_ms"]
+                keys.breaker(self.kind, name, self.ns), ["state", "since_ms", "resumed_ms", "by"]
             ),
         )
         state = State(raw[0].decode()) if raw[0] else State.CLOSED
-        return state, int(raw[1] or 0), int(raw[2] or 0)
+        since_ms, resumed_ms = int(raw[1] or 0), int(raw[2] or 0)
+        by = raw[3].decode() if raw[3] else ""
+        return state, since_ms, resumed_at(state, since_ms, resumed_ms, by)
 
     async def blocks_below(self, wide: str) -> bool:
         """Does breaker ``wide`` (a carrier-wide one) hold every campaign under it now?
@@ -263,7 +278,12 @@ class Breakers:
             "window_failures": round(failures / FAILURE_WEIGHT, 2),
             "consecutive": int(state.get("consecutive", 0)),
             "reopens": int(state.get("reopens", 0)),
-            "resumed_ms": int(state.get("resumed_ms", 0)),
+            "resumed_ms": resumed_at(
+                state.get("state", State.CLOSED.value),
+                int(state.get("since_ms", 0)),
+                int(state.get("resumed_ms", 0)),
+                state.get("by", ""),
+            ),
         }
 
     def history(self, name: str, count: int = 100) -> list[dict[str, str]]:

@@ -45,7 +45,8 @@ Layout (``{ns}`` is ``sendq`` unless configured otherwise):
     {ns}:watch:since         hash   "{carrier}:{campaign}" -> epoch ms: evidence before
                                     it is ignored (set when an operator resumes);
                                     "{carrier}:{campaign}|{signal}" -> the same for one
-                                    signal (set when the breaker's probes close it)
+                                    signal (the breaker's probes closed it then; set
+                                    when that signal first trips after the close)
     {ns}:watch:round         string the current check round's holder, with a TTL
 
 dramatiq's own keys and queue names are its wire format: ``worker.wire``.

@@ -218,6 +218,9 @@ class WatchCounters:
     ) -> None:
         """Ignore the pair's cohorts sent before ``at_ms``: of every signal (an
         operator resumed it), or only of ``signals`` (the breaker's probes closed it)."""
+        unknown = set(signals) - set(SIGNALS)
+        if unknown:
+            raise ValueError(f"not watch signals: {sorted(unknown)}")
         name = pair_name(carrier, campaign)
         fields = [trip_key(carrier, campaign, s) for s in signals] or [name]
         await self.client.hset(keys.watch_since(self.ns), mapping=dict.fromkeys(fields, at_ms))

@@ -99,7 +99,7 @@ class PairCounts:
     # Cohorts sent before this are not evidence (an operator resumed the pair then).
     since_ms: int = 0
     # The same for one signal: signal -> epoch ms (the carrier breaker's probes
-    # closed it then, and what the breaker judges starts over; see watch.py).
+    # closed it then: set the first time that signal trips after; see watch.py).
     signal_since_ms: Mapping[str, int] = field(default_factory=dict)
 
     def since_for(self, signal: str) -> int:

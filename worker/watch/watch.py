@@ -43,7 +43,7 @@ from worker.watch.counters import WatchCounters, WatchCountersSync
 from worker.watch.model import Snapshot, TripRecord, pair_name, trip_key
 from worker.watch.sequential import Decision
 from worker.watch.settings import WatchSettings
-from worker.watch.signals import PairStatus, SignalStatus, evaluate
+from worker.watch.signals import SIGNALS, PairStatus, SignalStatus, evaluate
 
 log = structlog.get_logger("sendq.watch")
 
@@ -57,6 +57,7 @@ ROUND_SHARE = 0.9
 # The signals whose evidence the carrier breaker weighs itself (a receipt's
 # rejection is its failure): they start over when its probes close it.
 BREAKER_JUDGED = ("delivery",)
+assert set(BREAKER_JUDGED) <= set(SIGNALS), "a judged signal the watch does not know"
 
 
 class CarrierBreakers(Protocol):
@@ -77,7 +78,8 @@ class Action:
     campaign: str
     signal: str
     # "paused", "already paused", "alerted", "cleared" (an alert's signal cleared),
-    # "restarted" (an operator resumed: evidence starts over)
+    # "restarted" (an operator resumed, or for delivery the breaker's probes closed
+    # it: evidence starts over)
     did: str
     evidence: str
 
