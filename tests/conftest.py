@@ -67,6 +67,27 @@ def private_redis(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 AUTH_TOKEN = "test-auth-token"
 
+# scripts/test runs the suite on two pytest-xdist workers. The drills that run
+# sendq's processes at full tilt, kill them, cut their links in network namespaces
+# or pace texts in real time go one after another on one worker, in the order
+# written, so no two drills run at once (on a 2-core machine) or share a network
+# namespace's addresses; every other test is spread over both workers.
+DRILLS = (
+    "tests/reliability/",
+    "tests/test_watch_drills.py",
+    "tests/test_demo.py",
+    "tests/test_demo_silent.py",
+    "tests/test_quiet_e2e.py",
+    "tests/test_failover_providers.py",
+)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.relative_to(ROOT).as_posix().startswith(DRILLS):
+            item.add_marker(pytest.mark.xdist_group("drills"))
+
 
 @pytest.fixture(scope="session")
 def simulator() -> Iterator[str]:
