@@ -115,6 +115,20 @@ async def test_a_send_the_send_path_counted_is_not_counted_again_by_its_receipt(
     assert totals(client, ns)["unknown"]["sent"] == 1
 
 
+async def test_a_final_receipt_counts_its_send_once_and_its_outcome_in_the_same_call(
+    aclient, client, ns, queue
+) -> None:
+    msg_id = sending(client, ns, queue)
+    sent_ms = now_ms()
+    client.hset(keys.message(msg_id, ns), mapping={"a1:at_ms": str(sent_ms)})
+    counters = WatchCounters(aclient, LAYOUT, ns)
+    assert await counters.sent_once(msg_id, 1, "att", "default", sent_ms=sent_ms, final=False)
+    assert totals(client, ns)["att"] == {"sent": 1, "delivered": 0, "undelivered": 1, "late": 0}
+    # A second final receipt for the same attempt: its outcome counts, its send does not.
+    assert not await counters.sent_once(msg_id, 1, "att", "default", sent_ms=sent_ms, final=True)
+    assert totals(client, ns)["att"] == {"sent": 1, "delivered": 1, "undelivered": 1, "late": 0}
+
+
 async def test_a_send_is_never_counted_for_a_record_that_is_gone(aclient, client, ns) -> None:
     counters = WatchCounters(aclient, LAYOUT, ns)
     assert not await counters.sent_once("no-such-text", 1, "att", "default", sent_ms=now_ms())

@@ -48,6 +48,8 @@ log = structlog.get_logger("sendq.webhooks")
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_ORG = "default"
+# Receipts the watch counts toward delivery (the rest, e.g. "sent", only prove a send).
+FINAL_RECEIPTS = (Status.DELIVERED, Status.UNDELIVERED)
 
 
 def create_app(
@@ -201,10 +203,10 @@ class Receipts:
             return
         carrier = attempt_carrier(record, done.attempt)
         campaign = record.get("campaign", "")
-        await self.watch.sent_once(msg_id, done.attempt, carrier, campaign, sent_ms=sent_ms)
-        if status in (Status.DELIVERED, Status.UNDELIVERED):
-            delivered = status == Status.DELIVERED
-            await self.watch.receipt(carrier, campaign, delivered, sent_ms=sent_ms)
+        final = status == Status.DELIVERED if status in FINAL_RECEIPTS else None
+        await self.watch.sent_once(
+            msg_id, done.attempt, carrier, campaign, sent_ms=sent_ms, final=final
+        )
 
     async def _inbound(self, provider: Provider, hook: WebhookRequest) -> Response:
         """Inbound texts, and any receipts posted in the same batch (Bandwidth)."""

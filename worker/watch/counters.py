@@ -77,12 +77,21 @@ class WatchCounters:
         await self._count(carrier, campaign, "sent", sent_ms, None)
 
     async def sent_once(
-        self, msg_id: str, attempt: int, carrier: str, campaign: str, *, sent_ms: int
+        self,
+        msg_id: str,
+        attempt: int,
+        carrier: str,
+        campaign: str,
+        *,
+        sent_ms: int,
+        final: bool | None = None,
     ) -> bool:
         """Attempt ``attempt`` of ``msg_id`` went out: counted once, whichever path says
         so first (the send path's answer, the provider's look-up, a receipt for a text
         whose answer was lost), by ``a{n}:counted`` on its record (lua/watch_sent.lua).
-        True when this call counted it."""
+        ``final``: the final receipt that proves it, delivered (True) or not (False),
+        counted as ``receipt`` would in the same round trip; None: no final receipt.
+        True when this call counted the send."""
         now = now_ms()
         writes = _writes(self.layout, carrier, campaign, "sent", sent_ms, now, self.ns)
         pipe = self.client.pipeline(transaction=False)
@@ -91,6 +100,8 @@ class WatchCounters:
             args=[f"a{attempt}:counted", *(f for _, f in writes)],
             client=pipe,
         )
+        if final is not None:
+            self._queue(pipe, carrier, campaign, "receipt", sent_ms, None, now, final)
         self._list(pipe, pair_name(carrier, campaign), now)
         counted, *_ = await pipe.execute()
         return bool(counted)
@@ -137,18 +148,32 @@ class WatchCounters:
         delivered: bool = True,
     ) -> None:
         now = now_ms()
+        pipe = self.client.pipeline(transaction=False)
+        if not self._queue(pipe, carrier, campaign, event, sent_ms, at_ms, now, delivered):
+            return  # nothing to count: no I/O
+        self._list(pipe, pair_name(carrier, campaign), now)
+        await pipe.execute()
+
+    def _queue(
+        self,
+        pipe: Any,
+        carrier: str,
+        campaign: str,
+        event: str,
+        sent_ms: int | None,
+        at_ms: int | None,
+        now: int,
+        delivered: bool,
+    ) -> bool:
+        """Put the event's increments on ``pipe``; False when it counts nowhere."""
         at = now if at_ms is None else at_ms
         counter = counter_for(self.layout, event, at if sent_ms is None else sent_ms, at, delivered)
         if counter is None:
-            return
+            return False
         writes = _writes(self.layout, carrier, campaign, counter, sent_ms, now, self.ns)
-        if not writes:
-            return
-        pipe = self.client.pipeline(transaction=False)
         for key, fld in writes:
             pipe.hincrby(key, fld, 1)
-        self._list(pipe, pair_name(carrier, campaign), now)
-        await pipe.execute()
+        return bool(writes)
 
     def _list(self, pipe: Any, name: str, now: int) -> None:
         """List the pair as active, at most once per bucket_s per process."""
