@@ -290,7 +290,9 @@ async def test_a_short_wait_is_slept_in_the_worker(limited, client, ns, queue, s
     limited.config.numbers = {"twilio": ["+12015550199"]}
     ids = [enqueue(client, ns, queue, to=to, body=f"brisk {i}") for i in range(3)]
     assert [await limited.deliver(i) for i in ids] == ["sent", "sent", "sent"]
-    assert len(slept) == 2 and all(0.05 < s <= 0.2 for s in slept)
+    # About one and two slots (100 and 200 ms) ahead; the limiters read the clock at
+    # slightly different moments, so a loaded machine sees a millisecond or so more.
+    assert len(slept) == 2 and all(0.05 < s <= 0.25 for s in slept)
 
 
 # -- pacing: throttling and no open provider spend no retry budget -----------------------------
