@@ -11,6 +11,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -80,14 +81,19 @@ DRILLS = (
     "tests/test_quiet_e2e.py",
     "tests/test_failover_providers.py",
 )
-ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.path.relative_to(ROOT).as_posix().startswith(DRILLS):
-            item.add_marker(pytest.mark.xdist_group("drills"))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's load-by-scope scheduler with every drill in one scope. (Its own
+    ``--dist loadgroup`` marks tests by rewriting ``item._nodeid``, which pytest 9
+    no longer reads: the marked drills were spread over both workers.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class DrillsInTurn(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "drills" if nodeid.startswith(DRILLS) else nodeid
+
+    return DrillsInTurn(config, log)
 
 
 @pytest.fixture(scope="session")
