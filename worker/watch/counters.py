@@ -25,8 +25,10 @@ Fields are ``"{bucket start, epoch s}:{counter code}"``; bucket starts are
 stored, not indexes, so a change of bucket_s never misreads old fields.
 
 Cost per event: one round trip, two HINCRBY (window, baseline), pipelined (a
-send: one script that also sets the attempt's ``counted`` mark), plus
-a ZADD of the pair at most once per bucket_s per process. An event whose text
+send: one script that also sets the attempt's ``counted`` mark; a final
+receipt: that script and its own two HINCRBY in one pipeline; redis-py sends a
+SCRIPT EXISTS before any pipeline holding a script, so those take two round
+trips), plus a ZADD of the pair at most once per bucket_s per process. An event whose text
 was sent before anything still kept is dropped with no I/O. The check round
 (one worker per check_s) reads every pair in two more round trips and prunes
 what has aged out.
