@@ -476,6 +476,14 @@ class Bench:
             f"watch_silent_human_{k}": v for k, v in human.as_dict().items()
         }
 
+    def watch_silent_flapping(self) -> dict[str, Any]:
+        """Silent, and a burst of 30007s every 12 s that opens the carrier breaker and
+        lets its probes close it: does the watch still pause Verizon, within 500?"""
+        from worker.drills import watch
+
+        f = watch.silent_flapping(self._drill_redis("watch-flapping"), self.workdir / "flapping")
+        return {f"watch_silent_flapping_{k}": v for k, v in f.as_dict().items()}
+
     def watch_receipts_stop(self) -> dict[str, Any]:
         """Verizon's receipts stop, receipts.timeout_s = due_s = 30 s: paused within 32 s?
         At the default bucket_s (5 s), at bucket_s = 1, and at bucket_s = 1 with three
@@ -838,6 +846,7 @@ FIGURES = [
     "quiet_hours",
     "exposure",
     "watch_silent",
+    "watch_silent_flapping",
     "watch_receipts_stop",
     "watch_cut",
     "watch_false_alarms",

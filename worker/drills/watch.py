@@ -13,7 +13,11 @@ quietly undelivered, as unreachable handsets are. Then, from ``from_s``:
    "undelivered" receipt with the provider's generic unreachable code (Twilio
    30003), which sendq reads as *ambiguous*: it weighs on the carrier breaker at
    ``ambiguous_weight``, so that breaker may stop Verizon before the watch does;
-4. ``false_alarms`` (drills/watch_alarms.py): no fault, base reply rates 3.5%, 4%, 4.5%.
+4. ``false_alarms`` (drills/watch_alarms.py): no fault, base reply rates 3.5%, 4%, 4.5%;
+5. ``silent_flapping``: ``silent``, and every ``every_s`` Verizon also refuses its
+   texts with 30007 for ``burst_s``: the carrier breaker opens, its probes pass (the
+   receipts say "delivered") and it closes again, over and over. The watch keeps the
+   replies evidence across those closes, so it still pauses Verizon.
 
 **Replies come fast.** People's replies take a lognormal median 2 s, p99 20 s
 here (``REPLIES``; the simulator's default is a human's, median 45 s, p99 15 min:
@@ -122,6 +126,57 @@ def silent(
         f" {ALLOWANCE}"
     )
     return _trip("silent", drill, out, f"<= {SILENT_TARGET_TEXTS} texts", met, note)
+
+
+def silent_flapping(
+    redis_url: str,
+    workdir: Path,
+    *,
+    every_s: float = 12.0,
+    burst_s: float = 0.5,
+    cooldown_s: float = 5.0,
+    texts: int = 7200,
+    rate_per_s: float = RATE_PER_S,
+    seed: int = 4,
+) -> TripFigures:
+    """``silent``, with a burst of 30007s every ``every_s`` that opens the carrier
+    breaker and lets its probes close it: does the watch still pause Verizon?"""
+    traffic = Traffic(texts, rate_per_s, SILENT_REPLIES, REPLIES, RECEIPTS, seed=seed)
+    last_s = FROM_S + texts / rate_per_s
+    bursts = tuple(
+        {"from_s": at, "until_s": at + burst_s, "error": "carrier_block", "mode": "sync"}
+        for at in _steps(FROM_S + 3.0, last_s, every_s)
+    )
+    fault = {"from_s": FROM_S, "silent": True}
+    # A short cool-down, not doubled, so the breaker closes again between bursts: the
+    # default (60 s, doubling on each re-open) holds Verizon's texts most of the time.
+    env = timeouts(60.0) | {
+        "SENDQ_BREAKERS__CARRIER__COOLDOWN_S": str(cooldown_s),
+        "SENDQ_BREAKERS__CARRIER__COOLDOWN_MAX_S": str(cooldown_s),
+    }
+    drill = Drill(traffic, fault, env, fault_extra=bursts, await_watch_s=last_s)
+    out = run(redis_url, workdir, drill)
+    watch = out.by_watch()
+    met = watch is not None and watch.texts <= SILENT_TARGET_TEXTS
+    before = watch.at_ms if watch is not None else None
+    opens = sum(1 for s in out.stops if s.to == "open" and (before is None or s.at_ms < before))
+    note = (
+        f"silent from {FROM_S:g} s, and from {FROM_S + 3:g} s every {every_s:g} s Verizon"
+        f" refuses its texts with 30007 for {burst_s:g} s; the carrier breaker (cool-down"
+        f" {cooldown_s:g} s) opened {opens} times before the watch's pause, each closed"
+        " again by its probes;"
+        f" reply rates {rates(SILENT_REPLIES)}; {ALLOWANCE}"
+    )
+    return _trip("silent_flapping", drill, out, f"<= {SILENT_TARGET_TEXTS} texts", met, note)
+
+
+def _steps(start: float, stop: float, step: float) -> list[float]:
+    out: list[float] = []
+    at = start
+    while at < stop:
+        out.append(round(at, 3))
+        at += step
+    return out
 
 
 def receipts_stop(

@@ -117,6 +117,8 @@ class Drill:
     fault: Mapping[str, Any] | None = None
     # SENDQ_... settings for every process.
     env: Mapping[str, str] = field(default_factory=dict)
+    # More rules for Verizon's texts, played and lifted with the fault.
+    fault_extra: tuple[Mapping[str, Any], ...] = ()
     # Texts keep coming this long after the first stop (or the watch's, if awaited).
     tail_s: float = 3.0
     # After the carrier breaker stops Verizon, keep going up to this long for the watch.
@@ -144,6 +146,8 @@ class Drill:
         t = self.traffic
         rules: list[dict[str, Any]] = []
         if self.fault and with_fault:
+            # The extra rules first: a rule with an error decides before a quiet fate.
+            rules += [{"carrier": FAULTY, **extra} for extra in self.fault_extra]
             rules.append({"carrier": FAULTY, **self.fault})
         if t.undelivered:
             rules.append({"deliver_share": 1.0 - t.undelivered})
