@@ -133,6 +133,13 @@ class TlsFront:
         ready.set()
         self._loop.run_forever()
         server.close()
+        # End the pipes here, on their own loop: left pending, they are collected later,
+        # in whatever test runs next, and try to close their sockets on a closed loop.
+        pipes = asyncio.all_tasks(self._loop)
+        for pipe in pipes:
+            pipe.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pipes, return_exceptions=True))
+        self._loop.close()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.handshakes += 1
