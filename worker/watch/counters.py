@@ -25,10 +25,9 @@ Fields are ``"{bucket start, epoch s}:{counter code}"``; bucket starts are
 stored, not indexes, so a change of bucket_s never misreads old fields.
 
 Cost per event: one round trip, two HINCRBY (window, baseline), pipelined (a
-send: one script that also sets the attempt's ``counted`` mark; a final
-receipt: that script and its own two HINCRBY in one pipeline; redis-py sends a
-SCRIPT EXISTS before any pipeline holding a script, so those take two round
-trips), plus a ZADD of the pair at most once per bucket_s per process. An event whose text
+send: one script that also sets the attempt's ``counted`` mark, and for a final
+receipt makes the receipt's increments too), plus a ZADD of the pair at most
+once per bucket_s per process. An event whose text
 was sent before anything still kept is dropped with no I/O. The check round
 (one worker per check_s) reads every pair in two more round trips and prunes
 what has aged out.
@@ -92,20 +91,29 @@ class WatchCounters:
         so first (the send path's answer, the provider's look-up, a receipt for a text
         whose answer was lost), by ``a{n}:counted`` on its record (lua/watch_sent.lua).
         ``final``: the final receipt that proves it, delivered (True) or not (False),
-        counted as ``receipt`` would in the same round trip; None: no final receipt.
-        True when this call counted the send."""
+        counted as ``receipt`` would, in the same script; None: no final receipt.
+        True when this call counted the send.
+
+        One EVALSHA, not a pipeline: redis-py sends SCRIPT EXISTS ahead of every
+        pipeline that holds a script, a second round trip on every send."""
         now = now_ms()
-        writes = _writes(self.layout, carrier, campaign, "sent", sent_ms, now, self.ns)
-        pipe = self.client.pipeline(transaction=False)
-        await self._sent_once(
-            keys=[keys.message(msg_id, self.ns), *(k for k, _ in writes)],
-            args=[f"a{attempt}:counted", *(f for _, f in writes)],
-            client=pipe,
+        sends = _writes(self.layout, carrier, campaign, "sent", sent_ms, now, self.ns)
+        receipt = (
+            []
+            if final is None
+            else self._event_writes(carrier, campaign, "receipt", sent_ms, None, now, final)
         )
-        if final is not None:
-            self._queue(pipe, carrier, campaign, "receipt", sent_ms, None, now, final)
-        self._list(pipe, pair_name(carrier, campaign), now)
-        counted, *_ = await pipe.execute()
+        writes = [*sends, *receipt]
+        counted = await cast(
+            Awaitable[int],
+            self._sent_once(
+                keys=[keys.message(msg_id, self.ns), *(k for k, _ in writes)],
+                args=[f"a{attempt}:counted", len(sends), *(f for _, f in writes)],
+            ),
+        )
+        name = pair_name(carrier, campaign)
+        if self._listing_due(name, now):
+            await self.client.zadd(keys.watch_pairs(self.ns), {name: now})
         return bool(counted)
 
     async def receipt(
@@ -150,15 +158,19 @@ class WatchCounters:
         delivered: bool = True,
     ) -> None:
         now = now_ms()
-        pipe = self.client.pipeline(transaction=False)
-        if not self._queue(pipe, carrier, campaign, event, sent_ms, at_ms, now, delivered):
+        writes = self._event_writes(carrier, campaign, event, sent_ms, at_ms, now, delivered)
+        if not writes:
             return  # nothing to count: no I/O
-        self._list(pipe, pair_name(carrier, campaign), now)
+        pipe = self.client.pipeline(transaction=False)
+        for key, fld in writes:
+            pipe.hincrby(key, fld, 1)
+        name = pair_name(carrier, campaign)
+        if self._listing_due(name, now):
+            pipe.zadd(keys.watch_pairs(self.ns), {name: now})
         await pipe.execute()
 
-    def _queue(
+    def _event_writes(
         self,
-        pipe: Any,
         carrier: str,
         campaign: str,
         event: str,
@@ -166,22 +178,20 @@ class WatchCounters:
         at_ms: int | None,
         now: int,
         delivered: bool,
-    ) -> bool:
-        """Put the event's increments on ``pipe``; False when it counts nowhere."""
+    ) -> list[tuple[str, str]]:
+        """The (key, field) pairs an event increments; none when it counts nowhere."""
         at = now if at_ms is None else at_ms
         counter = counter_for(self.layout, event, at if sent_ms is None else sent_ms, at, delivered)
         if counter is None:
-            return False
-        writes = _writes(self.layout, carrier, campaign, counter, sent_ms, now, self.ns)
-        for key, fld in writes:
-            pipe.hincrby(key, fld, 1)
-        return bool(writes)
+            return []
+        return _writes(self.layout, carrier, campaign, counter, sent_ms, now, self.ns)
 
-    def _list(self, pipe: Any, name: str, now: int) -> None:
-        """List the pair as active, at most once per bucket_s per process."""
-        if now - self._listed.get(name, 0) >= self.layout.bucket_s * 1000:
-            pipe.zadd(keys.watch_pairs(self.ns), {name: now})
-            self._listed[name] = now
+    def _listing_due(self, name: str, now: int) -> bool:
+        """List the pair as active (True: ZADD it now) at most once per bucket_s per process."""
+        if now - self._listed.get(name, 0) < self.layout.bucket_s * 1000:
+            return False
+        self._listed[name] = now
+        return True
 
     async def read(self, now: int | None = None) -> Snapshot:
         """Every active pair's counts, the trip records and the evidence marks."""
