@@ -22,6 +22,7 @@ import httpx
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from worker.breaker import AUTO
 from worker.logs import mask_text, safe_url
 
 log = structlog.get_logger("sendq.alerts")
@@ -32,7 +33,7 @@ DEFAULT_BACKOFF_S = 0.5
 # Long enough for a slow chat webhook and a retry or two; short enough that an
 # operator's pause never seems to hang on a dead alert URL.
 DEFAULT_FLUSH_S = 5.0
-DEFAULT_BY = "auto"
+DEFAULT_BY = AUTO  # a breaker's own transitions: breaker.lua's author for them
 SEVERE = ("open", "paused")
 
 

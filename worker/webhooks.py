@@ -236,7 +236,7 @@ class Receipts:
             return {"error": str(parsed), "http_status": 400}
         if parsed.message_id is None:
             return {"error": "the receipt carries no message id (mid)", "http_status": 400}
-        if parsed.status not in (Status.SENT, Status.DELIVERED, Status.UNDELIVERED):
+        if parsed.status not in (Status.SENT, *FINAL_RECEIPTS):
             return {"applied": False, "reason": "intermediate status"}
         attempt = parsed.attempt if parsed.attempt is not None else url_attempt
         done = await self.store.apply_receipt(
